@@ -1,0 +1,363 @@
+// fastmlp/csrc/bindings.cpp — the Python face of the C++ core, kept thin: check every
+// buffer (dtype, shape, strides, writability), release the GIL, call. No math here.
+// std::invalid_argument becomes ValueError, pybind11::type_error TypeError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "cpu.hpp"
+#include "kernels/activation.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/loss.hpp"
+#include "kernels/optim.hpp"
+#include "train.hpp"
+
+namespace py = pybind11;
+using namespace fastmlp;
+
+namespace {
+
+// A checked view of a NumPy array: rows x cols with unit inner stride and row stride ld.
+template <class T>
+struct View {
+  T* data = nullptr;
+  index_t rows = 0, cols = 0, ld = 0;
+  index_t size() const { return rows * cols; }
+};
+
+template <class T>
+const char* dtype_name();
+template <> const char* dtype_name<float>() { return "float32"; }
+template <> const char* dtype_name<std::int32_t>() { return "int32"; }
+template <> const char* dtype_name<std::int64_t>() { return "int64"; }
+
+// ndim 1 or 2; the last axis must be contiguous; writable arrays are never copied.
+template <class T>
+View<T> view(const py::handle& obj, const char* name, int ndim, bool writable) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a NumPy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string(name) + " must have dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(arr.dtype())));
+  if (arr.ndim() != ndim)
+    throw std::invalid_argument(std::string(name) + " must be " + std::to_string(ndim) +
+                                "-dimensional, got " + std::to_string(arr.ndim()) + " dimensions");
+  if (writable && !arr.writeable())
+    throw std::invalid_argument(std::string(name) + " must be writable");
+  View<T> v;
+  v.rows = ndim == 2 ? arr.shape(0) : 1;
+  v.cols = arr.shape(ndim - 1);
+  const auto isz = static_cast<py::ssize_t>(sizeof(T));
+  if (v.cols > 1 && arr.strides(ndim - 1) != isz)
+    throw std::invalid_argument(std::string(name) + " must be contiguous along its last axis");
+  v.ld = v.cols;
+  if (ndim == 2 && v.rows > 1) {
+    if (arr.strides(0) % isz != 0 || arr.strides(0) / isz < v.cols)
+      throw std::invalid_argument(std::string(name) + " has an unsupported row stride");
+    v.ld = arr.strides(0) / isz;
+  }
+  v.data = static_cast<T*>(const_cast<void*>(arr.data()));
+  return v;
+}
+
+template <class T>
+View<T> contiguous(const py::handle& obj, const char* name, int ndim, bool writable) {
+  View<T> v = view<T>(obj, name, ndim, writable);
+  if (v.rows > 1 && v.ld != v.cols)
+    throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+  return v;
+}
+
+void same_shape(const View<float>& a, const View<float>& b, const char* na, const char* nb) {
+  if (a.rows != b.rows || a.cols != b.cols)
+    throw std::invalid_argument(std::string(na) + " and " + nb + " must have the same shape");
+}
+
+Activation to_activation(int a) {
+  if (a < 0 || a > 3) throw std::invalid_argument("unknown activation code " + std::to_string(a));
+  return static_cast<Activation>(a);
+}
+
+py::array_t<float> new_matrix(index_t rows, index_t cols) {
+  return py::array_t<float>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+}
+
+// --- kernels -------------------------------------------------------------------------
+
+py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
+                          int n_threads, bool reference) {
+  const View<float> a = view<float>(a_obj, "a", 2, false);
+  const View<float> b = view<float>(b_obj, "b", 2, false);
+  const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
+  const index_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+  if (ka != kb)
+    throw std::invalid_argument("matmul: inner dimensions differ: op(a) is (" +
+                                std::to_string(m) + ", " + std::to_string(ka) + "), op(b) is (" +
+                                std::to_string(kb) + ", " + std::to_string(n) + ")");
+  auto c = new_matrix(m, n);
+  GemmArgs g;
+  g.m = m, g.n = n, g.k = ka;
+  g.a = a.data, g.lda = a.ld, g.trans_a = trans_a;
+  g.b = b.data, g.ldb = b.ld, g.trans_b = trans_b;
+  g.c = c.mutable_data(), g.ldc = n;
+  {
+    py::gil_scoped_release nogil;
+    if (reference)
+      gemm_reference(g);
+    else
+      sgemm_parallel(g, n_threads);
+  }
+  return c;
+}
+
+py::array_t<float> activation(py::handle x_obj, int act) {
+  const View<float> x = view<float>(x_obj, "x", 2, false);
+  const Activation f = to_activation(act);
+  auto out = new_matrix(x.rows, x.cols);
+  float* o = out.mutable_data();
+  py::gil_scoped_release nogil;
+  for (index_t r = 0; r < x.rows; ++r)
+    std::copy(x.data + r * x.ld, x.data + r * x.ld + x.cols, o + r * x.cols);
+  activation_forward(f, o, x.rows, x.cols, x.cols);
+  return out;
+}
+
+py::array_t<float> activation_grad(py::handle g_obj, py::handle y_obj, int act) {
+  const View<float> g = view<float>(g_obj, "grad_out", 2, false);
+  const View<float> y = view<float>(y_obj, "out", 2, false);
+  same_shape(g, y, "grad_out", "out");
+  const Activation f = to_activation(act);
+  auto out = new_matrix(g.rows, g.cols);
+  float* o = out.mutable_data();
+  py::gil_scoped_release nogil;
+  for (index_t r = 0; r < g.rows; ++r)
+    std::copy(g.data + r * g.ld, g.data + r * g.ld + g.cols, o + r * g.cols);
+  activation_backward(f, o, g.cols, y.data, y.ld, g.rows, g.cols);
+  return out;
+}
+
+py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj) {
+  const View<float> z = view<float>(z_obj, "logits", 2, false);
+  const View<std::int32_t> y = contiguous<std::int32_t>(y_obj, "labels", 1, false);
+  if (y.cols != z.rows)
+    throw std::invalid_argument("labels has " + std::to_string(y.cols) + " entries, logits " +
+                                std::to_string(z.rows) + " rows");
+  if (z.cols < 1) throw std::invalid_argument("logits must have at least one column");
+  for (index_t i = 0; i < y.cols; ++i)
+    if (y.data[i] < 0 || y.data[i] >= z.cols)
+      throw std::invalid_argument("labels[" + std::to_string(i) + "] = " +
+                                  std::to_string(y.data[i]) + " is outside [0, " +
+                                  std::to_string(z.cols) + ")");
+  auto grad = new_matrix(z.rows, z.cols);
+  std::vector<double> row_loss(z.rows);
+  double total = 0;
+  {
+    py::gil_scoped_release nogil;
+    const float scale = z.rows > 0 ? static_cast<float>(1.0 / z.rows) : 0.0f;
+    softmax_cross_entropy(z.data, z.ld, y.data, nullptr, z.rows, z.cols, scale,
+                          grad.mutable_data(), z.cols, row_loss.data(), nullptr);
+    for (double l : row_loss) total += l;
+  }
+  const double mean = z.rows > 0 ? total / z.rows : 0.0;
+  return py::make_tuple(mean, grad);
+}
+
+// Any-dimensional C-contiguous float32 buffer, seen flat (for the element-wise steps).
+struct Flat {
+  float* data;
+  index_t size;
+  std::vector<py::ssize_t> shape;
+};
+
+Flat flat(const py::handle& obj, const char* name, bool writable) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a NumPy array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<float>()))
+    throw py::type_error(std::string(name) + " must have dtype float32, got " +
+                         std::string(py::str(arr.dtype())));
+  if (!(arr.flags() & py::array::c_style))
+    throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+  if (writable && !arr.writeable())
+    throw std::invalid_argument(std::string(name) + " must be writable");
+  Flat f{static_cast<float*>(const_cast<void*>(arr.data())), static_cast<index_t>(arr.size()),
+         std::vector<py::ssize_t>(arr.shape(), arr.shape() + arr.ndim())};
+  return f;
+}
+
+void same_shape(const Flat& a, const Flat& b, const char* na, const char* nb) {
+  if (a.shape != b.shape)
+    throw std::invalid_argument(std::string(na) + " and " + nb + " must have the same shape");
+}
+
+void sgd_step_py(py::handle p_obj, py::handle g_obj, float lr, py::handle v_obj, float momentum,
+                 bool nesterov, float weight_decay) {
+  const Flat p = flat(p_obj, "param", true), g = flat(g_obj, "grad", false);
+  same_shape(p, g, "param", "grad");
+  float* vel = nullptr;
+  if (!v_obj.is_none()) {
+    const Flat v = flat(v_obj, "velocity", true);
+    same_shape(p, v, "param", "velocity");
+    vel = v.data;
+  } else if (momentum != 0.0f) {
+    throw std::invalid_argument("momentum != 0 needs a velocity array");
+  }
+  py::gil_scoped_release nogil;
+  sgd_step(p.data, g.data, p.size, lr, vel, momentum, nesterov, weight_decay);
+}
+
+void adam_step_py(py::handle p_obj, py::handle g_obj, py::handle m_obj, py::handle v_obj,
+                  long long t, double lr, double beta_1, double beta_2, double epsilon,
+                  float weight_decay) {
+  const Flat p = flat(p_obj, "param", true), g = flat(g_obj, "grad", false);
+  const Flat m = flat(m_obj, "m", true), v = flat(v_obj, "v", true);
+  same_shape(p, g, "param", "grad");
+  same_shape(p, m, "param", "m");
+  same_shape(p, v, "param", "v");
+  if (t < 1) throw std::invalid_argument("t must be >= 1 (the step number after this step)");
+  const AdamStep s = AdamStep::make(lr, beta_1, beta_2, epsilon, t);
+  py::gil_scoped_release nogil;
+  adam_step(p.data, g.data, m.data, v.data, p.size, s, weight_decay);
+}
+
+// --- network -------------------------------------------------------------------------
+
+// coefs[l] (fan_in, fan_out), intercepts[l] (fan_out,), and optional state lists.
+Network make_network(const py::list& coefs, const py::list& intercepts, const py::object& s1W,
+                     const py::object& s1b, const py::object& s2W, const py::object& s2b,
+                     int act, bool writable) {
+  const size_t L = coefs.size();
+  if (L == 0 || intercepts.size() != L)
+    throw std::invalid_argument("coefs and intercepts must be non-empty lists of equal length");
+  auto state = [&](const py::object& lst, size_t l, const char* name, bool mat) -> py::handle {
+    if (lst.is_none()) return py::handle();
+    py::list ls = lst.cast<py::list>();
+    if (ls.size() != L) throw std::invalid_argument(std::string(name) + " has the wrong length");
+    (void)mat;
+    return ls[l];
+  };
+  Network net;
+  net.hidden = to_activation(act);
+  for (size_t l = 0; l < L; ++l) {
+    const View<float> W = contiguous<float>(coefs[l], "coefs[l]", 2, writable);
+    const View<float> b = contiguous<float>(intercepts[l], "intercepts[l]", 1, writable);
+    if (b.cols != W.cols)
+      throw std::invalid_argument("intercepts[" + std::to_string(l) + "] does not match coefs");
+    LayerView Ly;
+    Ly.fan_in = W.rows, Ly.fan_out = W.cols, Ly.W = W.data, Ly.b = b.data;
+    auto bind = [&](const py::object& lw, const py::object& lb, float** pw, float** pb,
+                    const char* nw, const char* nb) {
+      py::handle hw = state(lw, l, nw, true), hb = state(lb, l, nb, false);
+      if (!hw || !hb) return;
+      const View<float> sw = contiguous<float>(hw, nw, 2, true);
+      const View<float> sb = contiguous<float>(hb, nb, 1, true);
+      same_shape(W, sw, "coefs[l]", nw);
+      same_shape(b, sb, "intercepts[l]", nb);
+      *pw = sw.data, *pb = sb.data;
+    };
+    bind(s1W, s1b, &Ly.W_s1, &Ly.b_s1, "state1_coefs[l]", "state1_intercepts[l]");
+    bind(s2W, s2b, &Ly.W_s2, &Ly.b_s2, "state2_coefs[l]", "state2_intercepts[l]");
+    net.layers.push_back(Ly);
+  }
+  return net;
+}
+
+py::dict train_batches_py(py::list coefs, py::list intercepts, py::object s1W, py::object s1b,
+                          py::object s2W, py::object s2b, py::handle X_obj, py::handle y_obj,
+                          py::object sw_obj, py::handle order_obj, index_t batch_size, int act,
+                          int solver, double lr, double momentum, bool nesterov, double alpha,
+                          double beta_1, double beta_2, double epsilon, long long t,
+                          int n_threads) {
+  const Network net = make_network(coefs, intercepts, s1W, s1b, s2W, s2b, act, true);
+  const View<float> X = contiguous<float>(X_obj, "X", 2, false);
+  const View<std::int32_t> y = contiguous<std::int32_t>(y_obj, "y", 1, false);
+  const View<std::int64_t> order = contiguous<std::int64_t>(order_obj, "order", 1, false);
+  if (y.cols != X.rows) throw std::invalid_argument("X and y have different lengths");
+  BatchPlan plan;
+  plan.X = X.data, plan.n_samples = X.rows, plan.n_features = X.cols;
+  plan.y = y.data;
+  if (!sw_obj.is_none()) {
+    const View<float> sw = contiguous<float>(sw_obj, "sample_weight", 1, false);
+    if (sw.cols != X.rows) throw std::invalid_argument("sample_weight has the wrong length");
+    plan.sample_weight = sw.data;
+  }
+  plan.order = order.data, plan.n_order = order.cols;
+  plan.batch_size = batch_size;
+  if (solver != 0 && solver != 1) throw std::invalid_argument("unknown solver code");
+  OptimConfig opt;
+  opt.solver = static_cast<Solver>(solver);
+  opt.learning_rate = lr, opt.momentum = momentum, opt.nesterov = nesterov, opt.alpha = alpha;
+  opt.beta_1 = beta_1, opt.beta_2 = beta_2, opt.epsilon = epsilon;
+  ChunkResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = train_batches(net, plan, opt, t, n_threads);
+  }
+  py::dict d;
+  d["loss_sum"] = r.loss_sum;
+  d["weight_sum"] = r.weight_sum;
+  d["n_correct"] = r.n_correct;
+  d["n_samples"] = r.n_samples;
+  d["n_batches"] = r.n_batches;
+  d["t"] = r.t;
+  d["finite"] = r.finite;
+  return d;
+}
+
+py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
+                                    int act, bool log, int n_threads) {
+  const Network net = make_network(coefs, intercepts, py::none(), py::none(), py::none(),
+                                   py::none(), act, false);
+  const View<float> X = contiguous<float>(X_obj, "X", 2, false);
+  if (X.cols != net.n_inputs())
+    throw std::invalid_argument("X has " + std::to_string(X.cols) + " features, the network " +
+                                "expects " + std::to_string(net.n_inputs()));
+  auto out = new_matrix(X.rows, net.n_outputs());
+  float* o = out.mutable_data();
+  py::gil_scoped_release nogil;
+  predict_proba(net, X.data, X.rows, o, log, n_threads);
+  return out;
+}
+
+Isa parse_isa(const std::string& s) {
+  if (s == "avx512") return Isa::AVX512;
+  if (s == "avx2") return Isa::AVX2;
+  if (s == "generic") return Isa::Generic;
+  throw std::invalid_argument("isa must be 'avx512', 'avx2' or 'generic', got '" + s + "'");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastmlp's compiled core (private: use fastmlp.kernels and the estimators)";
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+        py::arg("n_threads"), py::arg("reference") = false);
+  m.def("activation", &activation, py::arg("x"), py::arg("act"));
+  m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
+        py::arg("act"));
+  m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("labels"));
+  m.def("sgd_step", &sgd_step_py, py::arg("param"), py::arg("grad"), py::arg("lr"),
+        py::arg("velocity"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"));
+  m.def("adam_step", &adam_step_py, py::arg("param"), py::arg("grad"), py::arg("m"),
+        py::arg("v"), py::arg("t"), py::arg("lr"), py::arg("beta_1"), py::arg("beta_2"),
+        py::arg("epsilon"), py::arg("weight_decay"));
+  m.def("train_batches", &train_batches_py);
+  m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"),
+        py::arg("X"), py::arg("activation"), py::arg("log"), py::arg("n_threads"));
+  m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_isa", [](const std::string& s) { set_isa(parse_isa(s)); }, py::arg("isa"));
+  m.def("max_threads", &default_num_threads);
+#if defined(_OPENMP)
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
+}

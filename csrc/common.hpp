@@ -1,0 +1,39 @@
+// fastmlp/csrc/common.hpp — types shared by every kernel.
+//
+// Index arithmetic is 64-bit everywhere (index_t): a million 28x28 images already overflow
+// 32-bit element offsets once they are float32 activations of a wide layer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace fastmlp {
+
+using index_t = std::int64_t;
+
+// Hidden-layer activations. The integer values are part of the Python binding.
+enum class Activation : int { Identity = 0, ReLU = 1, Logistic = 2, Tanh = 3 };
+
+// Threads available to a parallel region opened by fastmlp when the caller asked for
+// "all": OpenMP's own setting, which OMP_NUM_THREADS and threadpoolctl both adjust.
+inline int default_num_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Split [0, n) into nth contiguous ranges; range ith is [begin, end). Static and
+// deterministic: the same (n, nth) always gives the same ranges.
+inline void split_range(index_t n, int ith, int nth, index_t* begin, index_t* end) {
+  const index_t base = n / nth, rem = n % nth;
+  *begin = ith * base + (ith < rem ? ith : rem);
+  *end = *begin + base + (ith < rem ? 1 : 0);
+}
+
+}  // namespace fastmlp

@@ -1,0 +1,81 @@
+// fastmlp/csrc/kernels/gemm.hpp — single-precision matrix product, the contract.
+//
+// Legend: M, N, K are the dimensions of op(A) (M, K), op(B) (K, N) and the product (M, N).
+// Storage is row-major with leading dimensions (row strides, in elements) lda, ldb, ldc:
+//   op(A)[i][k] = trans_a ? a[k*lda + i] : a[i*lda + k]      (a is (M,K) or (K,M))
+//   op(B)[k][j] = trans_b ? b[j*ldb + k] : b[k*ldb + j]      (b is (K,N) or (N,K))
+// Training uses three shapes: X·W (NN, forward), G·Wᵀ (NT, input gradient), Xᵀ·G (TN,
+// weight gradient).
+//
+// Arithmetic (the determinism contract). Every product element is ONE fused-multiply-add
+// chain over k = 0, 1, ..., K-1 in increasing order, starting from +0.0f:
+//   s = 0; for k: s = fma(op(A)[i][k], op(B)[k][j], s)
+// on the AVX2 and AVX-512 paths, whatever the thread count, the tile an element falls in,
+// the matrix sizes or any cache blocking (a K-block continues the chain from the stored
+// partial sum). So results are bitwise identical to gemm_reference() (the scalar std::fma
+// chain), across thread counts, and a row's result does not depend on the other rows.
+// The portable path (no FMA hardware) uses the same order with separate multiply and add.
+// K == 0 gives s = 0.
+//
+// Epilogue. Once an element's sum s is complete it is delivered exactly once:
+//   * built-in:  c[i*ldc + j] = act(s + bias[j])   (bias may be null: s alone;
+//                act is applied with activation_forward, Identity = none)
+//   * custom:    epilogue.fn(ctx, i0, j0, mr, nr, tile, ldt) receives a finished block
+//                tile[r*ldt + s] = sum for element (i0 + r, j0 + s), r < mr, s < nr.
+//                It may read and write anything it owns for exactly that block of
+//                (i, j) (the fused optimizer step updates W[i0.., j0..] there).
+//                c, bias and act are then ignored.
+//
+// Threads. sgemm() is called by every thread of an enclosing parallel region with its own
+// (ith, nth), 0 <= ith < nth; it computes a static, deterministic share of the output
+// blocks, so each output element has exactly one writer. It never synchronizes: the
+// caller puts a barrier after it before anyone reads C. Packing buffers are per thread
+// (thread_local, grown once, never shrunk), so there is no allocation in steady state.
+// sgemm_parallel() opens its own region for callers outside one.
+//
+// Bad input. sgemm trusts its arguments (checked by the caller): m, n, k >= 0, pointers
+// valid for the shapes, lda >= (trans_a ? M : K), etc. C must not alias A or B.
+#pragma once
+
+#include "common.hpp"
+
+namespace fastmlp {
+
+struct TileEpilogue {
+  void (*fn)(void* ctx, index_t i0, index_t j0, index_t mr, index_t nr, const float* tile,
+             index_t ldt) = nullptr;
+  void* ctx = nullptr;
+};
+
+struct GemmArgs {
+  index_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  index_t lda = 0;
+  bool trans_a = false;
+  const float* b = nullptr;
+  index_t ldb = 0;
+  bool trans_b = false;
+  // Built-in epilogue.
+  float* c = nullptr;
+  index_t ldc = 0;
+  const float* bias = nullptr;  // (N,) or null
+  Activation act = Activation::Identity;
+  // Custom epilogue; when epilogue.fn is set it replaces the built-in one.
+  TileEpilogue epilogue;
+};
+
+// This thread's share of the product. See the contract above.
+void sgemm(const GemmArgs& args, int ith, int nth);
+
+// Opens a parallel region of n_threads (<= 0: default_num_threads()) and runs sgemm.
+void sgemm_parallel(const GemmArgs& args, int n_threads);
+
+// The portable reference: the scalar std::fma chain of the contract, single-threaded,
+// same epilogue semantics. The test oracle and the fallback for exotic inputs.
+void gemm_reference(const GemmArgs& args);
+
+// Apply the built-in epilogue to a finished block (shared by every implementation).
+void gemm_store_block(const GemmArgs& args, index_t i0, index_t j0, index_t mr, index_t nr,
+                      const float* tile, index_t ldt);
+
+}  // namespace fastmlp

@@ -1,0 +1,2 @@
+// AVX2+FMA micro-kernel (to come).
+#include "kernels/gemm.hpp"

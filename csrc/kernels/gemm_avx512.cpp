@@ -1,0 +1,2 @@
+// AVX-512 micro-kernel (to come).
+#include "kernels/gemm.hpp"

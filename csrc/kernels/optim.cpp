@@ -1,0 +1,49 @@
+#include "kernels/optim.hpp"
+
+#include <cmath>
+
+namespace fastmlp {
+
+void sgd_step(float* param, const float* grad, index_t n, float lr, float* velocity,
+              float momentum, bool nesterov, float weight_decay) {
+  if (velocity == nullptr) {
+    for (index_t i = 0; i < n; ++i) {
+      const float g = grad[i] + weight_decay * param[i];
+      param[i] -= lr * g;
+    }
+    return;
+  }
+  for (index_t i = 0; i < n; ++i) {
+    const float g = grad[i] + weight_decay * param[i];
+    const float v = momentum * velocity[i] - lr * g;  // new velocity
+    velocity[i] = v;
+    param[i] += nesterov ? momentum * v - lr * g : v;
+  }
+}
+
+AdamStep AdamStep::make(double lr, double beta_1, double beta_2, double epsilon, long long t) {
+  AdamStep s;
+  const double td = static_cast<double>(t);
+  s.lr_t = static_cast<float>(lr * std::sqrt(1.0 - std::pow(beta_2, td)) /
+                              (1.0 - std::pow(beta_1, td)));
+  s.beta_1 = static_cast<float>(beta_1);
+  s.beta_2 = static_cast<float>(beta_2);
+  s.epsilon = static_cast<float>(epsilon);
+  return s;
+}
+
+void adam_step(float* param, const float* grad, float* m, float* v, index_t n, const AdamStep& s,
+               float weight_decay) {
+  const float b1 = s.beta_1, b2 = s.beta_2;
+  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  for (index_t i = 0; i < n; ++i) {
+    const float g = grad[i] + weight_decay * param[i];
+    const float mi = b1 * m[i] + c1 * g;           // first moment
+    const float vi = b2 * v[i] + c2 * (g * g);     // second moment
+    m[i] = mi;
+    v[i] = vi;
+    param[i] -= s.lr_t * mi / (std::sqrt(vi) + s.epsilon);
+  }
+}
+
+}  // namespace fastmlp

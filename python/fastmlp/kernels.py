@@ -1,0 +1,223 @@
+"""NumPy-facing wrappers of fastmlp's C++ kernels (float32).
+
+These are the building blocks of the training loop, exposed for tests, benchmarks and
+curious users. Inputs are validated here with messages that name the argument; arrays
+updated in place (``sgd_step``, ``adam_step``) must already be writable C-contiguous
+float32 and are never silently copied. The GIL is released while a kernel runs.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _core
+
+__all__ = [
+    "matmul",
+    "relu",
+    "relu_backward",
+    "activation",
+    "activation_backward",
+    "softmax_cross_entropy",
+    "sgd_step",
+    "adam_step",
+]
+
+# Codes of the C++ enum Activation (csrc/common.hpp).
+ACTIVATIONS = {"identity": 0, "relu": 1, "logistic": 2, "tanh": 3}
+
+
+def _float_matrix(x, name, ndim=2):
+    """A read-only input as a float32 array the core can read without guessing."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {x.shape}")
+    return x
+
+
+def _as_kernel_operand(x, trans):
+    """(array, trans) with a unit inner stride: a Fortran array is its C-ordered transpose."""
+    if x.ndim == 2 and x.strides[1] == x.itemsize and x.strides[0] >= x.shape[1] * x.itemsize:
+        return x, trans
+    if x.flags.f_contiguous:
+        return x.T, not trans
+    return np.ascontiguousarray(x), trans
+
+
+def _n_threads(n_threads):
+    if n_threads is None:
+        return 0
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
+    return int(n_threads)
+
+
+def matmul(a, b, trans_a=False, trans_b=False, *, n_threads=None):
+    """op(a) @ op(b) in float32, where op(x) is x or x.T.
+
+    Parameters
+    ----------
+    a : ndarray of float32, shape (M, K), or (K, M) with ``trans_a=True``
+    b : ndarray of float32, shape (K, N), or (N, K) with ``trans_b=True``
+    trans_a, trans_b : bool
+    n_threads : int or None
+        Threads to use; None uses OpenMP's setting (``OMP_NUM_THREADS``, threadpoolctl).
+
+    Returns
+    -------
+    c : ndarray of float32, shape (M, N)
+        Each element is one fused multiply-add chain over k in order, so the result is
+        bitwise identical for any thread count.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp.kernels import matmul
+    >>> a = np.ones((2, 3), dtype=np.float32)
+    >>> matmul(a, a, trans_b=True)
+    array([[3., 3.],
+           [3., 3.]], dtype=float32)
+    """
+    a = _float_matrix(a, "a")
+    b = _float_matrix(b, "b")
+    ka = a.shape[0] if trans_a else a.shape[1]
+    kb = b.shape[1] if trans_b else b.shape[0]
+    if ka != kb:
+        raise ValueError(
+            f"matmul: inner dimensions differ: op(a) has {ka} columns, op(b) has {kb} rows "
+            f"(a.shape={a.shape}, trans_a={trans_a}, b.shape={b.shape}, trans_b={trans_b})"
+        )
+    a, trans_a = _as_kernel_operand(a, bool(trans_a))
+    b, trans_b = _as_kernel_operand(b, bool(trans_b))
+    return _core.matmul(a, b, trans_a, trans_b, _n_threads(n_threads))
+
+
+def activation(x, kind="relu"):
+    """f(x) for kind in {"relu", "logistic", "tanh", "identity"}; returns a new array."""
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"kind must be one of {sorted(ACTIVATIONS)}, got {kind!r}")
+    x = _float_matrix(x, "x", x.ndim if isinstance(x, np.ndarray) else 2)
+    shape = x.shape
+    x2 = np.ascontiguousarray(x).reshape(-1, shape[-1] if x.ndim else 1)
+    return _core.activation(x2, ACTIVATIONS[kind]).reshape(shape)
+
+
+def activation_backward(grad_out, out, kind="relu"):
+    """grad_out * f'(z) given out = f(z); returns a new array."""
+    if kind not in ACTIVATIONS:
+        raise ValueError(f"kind must be one of {sorted(ACTIVATIONS)}, got {kind!r}")
+    g = _float_matrix(grad_out, "grad_out", grad_out.ndim if isinstance(grad_out, np.ndarray) else 2)
+    y = _float_matrix(out, "out", out.ndim if isinstance(out, np.ndarray) else 2)
+    if g.shape != y.shape:
+        raise ValueError(f"grad_out {g.shape} and out {y.shape} must have the same shape")
+    shape = g.shape
+    cols = shape[-1] if g.ndim else 1
+    g2 = np.ascontiguousarray(g).reshape(-1, cols)
+    y2 = np.ascontiguousarray(y).reshape(-1, cols)
+    return _core.activation_backward(g2, y2, ACTIVATIONS[kind]).reshape(shape)
+
+
+def relu(x):
+    """max(x, 0) element-wise (NaN propagates); returns a new float32 array."""
+    return activation(x, "relu")
+
+
+def relu_backward(grad_out, out):
+    """grad_out where out > 0, else 0: the gradient through ReLU given its output."""
+    return activation_backward(grad_out, out, "relu")
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy and its gradient with respect to the logits, in one pass.
+
+    Parameters
+    ----------
+    logits : ndarray of float32, shape (n, C)
+    labels : array of int, shape (n,), values in [0, C)
+
+    Returns
+    -------
+    mean_loss : float
+        mean_i (logsumexp(z_i) - z_i[y_i]), accumulated in double.
+    grad : ndarray of float32, shape (n, C)
+        (softmax(z) - onehot(y)) / n.
+    """
+    z = _float_matrix(logits, "logits")
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-dimensional, got shape {y.shape}")
+    if y.shape[0] != z.shape[0]:
+        raise ValueError(f"labels has {y.shape[0]} entries but logits has {z.shape[0]} rows")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
+        raise ValueError(f"labels must lie in [0, {z.shape[1]}), got [{y.min()}, {y.max()}]")
+    z, _ = _as_kernel_operand(z, False)
+    if _ is True:  # a Fortran array: make rows contiguous instead
+        z = np.ascontiguousarray(logits)
+    return _core.softmax_cross_entropy(z, np.ascontiguousarray(y, dtype=np.int32))
+
+
+def _inplace(x, name):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32 (updated in place), got {x.dtype}")
+    if not x.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
+    if not x.flags.writeable:
+        raise ValueError(f"{name} must be writable (it is updated in place)")
+    return x
+
+
+def _same_shape(x, ref, name):
+    x = np.asarray(x)
+    if x.shape != ref.shape:
+        raise ValueError(f"{name} has shape {x.shape}, param has {ref.shape}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def sgd_step(param, grad, lr, *, velocity=None, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One SGD step in place: ``v = momentum*v - lr*g; param += v`` (or the Nesterov form).
+
+    ``g = grad + weight_decay * param``. With ``velocity=None`` (momentum 0):
+    ``param -= lr * g``.
+    """
+    param = _inplace(param, "param")
+    grad = _same_shape(grad, param, "grad")
+    if velocity is not None:
+        _inplace(velocity, "velocity")
+        if velocity.shape != param.shape:
+            raise ValueError(f"velocity has shape {velocity.shape}, param has {param.shape}")
+    elif momentum != 0:
+        raise ValueError("momentum != 0 needs a velocity array")
+    _core.sgd_step(param, grad, float(lr), velocity, float(momentum), bool(nesterov),
+                   float(weight_decay))
+
+
+def adam_step(param, grad, m, v, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+              weight_decay=0.0):
+    """One Adam step in place (scikit-learn's formulation); t is the 1-based step number.
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon)``.
+    """
+    param = _inplace(param, "param")
+    grad = _same_shape(grad, param, "grad")
+    for name, s in (("m", m), ("v", v)):
+        _inplace(s, name)
+        if s.shape != param.shape:
+            raise ValueError(f"{name} has shape {s.shape}, param has {param.shape}")
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
+        raise ValueError(f"t must be an integer >= 1, got {t!r}")
+    _core.adam_step(param, grad, m, v, int(t), float(lr), float(beta_1), float(beta_2),
+                    float(epsilon), float(weight_decay))

@@ -1,0 +1,40 @@
+"""Shared fixtures. Every test that draws random numbers uses ``rng``, seeded from
+FASTMLP_TEST_SEED when set, otherwise from a fresh seed printed in the report header and
+on failure, so any failure can be replayed with FASTMLP_TEST_SEED=<seed>."""
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+
+_SEED = int(os.environ.get("FASTMLP_TEST_SEED", np.random.SeedSequence().entropy % 2**32))
+
+
+def pytest_report_header(config):
+    return f"fastmlp test seed: FASTMLP_TEST_SEED={_SEED}"
+
+
+@pytest.fixture
+def seed(request):
+    """Per-test seed: the session seed mixed with the test's name (stable under -k)."""
+    return (_SEED + zlib.crc32(request.node.nodeid.encode())) % 2**32
+
+
+@pytest.fixture
+def rng(seed):
+    return np.random.default_rng(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        report.sections.append(
+            ("fastmlp seed", f"replay with FASTMLP_TEST_SEED={_SEED} pytest '{item.nodeid}'")
+        )
+
+
+def data_required():
+    return os.environ.get("FASTMLP_REQUIRE_DATA", "") not in ("", "0")
