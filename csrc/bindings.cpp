@@ -89,10 +89,35 @@ py::array_t<float> new_matrix(index_t rows, index_t cols) {
   return py::array_t<float>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
 }
 
+// The destination of a kernel: a new (rows, cols) array when out is None, else the
+// caller's writable C-contiguous float32 array of exactly that shape (written in place,
+// never copied, so a wrong dtype is an error instead of a silently updated copy).
+py::array_t<float> out_matrix(const py::object& out, index_t rows, index_t cols,
+                              const char* name) {
+  if (out.is_none()) return new_matrix(rows, cols);
+  const View<float> o = contiguous<float>(out, name, 2, true);
+  if (o.rows != rows || o.cols != cols)
+    throw std::invalid_argument(std::string(name) + " has shape (" + std::to_string(o.rows) +
+                                ", " + std::to_string(o.cols) + "), expected (" +
+                                std::to_string(rows) + ", " + std::to_string(cols) + ")");
+  return py::reinterpret_borrow<py::array_t<float>>(out);
+}
+
+// Inputs must not share memory with the array written.
+void no_overlap(const py::array& out, const py::handle& in, const char* name) {
+  auto a = py::reinterpret_borrow<py::array>(in);
+  const char* o0 = static_cast<const char*>(out.data());
+  const char* o1 = o0 + out.nbytes();
+  const char* i0 = static_cast<const char*>(a.data());
+  const char* i1 = i0 + (a.size() ? (a.shape(0) - 1) * a.strides(0) + a.nbytes() / a.shape(0) : 0);
+  if (out.nbytes() > 0 && a.size() > 0 && i0 < o1 && o0 < i1)
+    throw std::invalid_argument(std::string("out must not overlap ") + name);
+}
+
 // --- kernels -------------------------------------------------------------------------
 
 py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
-                          int n_threads, bool reference) {
+                          int n_threads, bool reference, py::object out) {
   const View<float> a = view<float>(a_obj, "a", 2, false);
   const View<float> b = view<float>(b_obj, "b", 2, false);
   const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
@@ -101,7 +126,8 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
     throw std::invalid_argument("matmul: inner dimensions differ: op(a) is (" +
                                 std::to_string(m) + ", " + std::to_string(ka) + "), op(b) is (" +
                                 std::to_string(kb) + ", " + std::to_string(n) + ")");
-  auto c = new_matrix(m, n);
+  auto c = out_matrix(out, m, n, "out");
+  if (!out.is_none()) no_overlap(c, a_obj, "a"), no_overlap(c, b_obj, "b");
   GemmArgs g;
   g.m = m, g.n = n, g.k = ka;
   g.a = a.data, g.lda = a.ld, g.trans_a = trans_a;
@@ -117,10 +143,10 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
   return c;
 }
 
-py::array_t<float> activation(py::handle x_obj, int act) {
+py::array_t<float> activation(py::handle x_obj, int act, py::object out_obj) {
   const View<float> x = view<float>(x_obj, "x", 2, false);
   const Activation f = to_activation(act);
-  auto out = new_matrix(x.rows, x.cols);
+  auto out = out_matrix(out_obj, x.rows, x.cols, "out");
   float* o = out.mutable_data();
   py::gil_scoped_release nogil;
   for (index_t r = 0; r < x.rows; ++r)
@@ -129,12 +155,14 @@ py::array_t<float> activation(py::handle x_obj, int act) {
   return out;
 }
 
-py::array_t<float> activation_grad(py::handle g_obj, py::handle y_obj, int act) {
+py::array_t<float> activation_grad(py::handle g_obj, py::handle y_obj, int act,
+                                   py::object out_obj) {
   const View<float> g = view<float>(g_obj, "grad_out", 2, false);
   const View<float> y = view<float>(y_obj, "out", 2, false);
   same_shape(g, y, "grad_out", "out");
   const Activation f = to_activation(act);
-  auto out = new_matrix(g.rows, g.cols);
+  auto out = out_matrix(out_obj, g.rows, g.cols, "grad_in");
+  if (!out_obj.is_none()) no_overlap(out, y_obj, "out");
   float* o = out.mutable_data();
   py::gil_scoped_release nogil;
   for (index_t r = 0; r < g.rows; ++r)
@@ -143,7 +171,7 @@ py::array_t<float> activation_grad(py::handle g_obj, py::handle y_obj, int act) 
   return out;
 }
 
-py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj) {
+py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj, py::object out_obj) {
   const View<float> z = view<float>(z_obj, "logits", 2, false);
   const View<std::int32_t> y = contiguous<std::int32_t>(y_obj, "labels", 1, false);
   if (y.cols != z.rows)
@@ -155,7 +183,7 @@ py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj) {
       throw std::invalid_argument("labels[" + std::to_string(i) + "] = " +
                                   std::to_string(y.data[i]) + " is outside [0, " +
                                   std::to_string(z.cols) + ")");
-  auto grad = new_matrix(z.rows, z.cols);
+  auto grad = out_matrix(out_obj, z.rows, z.cols, "grad_out");
   std::vector<double> row_loss(z.rows);
   double total = 0;
   {
@@ -338,11 +366,12 @@ Isa parse_isa(const std::string& s) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmlp's compiled core (private: use fastmlp.kernels and the estimators)";
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
-        py::arg("n_threads"), py::arg("reference") = false);
-  m.def("activation", &activation, py::arg("x"), py::arg("act"));
+        py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none());
+  m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
-        py::arg("act"));
-  m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("labels"));
+        py::arg("act"), py::arg("grad_in") = py::none());
+  m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("labels"),
+        py::arg("grad_out") = py::none());
   m.def("sgd_step", &sgd_step_py, py::arg("param"), py::arg("grad"), py::arg("lr"),
         py::arg("velocity"), py::arg("momentum"), py::arg("nesterov"), py::arg("weight_decay"));
   m.def("adam_step", &adam_step_py, py::arg("param"), py::arg("grad"), py::arg("m"),

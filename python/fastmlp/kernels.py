@@ -59,7 +59,7 @@ def _n_threads(n_threads):
     return int(n_threads)
 
 
-def matmul(a, b, trans_a=False, trans_b=False, *, n_threads=None):
+def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
     """op(a) @ op(b) in float32, where op(x) is x or x.T.
 
     Parameters
@@ -67,6 +67,8 @@ def matmul(a, b, trans_a=False, trans_b=False, *, n_threads=None):
     a : ndarray of float32, shape (M, K), or (K, M) with ``trans_a=True``
     b : ndarray of float32, shape (K, N), or (N, K) with ``trans_b=True``
     trans_a, trans_b : bool
+    out : ndarray of float32, shape (M, N), optional
+        Written in place (C-contiguous, writable, not overlapping a or b).
     n_threads : int or None
         Threads to use; None uses OpenMP's setting (``OMP_NUM_THREADS``, threadpoolctl).
 
@@ -96,51 +98,76 @@ def matmul(a, b, trans_a=False, trans_b=False, *, n_threads=None):
         )
     a, trans_a = _as_kernel_operand(a, bool(trans_a))
     b, trans_b = _as_kernel_operand(b, bool(trans_b))
-    return _core.matmul(a, b, trans_a, trans_b, _n_threads(n_threads))
+    res = _core.matmul(a, b, trans_a, trans_b, _n_threads(n_threads), False, out)
+    return out if out is not None else res
 
 
-def activation(x, kind="relu"):
-    """f(x) for kind in {"relu", "logistic", "tanh", "identity"}; returns a new array."""
+def _check_kind(kind):
     if kind not in ACTIVATIONS:
         raise ValueError(f"kind must be one of {sorted(ACTIVATIONS)}, got {kind!r}")
-    x = _float_matrix(x, "x", x.ndim if isinstance(x, np.ndarray) else 2)
-    shape = x.shape
-    x2 = np.ascontiguousarray(x).reshape(-1, shape[-1] if x.ndim else 1)
-    return _core.activation(x2, ACTIVATIONS[kind]).reshape(shape)
+    return ACTIVATIONS[kind]
 
 
-def activation_backward(grad_out, out, kind="relu"):
-    """grad_out * f'(z) given out = f(z); returns a new array."""
-    if kind not in ACTIVATIONS:
-        raise ValueError(f"kind must be one of {sorted(ACTIVATIONS)}, got {kind!r}")
-    g = _float_matrix(grad_out, "grad_out", grad_out.ndim if isinstance(grad_out, np.ndarray) else 2)
-    y = _float_matrix(out, "out", out.ndim if isinstance(out, np.ndarray) else 2)
-    if g.shape != y.shape:
-        raise ValueError(f"grad_out {g.shape} and out {y.shape} must have the same shape")
-    shape = g.shape
-    cols = shape[-1] if g.ndim else 1
-    g2 = np.ascontiguousarray(g).reshape(-1, cols)
-    y2 = np.ascontiguousarray(y).reshape(-1, cols)
-    return _core.activation_backward(g2, y2, ACTIVATIONS[kind]).reshape(shape)
+def _rows(x, name):
+    """Any-shaped float32 array as a C-contiguous 2-D (rows, last axis) view or copy."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    cols = x.shape[-1] if x.ndim else 1
+    return np.ascontiguousarray(x).reshape(-1, cols)
 
 
-def relu(x):
-    """max(x, 0) element-wise (NaN propagates); returns a new float32 array."""
-    return activation(x, "relu")
+def _dest(out, shape, name):
+    """out as the 2-D view the core writes through, after checking it is a valid target."""
+    if out is None:
+        return None
+    _inplace(out, name)
+    if out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
+    return out.reshape(-1, shape[-1] if len(shape) else 1)
 
 
-def relu_backward(grad_out, out):
-    """grad_out where out > 0, else 0: the gradient through ReLU given its output."""
-    return activation_backward(grad_out, out, "relu")
+def activation(x, kind="relu", *, out=None):
+    """f(x) element-wise for kind in {"relu", "logistic", "tanh", "identity"}.
+
+    Returns a new float32 array of x's shape, or writes ``out`` (which may be x itself).
+    """
+    code = _check_kind(kind)
+    x2 = _rows(x, "x")
+    res = _core.activation(x2, code, _dest(out, x.shape, "out"))
+    return out if out is not None else res.reshape(x.shape)
 
 
-def softmax_cross_entropy(logits, labels):
+def activation_backward(grad_out, out, kind="relu", *, grad_in=None):
+    """grad_out * f'(z) given out = f(z) (the activation's output)."""
+    code = _check_kind(kind)
+    g2, y2 = _rows(grad_out, "grad_out"), _rows(out, "out")
+    if grad_out.shape != out.shape:
+        raise ValueError(f"grad_out {grad_out.shape} and out {out.shape} must have the same shape")
+    res = _core.activation_backward(g2, y2, code, _dest(grad_in, grad_out.shape, "grad_in"))
+    return grad_in if grad_in is not None else res.reshape(grad_out.shape)
+
+
+def relu(x, *, out=None):
+    """max(x, 0) element-wise (NaN propagates); float32 in, float32 out."""
+    return activation(x, "relu", out=out)
+
+
+def relu_backward(grad_out, out, *, grad_in=None):
+    """grad_out where out > 0, else 0: the gradient through ReLU given its output ``out``."""
+    return activation_backward(grad_out, out, "relu", grad_in=grad_in)
+
+
+def softmax_cross_entropy(logits, labels, *, out=None):
     """Mean softmax cross-entropy and its gradient with respect to the logits, in one pass.
 
     Parameters
     ----------
     logits : ndarray of float32, shape (n, C)
     labels : array of int, shape (n,), values in [0, C)
+    out : ndarray of float32, shape (n, C), optional
+        Destination of the gradient (may be logits itself).
 
     Returns
     -------
@@ -159,10 +186,11 @@ def softmax_cross_entropy(logits, labels):
         raise TypeError(f"labels must be integers, got dtype {y.dtype}")
     if y.size and (y.min() < 0 or y.max() >= z.shape[1]):
         raise ValueError(f"labels must lie in [0, {z.shape[1]}), got [{y.min()}, {y.max()}]")
-    z, _ = _as_kernel_operand(z, False)
-    if _ is True:  # a Fortran array: make rows contiguous instead
-        z = np.ascontiguousarray(logits)
-    return _core.softmax_cross_entropy(z, np.ascontiguousarray(y, dtype=np.int32))
+    if not (z.strides[1] == z.itemsize and z.strides[0] >= z.shape[1] * z.itemsize):
+        z = np.ascontiguousarray(z)
+    loss, grad = _core.softmax_cross_entropy(z, np.ascontiguousarray(y, dtype=np.int32),
+                                             _dest(out, z.shape, "out"))
+    return loss, (out if out is not None else grad)
 
 
 def _inplace(x, name):
