@@ -3,16 +3,19 @@
 Shape legend: n samples, H x W pixels, C channels, d = H * W * C features.
 """
 
+import doctest
 import pickle
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import fastmlp.preprocessing
 from fastmlp.preprocessing import PixelScaler
 
 
@@ -37,6 +40,11 @@ def _images(rng, shape, dtype=np.uint8):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(fastmlp.preprocessing, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # -- exact values ------------------------------------------------------------------------
@@ -143,6 +151,16 @@ def test_per_channel_grayscale_is_global(rng):
     global_ = PixelScaler(mode="standard").fit(X)
     assert per_channel.mean_.shape == (1,)
     assert_array_equal(per_channel.transform(X), global_.transform(X))
+
+
+def test_refit_in_another_mode_clears_statistics(rng):
+    X = _images(rng, (5, 3, 3))
+    scaler = PixelScaler(mode="standard").fit(X)
+    assert scaler.mean_ is not None
+    scaler.set_params(mode="unit").fit(X)
+    assert scaler.mean_ is None and scaler.var_ is None
+    assert_array_equal(scaler.offset_, [0.0])
+    assert_array_equal(scaler.scale_, [255.0])
 
 
 def test_per_channel_ignored_by_fixed_modes(rng):
@@ -366,7 +384,7 @@ def test_invalid_inputs(X, error, match):
 
 
 def test_transform_checks_shape_and_fit(rng):
-    with pytest.raises(Exception, match="not fitted yet"):
+    with pytest.raises(NotFittedError, match="not fitted yet"):
         PixelScaler().transform(_images(rng, (2, 4)))
     scaler = PixelScaler().fit(_images(rng, (3, 4, 4)))
     with pytest.raises(ValueError, match="X has 15 features, but PixelScaler is expecting 16"):

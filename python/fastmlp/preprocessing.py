@@ -87,12 +87,12 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Divisor applied after the subtraction: ``max_value / 2``, ``max_value``, or the
         learned standard deviation (1 where it is zero).
 
-    mean_ : ndarray of shape (n_stats,), dtype float64
-        Mean of the training pixels, globally or per channel. Only set when
+    mean_ : ndarray of shape (n_stats,), dtype float64, or None
+        Mean of the training pixels, globally or per channel. None unless
         ``mode="standard"``.
 
-    var_ : ndarray of shape (n_stats,), dtype float64
-        Variance of the training pixels, globally or per channel. Only set when
+    var_ : ndarray of shape (n_stats,), dtype float64, or None
+        Variance of the training pixels, globally or per channel. None unless
         ``mode="standard"``.
 
     n_features_in_ : int
@@ -182,9 +182,11 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             half = float(self.max_value) / 2.0
             self.offset_ = np.array([half])
             self.scale_ = np.array([half])
+            self.mean_ = self.var_ = None
         elif self.mode == "unit":
             self.offset_ = np.array([0.0])
             self.scale_ = np.array([float(self.max_value)])
+            self.mean_ = self.var_ = None
         else:
             n_stats = self._resolve_channels(X.shape[1], image_channels) if self.per_channel else 1
             count, mean, var = _channel_moments(X, n_stats, self.channel_axis == -1)
