@@ -1,41 +1,267 @@
-// GEMM driver: thread partition and ISA dispatch around the micro-kernels.
-// (Placeholder driver: rows split across threads, each row by the reference chain.)
+// GEMM driver: the thread partition, the cache-block loops, packing and the run-time ISA
+// dispatch around the micro-kernels (gemm_ukernel.inc, one instantiation per ISA).
+//
+// Legend: M, N, K as in gemm.hpp; MR x NR the register tile, KC / MC / NC the cache blocks
+// of the selected kernel set (gemm_kernel.hpp). A thread owns the rectangle
+// [i0, i1) x [j0, j1) of C and walks it as
+//   for jc in NC-column blocks:            B block (KC, NC), packed unless usable in place
+//     for pc in K blocks of <= KC:         the chain continues from the stored partial sum
+//       for ic in MC-row blocks:           A block (MC, KC), packed unless usable in place
+//         for jr in NR panels:             the B panel stays in L1 across the tiles below
+//           for ir in MR tiles: micro-kernel
+//         last K block: epilogue of the finished (MC, NC) block.
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+
+#include "cpu.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
 
-void sgemm(const GemmArgs& p, int ith, int nth) {
-  index_t i0, i1;
-  split_range(p.m, ith, nth, &i0, &i1);
-  if (i1 <= i0) return;
-  GemmArgs sub = p;
-  sub.m = i1 - i0;
-  sub.a = p.trans_a ? p.a + i0 : p.a + i0 * p.lda;
-  if (p.epilogue.fn == nullptr) {
-    sub.c = p.c + i0 * p.ldc;
-    gemm_reference(sub);
+namespace {
+
+index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+index_t round_up(index_t a, index_t b) { return ceil_div(a, b) * b; }
+
+const GemmKernelSet& kernels_for(Isa isa) {
+#if defined(FASTMLP_X86_64)
+  if (isa == Isa::AVX512) return gemm_kernels_avx512();
+  if (isa == Isa::AVX2) return gemm_kernels_avx2();
+#endif
+  (void)isa;
+  return gemm_kernels_generic();
+}
+
+// A per-thread scratch buffer: 64-byte aligned (one cache line, one zmm), grown to the
+// largest request seen and then reused, so steady-state calls do not allocate.
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() { std::free(p_); }
+  float* get(index_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) & ~size_t(63);
+      p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p_ == nullptr) {
+        cap_ = 0;
+        throw std::bad_alloc();
+      }
+      cap_ = n;
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  index_t cap_ = 0;
+};
+
+struct Workspace {
+  Scratch a, b, c;
+};
+thread_local Workspace tl_ws;
+
+// Thread ith's rectangle of C. The grid of MR x NR tiles is cut into pm x pn contiguous
+// pieces (pm * pn = nth); the cut with the fewest tiles in the largest piece wins, ties go
+// to cutting the dimension with more tiles (M for the 784 x 256 weight gradient, N for a
+// 64 x 256 batch product). Depends only on (M, N, tile, ith, nth): deterministic.
+struct Rect {
+  index_t i0, i1, j0, j1;
+};
+Rect partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth) {
+  const index_t mt = ceil_div(M, MR), nt = ceil_div(N, NR);
+  int best_pm = 1;
+  index_t best_cost = -1;
+  for (int pm = 1; pm <= nth; ++pm) {
+    if (nth % pm != 0) continue;
+    const int pn = nth / pm;
+    const index_t cost = ceil_div(mt, pm) * ceil_div(nt, pn);
+    const bool tie_prefers = (mt >= nt) == (pm > best_pm);
+    if (best_cost < 0 || cost < best_cost || (cost == best_cost && tie_prefers)) {
+      best_cost = cost;
+      best_pm = pm;
+    }
+  }
+  const int pn = nth / best_pm;
+  index_t t0, t1, u0, u1;
+  split_range(mt, ith / pn, best_pm, &t0, &t1);
+  split_range(nt, ith % pn, pn, &u0, &u1);
+  return {std::min(t0 * MR, M), std::min(t1 * MR, M), std::min(u0 * NR, N),
+          std::min(u1 * NR, N)};
+}
+
+// dst (kc, NR) = op(B)[pk0 .. pk0+kc)[col .. col+nr), zero-padded to NR columns.
+void pack_b(const GemmArgs& p, index_t pk0, index_t kc, index_t col, index_t nr, index_t NR,
+            float* dst) {
+  if (p.trans_b) {
+    // op(B)[k][j] = b[j*ldb + k]: read along k, write with stride NR.
+    for (index_t s = 0; s < nr; ++s) {
+      const float* src = p.b + (col + s) * p.ldb + pk0;
+      for (index_t q = 0; q < kc; ++q) dst[q * NR + s] = src[q];
+    }
+    for (index_t s = nr; s < NR; ++s)
+      for (index_t q = 0; q < kc; ++q) dst[q * NR + s] = 0.0f;
   } else {
-    // The reference numbers rows from 0; shift them back for the custom epilogue.
-    struct Shift { TileEpilogue inner; index_t di; } shift{p.epilogue, i0};
-    sub.epilogue.ctx = &shift;
-    sub.epilogue.fn = [](void* ctx, index_t i, index_t j, index_t mr, index_t nr,
-                         const float* t, index_t ldt) {
-      auto* s = static_cast<Shift*>(ctx);
-      s->inner.fn(s->inner.ctx, i + s->di, j, mr, nr, t, ldt);
-    };
-    gemm_reference(sub);
+    for (index_t q = 0; q < kc; ++q) {
+      const float* src = p.b + (pk0 + q) * p.ldb + col;
+      float* d = dst + q * NR;
+      for (index_t s = 0; s < nr; ++s) d[s] = src[s];
+      for (index_t s = nr; s < NR; ++s) d[s] = 0.0f;
+    }
   }
 }
 
+// dst (kc, MR) column-stepped: dst[q*MR + r] = op(A)[row + r][pk0 + q], zero-padded rows.
+void pack_a(const GemmArgs& p, index_t pk0, index_t kc, index_t row, index_t mr, index_t MR,
+            float* dst) {
+  if (p.trans_a) {
+    // op(A)[i][k] = a[k*lda + i]: already column-stepped, copy runs of mr.
+    for (index_t q = 0; q < kc; ++q) {
+      const float* src = p.a + (pk0 + q) * p.lda + row;
+      float* d = dst + q * MR;
+      for (index_t r = 0; r < mr; ++r) d[r] = src[r];
+      for (index_t r = mr; r < MR; ++r) d[r] = 0.0f;
+    }
+  } else {
+    for (index_t r = 0; r < mr; ++r) {
+      const float* src = p.a + (row + r) * p.lda + pk0;
+      for (index_t q = 0; q < kc; ++q) dst[q * MR + r] = src[q];
+    }
+    for (index_t r = mr; r < MR; ++r)
+      for (index_t q = 0; q < kc; ++q) dst[q * MR + r] = 0.0f;
+  }
+}
+
+// This thread's rectangle, all K. See the loop sketch at the top of the file.
+void gemm_rect(const GemmKernelSet& ks, const GemmArgs& p, const Rect& R) {
+  const index_t MR = ks.mr, NR = ks.nr, K = p.k;
+  const index_t M = R.i1 - R.i0, N = R.j1 - R.j0;
+  const bool custom = p.epilogue.fn != nullptr;
+
+  // K runs of equal length (no short tail run); K == 0 is one empty run that stores zeros.
+  const index_t nkb = K > 0 ? ceil_div(K, ks.kc) : 1;
+  const index_t kcmax = K > 0 ? ceil_div(K, nkb) : 0;
+  const index_t ncmax = std::min(round_up(ks.nc, NR), round_up(N, NR));
+  const index_t mcmax = std::min(round_up(ks.mc, MR), round_up(M, MR));
+
+  // Operands already in a layout the micro-kernel reads: a row-major B (NN, TN) gives its
+  // panels in place (stride ldb); a transposed A (TN) gives column-stepped tiles in place
+  // (stride lda) and a row-major A (NN, NT) row-stepped tiles (stride lda). Only edge
+  // tiles, transposed B (NT, TT) and blocks reused across many panels are packed.
+  const bool b_in_place = !p.trans_b;
+  const bool a_in_place = true;
+
+  Workspace& ws = tl_ws;
+  float* const bbuf = ws.b.get(std::max<index_t>(kcmax, 1) * ncmax);
+  float* const abuf = ws.a.get(std::max<index_t>(kcmax, 1) * mcmax);
+  // Custom epilogue: sums go to a scratch block, handed over when complete. With several
+  // K runs the partial sums of every row of the rectangle live there between runs.
+  index_t ldt = 0, trows = 0;
+  float* tbuf = nullptr;
+  if (custom) {
+    ldt = ncmax;
+    trows = nkb > 1 ? M : mcmax;
+    tbuf = ws.c.get(trows * ldt);
+  }
+  // Built-in epilogue applied in the micro-kernel when it is bias and/or ReLU.
+  const bool inline_epi =
+      !custom && (p.act == Activation::Identity || p.act == Activation::ReLU);
+  const bool post_epi = !custom && !inline_epi;
+
+  for (index_t jc = R.j0; jc < R.j1; jc += ncmax) {
+    const index_t nc = std::min(ncmax, R.j1 - jc);
+    const index_t npanel = ceil_div(nc, NR);
+    for (index_t kb = 0; kb < nkb; ++kb) {
+      const index_t pk0 = K * kb / nkb, kc = K * (kb + 1) / nkb - pk0;
+      const bool first = kb == 0, last = kb == nkb - 1;
+      // B panels of this (jc, pc): packed ones at bbuf + t*kc*NR.
+      for (index_t t = 0; t < npanel; ++t) {
+        const index_t col = jc + t * NR, nr = std::min(NR, jc + nc - col);
+        if (!(b_in_place && nr == NR)) pack_b(p, pk0, kc, col, nr, NR, bbuf + t * kc * NR);
+      }
+      for (index_t ic = R.i0; ic < R.i1; ic += mcmax) {
+        const index_t mc = std::min(mcmax, R.i1 - ic);
+        const index_t ntile = ceil_div(mc, MR);
+        for (index_t u = 0; u < ntile; ++u) {
+          const index_t row = ic + u * MR, mr = std::min(MR, ic + mc - row);
+          if (!(a_in_place && mr == MR)) pack_a(p, pk0, kc, row, mr, MR, abuf + u * kc * MR);
+        }
+        const index_t trow0 = custom && nkb > 1 ? R.i0 : ic;  // tbuf's first row
+        for (index_t t = 0; t < npanel; ++t) {
+          const index_t col = jc + t * NR, nr = std::min(NR, jc + nc - col);
+          const float* bp;
+          index_t bs;
+          if (b_in_place && nr == NR) {
+            bp = p.b + pk0 * p.ldb + col, bs = p.ldb;
+          } else {
+            bp = bbuf + t * kc * NR, bs = NR;
+          }
+          GemmStoreOp op;
+          const GemmStoreOp* opp = nullptr;
+          if (inline_epi && last && (p.bias != nullptr || p.act == Activation::ReLU)) {
+            op.bias = p.bias != nullptr ? p.bias + col : nullptr;
+            op.relu = p.act == Activation::ReLU;
+            opp = &op;
+          }
+          for (index_t u = 0; u < ntile; ++u) {
+            const index_t row = ic + u * MR, mr = std::min(MR, ic + mc - row);
+            float* cp;
+            index_t ldc;
+            if (custom) {
+              cp = tbuf + (row - trow0) * ldt + (col - jc), ldc = ldt;
+            } else {
+              cp = p.c + row * p.ldc + col, ldc = p.ldc;
+            }
+            const int m = static_cast<int>(mr), n = static_cast<int>(nr);
+            if (a_in_place && mr == MR && p.trans_a) {
+              ks.a_col(kc, p.a + pk0 * p.lda + row, p.lda, bp, bs, cp, ldc, m, n, !first, opp);
+            } else if (a_in_place && mr == MR) {
+              ks.a_row(kc, p.a + row * p.lda + pk0, p.lda, bp, bs, cp, ldc, m, n, !first, opp);
+            } else {
+              ks.a_col(kc, abuf + u * kc * MR, MR, bp, bs, cp, ldc, m, n, !first, opp);
+            }
+          }
+        }
+        if (last && custom) {
+          p.epilogue.fn(p.epilogue.ctx, ic, jc, mc, nc, tbuf + (ic - trow0) * ldt, ldt);
+        } else if (last && post_epi) {
+          float* cb = p.c + ic * p.ldc + jc;
+          gemm_store_block(p, ic, jc, mc, nc, cb, p.ldc);  // in place: c = act(c + bias)
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void sgemm(const GemmArgs& p, int ith, int nth) {
+  if (p.m <= 0 || p.n <= 0 || ith < 0 || ith >= nth) return;
+  const GemmKernelSet& ks = kernels_for(active_isa());
+  const Rect R = partition(p.m, p.n, ks.mr, ks.nr, ith, nth);
+  if (R.i1 <= R.i0 || R.j1 <= R.j0) return;
+  gemm_rect(ks, p, R);
+}
+
 void sgemm_parallel(const GemmArgs& p, int n_threads) {
-  const int nt = n_threads > 0 ? n_threads : default_num_threads();
+  int nt = n_threads > 0 ? n_threads : default_num_threads();
+  // Opening a parallel region costs a few microseconds: tiny products run on this thread.
+  const double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) *
+                       static_cast<double>(p.k > 0 ? p.k : 1);
+  if (flops < 2.0e5) nt = 1;
 #if defined(_OPENMP)
+  if (nt > 1) {
 #pragma omp parallel num_threads(nt)
-  sgemm(p, omp_get_thread_num(), omp_get_num_threads());
-#else
-  (void)nt;
-  sgemm(p, 0, 1);
+    sgemm(p, omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
 #endif
+  sgemm(p, 0, 1);
 }
 
 }  // namespace fastmlp

@@ -1,2 +1,52 @@
-// AVX2+FMA micro-kernel (to come).
-#include "kernels/gemm.hpp"
+// AVX2+FMA GEMM micro-kernels: the shared body (gemm_ukernel.inc) on 8-float ymm vectors.
+// Compiled with -mavx2 -mfma (CMakeLists.txt) and only called when the CPU has them
+// (csrc/cpu.cpp).
+#include <immintrin.h>
+
+#include "kernels/gemm_kernel.hpp"
+
+namespace fastmlp {
+
+namespace {
+
+// Block sizes, AVX2. MR x NR = 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast of
+// the 16 ymm. KC: a 6-row A panel (KC*24 B) and a 16-column B panel (KC*64 B) stay in
+// the L1 between reuses; MC x KC of A fits in L2; NC bounds the packed B block.
+constexpr int kMR = 6, kNV = 2, kVL = 8;
+constexpr index_t kKC = 256, kMC = 96, kNC = 1024;
+
+using vec = __m256;
+
+// mask(n): lanes < n all ones. A window into {-1 x 8, 0 x 8}.
+alignas(64) constexpr std::int32_t kMaskWindow[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                      0,  0,  0,  0,  0,  0,  0,  0};
+inline __m256i lanes(int n) {
+  n = n < 0 ? 0 : (n > 8 ? 8 : n);
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskWindow + 8 - n));
+}
+inline vec v_zero() { return _mm256_setzero_ps(); }
+inline vec v_load(const float* p) { return _mm256_loadu_ps(p); }
+inline vec v_load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }
+inline void v_store(float* p, vec x) { _mm256_storeu_ps(p, x); }
+inline void v_store_n(float* p, vec x, int n) { _mm256_maskstore_ps(p, lanes(n), x); }
+inline vec v_bcast(const float* p) { return _mm256_broadcast_ss(p); }
+inline vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline vec v_add(vec a, vec b) { return _mm256_add_ps(a, b); }
+inline vec v_relu(vec x) {
+  const vec z = _mm256_setzero_ps();
+  return _mm256_blendv_ps(x, z, _mm256_cmp_ps(x, z, _CMP_LT_OQ));
+}
+inline void v_prefetch(const float* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
+}
+
+#include "kernels/gemm_ukernel.inc"
+
+constexpr GemmKernelSet kSet{"avx2 6x16", kMR, kNV * kVL, kKC, kMC, kNC,
+                             &gemm_ukernel<false>, &gemm_ukernel<true>};
+
+}  // namespace
+
+const GemmKernelSet& gemm_kernels_avx2() { return kSet; }
+
+}  // namespace fastmlp

@@ -1,0 +1,59 @@
+// Portable GEMM micro-kernels: the shared body (gemm_ukernel.inc) on 4-float vectors of
+// plain C++ (GCC/Clang vector extensions, which the compiler maps onto whatever SIMD the
+// target has; one float elsewhere). No FMA is assumed: multiply then add, same k order
+// as the contract, so results agree with the reference to rounding, not bitwise.
+#include "kernels/gemm_kernel.hpp"
+
+namespace fastmlp {
+
+namespace {
+
+// Block sizes, portable. MR x NR = 4 x 8: 8 accumulators of 16 bytes fit any SIMD file.
+constexpr int kMR = 4, kNV = 2;
+constexpr index_t kKC = 256, kMC = 64, kNC = 1024;
+
+#if defined(__GNUC__) || defined(__clang__)
+constexpr int kVL = 4;
+typedef float vec __attribute__((vector_size(16)));
+inline vec v_zero() { return vec{0.0f, 0.0f, 0.0f, 0.0f}; }
+inline vec v_bcast(const float* p) { return vec{*p, *p, *p, *p}; }
+inline void v_prefetch(const float* p) { __builtin_prefetch(p); }
+#else
+constexpr int kVL = 1;
+using vec = float;
+inline vec v_zero() { return 0.0f; }
+inline vec v_bcast(const float* p) { return *p; }
+inline void v_prefetch(const float*) {}
+#endif
+
+inline vec v_load_n(const float* p, int n) {
+  vec x = v_zero();
+  for (int i = 0; i < kVL && i < n; ++i) reinterpret_cast<float*>(&x)[i] = p[i];
+  return x;
+}
+inline vec v_load(const float* p) { return v_load_n(p, kVL); }
+inline void v_store_n(float* p, vec x, int n) {
+  for (int i = 0; i < kVL && i < n; ++i) p[i] = reinterpret_cast<const float*>(&x)[i];
+}
+inline void v_store(float* p, vec x) { v_store_n(p, x, kVL); }
+// Built with -ffp-contract=off: a*b + c stays a rounded product and a rounded sum.
+inline vec v_fma(vec a, vec b, vec c) { return a * b + c; }
+inline vec v_add(vec a, vec b) { return a + b; }
+inline vec v_relu(vec x) {
+  for (int i = 0; i < kVL; ++i) {
+    float& e = reinterpret_cast<float*>(&x)[i];
+    e = e < 0.0f ? 0.0f : e;
+  }
+  return x;
+}
+
+#include "kernels/gemm_ukernel.inc"
+
+constexpr GemmKernelSet kSet{"generic 4x8", kMR, kNV * kVL, kKC, kMC, kNC,
+                             &gemm_ukernel<false>, &gemm_ukernel<true>};
+
+}  // namespace
+
+const GemmKernelSet& gemm_kernels_generic() { return kSet; }
+
+}  // namespace fastmlp
