@@ -37,13 +37,20 @@ template <> const char* dtype_name<float>() { return "float32"; }
 template <> const char* dtype_name<std::int32_t>() { return "int32"; }
 template <> const char* dtype_name<std::int64_t>() { return "int64"; }
 
+// Native-byte-order T (dtype objects compare by value: an unpickled float32 is a new one).
+template <class T>
+bool same_dtype(const py::array& arr) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(arr.dtype().ptr(),
+                                                        py::dtype::of<T>().ptr());
+}
+
 // ndim 1 or 2; the last axis must be contiguous; writable arrays are never copied.
 template <class T>
 View<T> view(const py::handle& obj, const char* name, int ndim, bool writable) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a NumPy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<T>()))
+  if (!same_dtype<T>(arr))
     throw py::type_error(std::string(name) + " must have dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(arr.dtype())));
   if (arr.ndim() != ndim)
@@ -208,7 +215,7 @@ Flat flat(const py::handle& obj, const char* name, bool writable) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a NumPy array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<float>()))
+  if (!same_dtype<float>(arr))
     throw py::type_error(std::string(name) + " must have dtype float32, got " +
                          std::string(py::str(arr.dtype())));
   if (!(arr.flags() & py::array::c_style))

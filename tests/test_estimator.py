@@ -1,0 +1,449 @@
+"""MLPImageClassifier: the math against float64 references, and scikit-learn workflows."""
+
+import pickle
+import threading
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits, load_iris, make_blobs
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fastmlp import MLPImageClassifier
+
+ACTIVATIONS = ["relu", "logistic", "tanh", "identity"]
+
+quiet = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+# --------------------------------------------------------------------------------------
+# A float64 NumPy reference of the network, written out plainly.
+# --------------------------------------------------------------------------------------
+
+def _act(name, z):
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "logistic":
+        return 1 / (1 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    return z
+
+
+def _act_grad(name, y):
+    """f'(z) from y = f(z)."""
+    if name == "relu":
+        return (y > 0).astype(y.dtype)
+    if name == "logistic":
+        return y * (1 - y)
+    if name == "tanh":
+        return 1 - y**2
+    return np.ones_like(y)
+
+
+def ref_loss_and_grads(coefs, intercepts, X, y, activation, alpha=0.0):
+    """Mean cross-entropy + 0.5*alpha*|W|^2/n and its gradients, all float64."""
+    W = [c.astype(np.float64) for c in coefs]
+    b = [v.astype(np.float64) for v in intercepts]
+    acts = [X.astype(np.float64)]
+    for i in range(len(W)):
+        z = acts[-1] @ W[i] + b[i]
+        acts.append(_act(activation, z) if i + 1 < len(W) else z)
+    z = acts[-1]
+    zmax = z.max(axis=1, keepdims=True)
+    lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(axis=1))
+    n = X.shape[0]
+    loss = np.mean(lse - z[np.arange(n), y]) + 0.5 * alpha * sum((w**2).sum() for w in W) / n
+    p = np.exp(z - lse[:, None])
+    delta = p.copy()
+    delta[np.arange(n), y] -= 1
+    delta /= n
+    gW, gb = [None] * len(W), [None] * len(W)
+    for i in range(len(W) - 1, -1, -1):
+        gW[i] = acts[i].T @ delta + alpha * W[i] / n
+        gb[i] = delta.sum(axis=0)
+        if i > 0:
+            delta = (delta @ W[i].T) * _act_grad(activation, acts[i])
+    return loss, gW, gb
+
+
+def one_step(clf, X, y, coefs, intercepts):
+    """Train ``clf`` for exactly one full batch starting from the given parameters."""
+    clf.set_params(warm_start=True, max_iter=1, shuffle=False, batch_size=X.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)  # creates the fitted state with the right shapes ...
+        clf.coefs_ = [c.copy() for c in coefs]  # ... which the test then replaces
+        clf.intercepts_ = [b.copy() for b in intercepts]
+        clf._optimizer_state = None
+        clf.loss_curve_ = []
+        clf.fit(X, y)
+    return clf
+
+
+def small_problem(rng, n=17, d=6, hidden=(5, 4), classes=3):
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = np.arange(n) % classes
+    sizes = [d, *hidden, classes]
+    coefs = [rng.normal(scale=0.5, size=(a, b)).astype(np.float32)
+             for a, b in zip(sizes[:-1], sizes[1:])]
+    intercepts = [rng.normal(scale=0.1, size=b).astype(np.float32) for b in sizes[1:]]
+    return X, y, coefs, intercepts
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_reference_gradient_matches_finite_differences(rng, activation):
+    # The float64 reference is the oracle for the C++ gradient below: check it first.
+    X, y, coefs, intercepts = small_problem(rng)
+    alpha = 0.3
+    _, gW, gb = ref_loss_and_grads(coefs, intercepts, X, y, activation, alpha)
+    h = 1e-6
+    W = [c.astype(np.float64) for c in coefs]
+    b = [v.astype(np.float64) for v in intercepts]
+    for layer in range(len(W)):
+        for params, grads in ((W, gW), (b, gb)):
+            flat = params[layer].reshape(-1)
+            for idx in rng.choice(flat.size, size=min(6, flat.size), replace=False):
+                old = flat[idx]
+                flat[idx] = old + h
+                lp = ref_loss_and_grads(W, b, X, y, activation, alpha)[0]
+                flat[idx] = old - h
+                lm = ref_loss_and_grads(W, b, X, y, activation, alpha)[0]
+                flat[idx] = old
+                fd = (lp - lm) / (2 * h)
+                np.testing.assert_allclose(grads[layer].reshape(-1)[idx], fd, rtol=1e-5,
+                                           atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_sgd_step_equals_reference(rng, activation):
+    # Plain SGD with lr: W1 = W0 - lr * g, so the step reveals the C++ gradient.
+    X, y, coefs, intercepts = small_problem(rng)
+    lr, alpha = 0.5, 0.2
+    clf = MLPImageClassifier(hidden_layer_sizes=(5, 4), activation=activation, solver="sgd",
+                             momentum=0.0, learning_rate_init=lr, alpha=alpha, random_state=0)
+    one_step(clf, X, y, coefs, intercepts)
+    loss, gW, gb = ref_loss_and_grads(coefs, intercepts, X, y, activation, alpha)
+    for i in range(len(coefs)):
+        np.testing.assert_allclose(clf.coefs_[i], coefs[i] - lr * gW[i], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(clf.intercepts_[i], intercepts[i] - lr * gb[i], atol=1e-5,
+                                   rtol=0)
+    np.testing.assert_allclose(clf.loss_curve_[-1], loss, rtol=1e-5)
+
+
+def test_momentum_and_adam_steps_equal_reference(rng):
+    X, y, coefs, intercepts = small_problem(rng)
+    _, gW, gb = ref_loss_and_grads(coefs, intercepts, X, y, "relu", 0.0)
+    # Nesterov momentum from zero velocity: v = -lr g; W += mu v - lr g.
+    lr, mu = 0.1, 0.9
+    clf = MLPImageClassifier(hidden_layer_sizes=(5, 4), solver="sgd", momentum=mu,
+                             nesterovs_momentum=True, learning_rate_init=lr, alpha=0.0)
+    one_step(clf, X, y, coefs, intercepts)
+    for i in range(len(coefs)):
+        np.testing.assert_allclose(clf.coefs_[i], coefs[i] + mu * (-lr * gW[i]) - lr * gW[i],
+                                   atol=1e-5, rtol=0)
+    # Adam's first step from zero moments.
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    clf = MLPImageClassifier(hidden_layer_sizes=(5, 4), solver="adam", learning_rate_init=lr,
+                             alpha=0.0, beta_1=b1, beta_2=b2, epsilon=eps)
+    one_step(clf, X, y, coefs, intercepts)
+    lr_t = lr * np.sqrt(1 - b2) / (1 - b1)
+    for i in range(len(coefs)):
+        m, v = (1 - b1) * gW[i], (1 - b2) * gW[i] ** 2
+        np.testing.assert_allclose(clf.coefs_[i], coefs[i] - lr_t * m / (np.sqrt(v) + eps),
+                                   atol=1e-5, rtol=0)
+        m, v = (1 - b1) * gb[i], (1 - b2) * gb[i] ** 2
+        np.testing.assert_allclose(clf.intercepts_[i],
+                                   intercepts[i] - lr_t * m / (np.sqrt(v) + eps),
+                                   atol=1e-5, rtol=0)
+    assert clf._optimizer_state["t"] == 1
+
+
+def test_predict_proba_matches_reference(rng):
+    X, y, coefs, intercepts = small_problem(rng, n=300)
+    clf = MLPImageClassifier(hidden_layer_sizes=(5, 4), activation="tanh", max_iter=1)
+    one_step(clf, X, y, coefs, intercepts)
+    W = [c.astype(np.float64) for c in clf.coefs_]
+    a = X.astype(np.float64)
+    for i, w in enumerate(W):
+        a = a @ w + clf.intercepts_[i]
+        if i + 1 < len(W):
+            a = np.tanh(a)
+    p = np.exp(a - a.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.predict_proba(X), p, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(p), atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(X), np.argmax(p, axis=1))
+
+
+# --------------------------------------------------------------------------------------
+# Learning
+# --------------------------------------------------------------------------------------
+
+def test_softmax_regression_on_iris():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    clf = MLPImageClassifier(hidden_layer_sizes=(), learning_rate_init=0.05, max_iter=300,
+                             n_iter_no_change=300, batch_size=16, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    assert clf.score(X, y) >= 0.97
+    assert clf.summary().total_params == 4 * 3 + 3
+
+
+def test_digits_cross_validation():
+    X, y = load_digits(return_X_y=True)
+    clf = make_pipeline(StandardScaler(), MLPImageClassifier(max_iter=25, random_state=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(clf, X, y, cv=5)
+    assert scores.mean() >= 0.95, scores
+
+
+def test_summary_parameter_counts():
+    assert MLPImageClassifier((3,)).summary(4, 3).total_params == 27
+    assert MLPImageClassifier((3, 2)).summary(4, 3).total_params == 32
+    s = MLPImageClassifier((256,)).summary(784, 10)
+    assert s.total_params == 203530
+    assert [r[2] for r in s.rows] == [0, 200960, 0, 2570]
+    assert "203,530" in str(s)
+    with pytest.raises(NotFittedError):
+        MLPImageClassifier().summary()
+
+
+# --------------------------------------------------------------------------------------
+# Determinism and state
+# --------------------------------------------------------------------------------------
+
+def _blobs(n=600, d=20, classes=4, seed=0):
+    X, y = make_blobs(n_samples=n, n_features=d, centers=classes, random_state=seed,
+                      cluster_std=3.0)
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+@quiet
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_bitwise_identical_across_threads_and_repeats(solver):
+    X, y = _blobs()
+    params = dict(hidden_layer_sizes=(33, 17), solver=solver, max_iter=3, batch_size=50,
+                  random_state=7, alpha=1e-3)
+    fits = [MLPImageClassifier(n_threads=t, **params).fit(X, y) for t in (1, 2, 2, 1)]
+    for other in fits[1:]:
+        for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, other.coefs_ + other.intercepts_):
+            assert np.array_equal(a, b)
+        assert fits[0].loss_curve_ == other.loss_curve_
+    P = [clf.predict_proba(X) for clf in fits]
+    assert all(np.array_equal(P[0], p) for p in P[1:])
+
+
+@quiet
+def test_warm_start_continues_exactly():
+    # Two warm fits of 2 epochs == one fit of 4: weights, Adam moments, RNG stream all kept.
+    X, y = _blobs()
+    params = dict(hidden_layer_sizes=(16,), batch_size=64, random_state=3)
+    full = MLPImageClassifier(max_iter=4, **params).fit(X, y)
+    warm = MLPImageClassifier(max_iter=2, warm_start=True, **params).fit(X, y).fit(X, y)
+    for a, b in zip(full.coefs_, warm.coefs_):
+        assert np.array_equal(a, b)
+    assert warm.n_iter_ == 4 and warm.t_ == 4 * X.shape[0]
+    assert warm.loss_curve_ == full.loss_curve_
+
+
+def test_partial_fit_equals_fit():
+    X, y = _blobs()
+    params = dict(hidden_layer_sizes=(16,), batch_size=64, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        full = MLPImageClassifier(max_iter=3, **params).fit(X, y)
+    part = MLPImageClassifier(**params)
+    for _ in range(3):
+        part.partial_fit(X, y, classes=np.unique(y))
+    for a, b in zip(full.coefs_, part.coefs_):
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPImageClassifier().partial_fit(X, y)
+    with pytest.raises(ValueError, match="not the same"):
+        part.partial_fit(X, y, classes=[0, 1, 2, 3, 4])
+
+
+def test_pickle_and_joblib_round_trip(tmp_path):
+    X, y = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))
+    joblib.dump(clf, tmp_path / "m.joblib")
+    assert np.array_equal(joblib.load(tmp_path / "m.joblib").predict(X), clf.predict(X))
+    c = clone(clf)
+    assert not hasattr(c, "coefs_") and c.get_params() == clf.get_params()
+
+
+def test_diverging_training_raises_and_keeps_the_model():
+    X, y = _blobs()
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0,
+                             learning_rate_init=0.01, max_iter=1, warm_start=True,
+                             random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    before = [c.copy() for c in clf.coefs_]
+    n_iter = clf.n_iter_
+    clf.set_params(learning_rate_init=1e30)
+    with pytest.raises(ValueError, match="learning_rate_init|Scale the inputs"):
+        clf.fit(X * 1e6, y)
+    assert clf.n_iter_ == n_iter
+    assert all(np.array_equal(a, b) for a, b in zip(before, clf.coefs_))
+    fresh = MLPImageClassifier(solver="sgd", learning_rate_init=1e30, random_state=0)
+    with pytest.raises(ValueError, match="diverged"):
+        fresh.fit(X * 1e6, y)
+    assert not hasattr(fresh, "coefs_")
+
+
+def test_keyboard_interrupt_leaves_a_usable_model():
+    X, y = _blobs(n=3000)
+
+    def interrupt(est, info):
+        if info["event"] == "epoch" and info["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=50, learning_rate_init=0.01,
+                             random_state=0)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        clf.fit(X, y, callback=interrupt)
+    assert clf.n_iter_ == 2
+    assert clf.score(X, y) > 0.5
+
+
+@quiet
+def test_early_stopping_restores_best_weights():
+    X, y = _blobs(n=1000)
+    for metric in ("accuracy", "loss"):
+        clf = MLPImageClassifier(hidden_layer_sizes=(32,), early_stopping=True,
+                                 early_stopping_metric=metric, n_iter_no_change=3,
+                                 max_iter=200, random_state=0).fit(X, y)
+        assert clf.n_iter_ < 200
+        assert len(clf.validation_scores_) == clf.n_iter_
+        assert len(clf.validation_loss_curve_) == clf.n_iter_
+        assert clf.best_loss_ is None
+        assert clf.best_validation_score_ == max(clf.validation_scores_)
+        assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
+
+
+@quiet
+def test_class_weight_shifts_predictions():
+    X, y = make_blobs(n_samples=400, centers=3, cluster_std=8, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), class_weight={0: 1000, 1: 1e-4, 2: 1e-4},
+                             max_iter=100, random_state=0).fit(X, y)
+    assert np.mean(clf.predict(X) == 0) > 0.87
+    balanced = MLPImageClassifier(class_weight="balanced", max_iter=5, random_state=0)
+    balanced.fit(X[:250], y[:250])
+
+
+# --------------------------------------------------------------------------------------
+# Inputs as users have them
+# --------------------------------------------------------------------------------------
+
+@quiet
+def test_image_shapes_dtypes_and_layouts(rng):
+    n = 120
+    imgs = rng.integers(0, 256, size=(n, 6, 5, 3), dtype=np.uint8)
+    y = np.array(["cat", "dog", "emu"])[np.arange(n) % 3]
+    params = dict(hidden_layer_sizes=(10,), max_iter=2, random_state=0)
+    ref = MLPImageClassifier(**params).fit(imgs.reshape(n, -1).astype(np.float32) / 255, y)
+    base = ref.predict_proba(imgs.reshape(n, -1) / 255)
+    for X in (imgs / 255,  # (n, H, W, C) float64
+              np.asfortranarray(imgs.reshape(n, -1) / 255),
+              (imgs / 255).astype(np.float32).reshape(n, 6, 15)):
+        clf = MLPImageClassifier(**params).fit(X, y)
+        np.testing.assert_allclose(clf.predict_proba(X), base, atol=1e-6)
+        assert clf.n_features_in_ == 90
+        assert set(clf.predict(X)) <= {"cat", "dog", "emu"}
+    ro = imgs.copy()
+    ro.flags.writeable = False
+    clf = MLPImageClassifier(**params).fit(ro, y)  # uint8, read-only
+    assert clf.predict(ro).shape == (n,)
+    clf = MLPImageClassifier(**params).fit(imgs.reshape(n, -1).tolist(), list(y))
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(imgs[:, :2].reshape(n, -1))
+
+
+@quiet
+def test_binary_and_pandas(rng):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(rng.normal(size=(80, 3)), columns=["a", "b", "c"])
+    y = pd.Series(np.where(X["a"] > 0, "yes", "no"))
+    clf = MLPImageClassifier(hidden_layer_sizes=(6,), max_iter=50, learning_rate_init=0.01,
+                             random_state=0).fit(X, y)
+    assert list(clf.feature_names_in_) == ["a", "b", "c"]
+    assert clf.predict_proba(X).shape == (80, 2) and clf.n_outputs_ == 2
+    assert clf.score(X, y) > 0.85
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.full((4, 2), np.nan), [0, 1, 0, 1], "NaN"),
+        (np.full((4, 2), np.inf), [0, 1, 0, 1], "infinity"),
+        (np.ones((4, 2)) + 1j, [0, 1, 0, 1], "[Cc]omplex"),
+        (np.ones((0, 2)), [], "0 sample"),
+        (np.ones((4, 2)), [0, 0, 0, 0], "class"),
+        (np.ones((4, 2)), [0, 1, 0], "inconsistent numbers of samples"),
+        (np.ones((4, 2)), [0.5, 1.5, 2.5, 3.5], "Unknown label type"),
+    ],
+)
+def test_bad_input_errors(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MLPImageClassifier(max_iter=1).fit(X, y)
+
+
+def test_bad_parameters():
+    X, y = _blobs(n=40)
+    for params in ({"hidden_layer_sizes": (0,)}, {"hidden_layer_sizes": (3, -1)},
+                   {"solver": "lbfgs"}, {"batch_size": 0}, {"learning_rate_init": 0.0}):
+        with pytest.raises(ValueError):
+            MLPImageClassifier(**params).fit(X, y)
+
+
+@quiet
+def test_concurrent_predict_from_threads():
+    X, y = _blobs(n=4000, d=50)
+    clf = MLPImageClassifier(hidden_layer_sizes=(64,), max_iter=1, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    results = [None] * 6
+
+    def work(i):
+        results[i] = clf.predict_proba(X)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(r, expected) for r in results)
+
+
+# --------------------------------------------------------------------------------------
+# scikit-learn workflows
+# --------------------------------------------------------------------------------------
+
+@quiet
+def test_grid_search_parallel_over_widths_and_scaling():
+    from fastmlp import PixelScaler
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] * 16, y[:600]  # pixel-like 0..255 range
+    pipe = make_pipeline(PixelScaler(), MLPImageClassifier(max_iter=20, random_state=0))
+    grid = GridSearchCV(pipe, {"mlpimageclassifier__hidden_layer_sizes": [(16,), (64,)],
+                               "pixelscaler__mode": ["unit", "symmetric", "standard"]},
+                        cv=3, n_jobs=2)
+    grid.fit(X, y)
+    assert grid.best_score_ > 0.85
+    assert len(grid.cv_results_["params"]) == 6
