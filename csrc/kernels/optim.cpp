@@ -29,13 +29,15 @@ AdamStep AdamStep::make(double lr, double beta_1, double beta_2, double epsilon,
   s.beta_1 = static_cast<float>(beta_1);
   s.beta_2 = static_cast<float>(beta_2);
   s.epsilon = static_cast<float>(epsilon);
+  s.one_minus_beta_1 = static_cast<float>(1.0 - beta_1);
+  s.one_minus_beta_2 = static_cast<float>(1.0 - beta_2);
   return s;
 }
 
 void adam_step(float* param, const float* grad, float* m, float* v, index_t n, const AdamStep& s,
                float weight_decay) {
   const float b1 = s.beta_1, b2 = s.beta_2;
-  const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  const float c1 = s.one_minus_beta_1, c2 = s.one_minus_beta_2;
   for (index_t i = 0; i < n; ++i) {
     const float g = grad[i] + weight_decay * param[i];
     const float mi = b1 * m[i] + c1 * g;           // first moment
