@@ -123,8 +123,37 @@ void no_overlap(const py::array& out, const py::handle& in, const char* name) {
 
 // --- kernels -------------------------------------------------------------------------
 
+// Test hook of matmul(tile_epilogue=True): the product delivered through the custom
+// TileEpilogue, which copies each finished block into C and counts deliveries, so a test
+// can see that every element arrives exactly once and inside the matrix.
+struct CountingEpilogue {
+  float* c;
+  std::int32_t* count;
+  index_t m, n;
+  bool out_of_range = false;  // written only under the lock below
+  static void run(void* ctx, index_t i0, index_t j0, index_t mr, index_t nr, const float* tile,
+                  index_t ldt) {
+    auto* e = static_cast<CountingEpilogue*>(ctx);
+    if (i0 < 0 || j0 < 0 || mr < 1 || nr < 1 || i0 + mr > e->m || j0 + nr > e->n) {
+#if defined(_OPENMP)
+#pragma omp critical(fastmlp_counting_epilogue)
+#endif
+      e->out_of_range = true;
+      return;
+    }
+    for (index_t r = 0; r < mr; ++r)
+      for (index_t s = 0; s < nr; ++s) {
+        // One writer per element is the contract under test; a violation shows as a
+        // count other than 1 (or, if two threads raced on it, a wrong product).
+        e->c[(i0 + r) * e->n + j0 + s] = tile[r * ldt + s];
+        e->count[(i0 + r) * e->n + j0 + s] += 1;
+      }
+  }
+};
+
 py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
-                          int n_threads, bool reference, py::object out) {
+                          int n_threads, bool reference, py::object out, py::object bias_obj,
+                          int act, bool tile_epilogue) {
   const View<float> a = view<float>(a_obj, "a", 2, false);
   const View<float> b = view<float>(b_obj, "b", 2, false);
   const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
@@ -140,12 +169,37 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
   g.a = a.data, g.lda = a.ld, g.trans_a = trans_a;
   g.b = b.data, g.ldb = b.ld, g.trans_b = trans_b;
   g.c = c.mutable_data(), g.ldc = n;
+  g.act = to_activation(act);
+  if (!bias_obj.is_none()) {
+    const View<float> bias = contiguous<float>(bias_obj, "bias", 1, false);
+    if (bias.cols != n)
+      throw std::invalid_argument("bias has " + std::to_string(bias.cols) + " entries, the "
+                                  "product has " + std::to_string(n) + " columns");
+    g.bias = bias.data;
+  }
+  std::vector<std::int32_t> count;
+  CountingEpilogue ce{g.c, nullptr, m, n};
+  if (tile_epilogue) {
+    if (g.bias != nullptr || g.act != Activation::Identity)
+      throw std::invalid_argument("tile_epilogue replaces bias and activation");
+    count.assign(static_cast<size_t>(m * n), 0);
+    ce.count = count.data();
+    g.epilogue.fn = &CountingEpilogue::run, g.epilogue.ctx = &ce;
+  }
   {
     py::gil_scoped_release nogil;
     if (reference)
       gemm_reference(g);
     else
       sgemm_parallel(g, n_threads);
+  }
+  if (tile_epilogue) {
+    if (ce.out_of_range) throw std::runtime_error("matmul: a tile outside the product");
+    for (index_t e = 0; e < m * n; ++e)
+      if (count[e] != 1)
+        throw std::runtime_error("matmul: element (" + std::to_string(e / n) + ", " +
+                                 std::to_string(e % n) + ") delivered " +
+                                 std::to_string(count[e]) + " times");
   }
   return c;
 }
@@ -373,7 +427,9 @@ Isa parse_isa(const std::string& s) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmlp's compiled core (private: use fastmlp.kernels and the estimators)";
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
-        py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none());
+        py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none(),
+        py::arg("bias") = py::none(), py::arg("activation") = 0,
+        py::arg("tile_epilogue") = false);
   m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());

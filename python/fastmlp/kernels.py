@@ -8,6 +8,7 @@ float32 and are never silently copied. The GIL is released while a kernel runs.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import numpy as np
@@ -40,10 +41,20 @@ def _float_matrix(x, name, ndim=2):
     return x
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _as_kernel_operand(x, trans):
-    """(array, trans) with a unit inner stride: a Fortran array is its C-ordered transpose."""
-    if x.ndim == 2 and x.strides[1] == x.itemsize and x.strides[0] >= x.shape[1] * x.itemsize:
+    """(array, trans) with a unit inner stride: a Fortran array is its C-ordered transpose.
+
+    Anything else (e.g. a column slice with a step) is copied once to C order. Empty
+    arrays get explicit strides, since NumPy may report zero strides for them.
+    """
+    s0, s1 = x.strides
+    if s1 == 4 and s0 >= x.shape[1] * 4 and s0 % 4 == 0:
         return x, trans
+    if x.size == 0:
+        return np.lib.stride_tricks.as_strided(x, strides=(max(x.shape[1], 1) * 4, 4)), trans
     if x.flags.f_contiguous:
         return x.T, not trans
     return np.ascontiguousarray(x), trans
@@ -59,24 +70,37 @@ def _n_threads(n_threads):
     return int(n_threads)
 
 
+def _matmul_operand(x, name):
+    if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
+    if x.dtype is not _F32 and x.dtype != _F32:
+        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional, got shape {x.shape}")
+    return x
+
+
 def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
     """op(a) @ op(b) in float32, where op(x) is x or x.T.
 
     Parameters
     ----------
     a : ndarray of float32, shape (M, K), or (K, M) with ``trans_a=True``
+        Any strides; C- or Fortran-ordered inputs are read in place, others copied once.
     b : ndarray of float32, shape (K, N), or (N, K) with ``trans_b=True``
     trans_a, trans_b : bool
     out : ndarray of float32, shape (M, N), optional
         Written in place (C-contiguous, writable, not overlapping a or b).
     n_threads : int or None
         Threads to use; None uses OpenMP's setting (``OMP_NUM_THREADS``, threadpoolctl).
+        Small products run on one thread whatever is asked.
 
     Returns
     -------
     c : ndarray of float32, shape (M, N)
-        Each element is one fused multiply-add chain over k in order, so the result is
-        bitwise identical for any thread count.
+        Each element is one multiply-add chain over k in increasing order (fused on
+        AVX2/AVX-512), so the result is bitwise identical for any thread count and a
+        row does not depend on the other rows.
 
     Examples
     --------
@@ -87,8 +111,21 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
     array([[3., 3.],
            [3., 3.]], dtype=float32)
     """
-    a = _float_matrix(a, "a")
-    b = _float_matrix(b, "b")
+    trans_a = bool(trans_a)
+    trans_b = bool(trans_b)
+    nt = 0 if n_threads is None else _n_threads(n_threads)
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        # Fast path for the common case (float32, unit inner stride): the core checks
+        # everything itself; anything it rejects is retried below with full validation
+        # and, where possible, a view or copy it accepts.
+        try:
+            res = _core.matmul(a, b, trans_a, trans_b, nt, False, out)
+        except (TypeError, ValueError):
+            pass
+        else:
+            return out if out is not None else res
+    a = _matmul_operand(a, "a")
+    b = _matmul_operand(b, "b")
     ka = a.shape[0] if trans_a else a.shape[1]
     kb = b.shape[1] if trans_b else b.shape[0]
     if ka != kb:
@@ -96,10 +133,32 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
             f"matmul: inner dimensions differ: op(a) has {ka} columns, op(b) has {kb} rows "
             f"(a.shape={a.shape}, trans_a={trans_a}, b.shape={b.shape}, trans_b={trans_b})"
         )
-    a, trans_a = _as_kernel_operand(a, bool(trans_a))
-    b, trans_b = _as_kernel_operand(b, bool(trans_b))
-    res = _core.matmul(a, b, trans_a, trans_b, _n_threads(n_threads), False, out)
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    if m == 0 or n == 0:  # nothing to compute; out is still checked
+        if out is not None:
+            _inplace(out, "out")
+            if out.shape != (m, n):
+                raise ValueError(f"out has shape {out.shape}, expected {(m, n)}")
+            return out
+        return np.empty((m, n), dtype=np.float32)
+    a, trans_a = _as_kernel_operand(a, trans_a)
+    b, trans_b = _as_kernel_operand(b, trans_b)
+    res = _core.matmul(a, b, trans_a, trans_b, nt, False, out)
     return out if out is not None else res
+
+
+@contextlib.contextmanager
+def _isa(name):
+    """Run the kernels with instruction set ``name`` ("avx512", "avx2", "generic") inside
+    the block, lowered to what the CPU has; restores the previous choice. For tests and
+    benchmarks: the setting is process-wide."""
+    previous = _core.active_isa()
+    _core.set_isa(name)
+    try:
+        yield _core.active_isa()
+    finally:
+        _core.set_isa(previous)
 
 
 def _check_kind(kind):
