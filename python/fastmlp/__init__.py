@@ -1,7 +1,27 @@
-"""fastmlp: fast multilayer perceptrons for images on the CPU, with a scikit-learn API."""
+"""fastmlp: fast multilayer perceptrons for images on the CPU, with a scikit-learn API.
+
+- :class:`MLPImageClassifier` — the classifier; its training loop runs in C++/OpenMP.
+- :class:`PixelScaler` — the pixel normalizations images need.
+- :mod:`fastmlp.datasets` — IDX files, Fashion-MNIST and MNIST loaders.
+- :mod:`fastmlp.kernels` — the compiled kernels on NumPy arrays.
+"""
 
 from ._core import active_isa, detected_isa
+from .estimator import MLPImageClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "active_isa", "detected_isa"]
+__all__ = ["MLPImageClassifier", "PixelScaler", "__version__", "active_isa", "detected_isa"]
+
+
+def __getattr__(name):
+    # PixelScaler and the submodules load on first use.
+    if name == "PixelScaler":
+        from .preprocessing import PixelScaler
+
+        return PixelScaler
+    if name in ("datasets", "kernels", "preprocessing"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
