@@ -1,0 +1,8 @@
+"""``python -m fastmlp``: the same command line as the ``fastmlp`` script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,778 @@
+"""The ``fastmlp`` command line (also ``python -m fastmlp``).
+
+Subcommands:
+
+- ``train``: load Fashion-MNIST (or MNIST, or four IDX files in a directory), scale the
+  pixels, train an :class:`~fastmlp.MLPImageClassifier` and report, after every epoch, the
+  training loss and accuracy (averaged over the epoch's batches as they were trained) and
+  the test loss and accuracy. With no options it runs the reference configuration:
+  784-256(ReLU)-10, pixels scaled to [-1, 1], PyTorch-style initialization, plain SGD with
+  learning rate 0.01, batches of 64, shuffled, 5 epochs. Optionally saves the model, a JSON
+  record of the run and PNG plots.
+- ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model.
+- ``summary``: the per-layer table of an architecture.
+- ``bench``: runs ``bench/bench_training.py`` of a source checkout.
+
+Errors a user can fix (missing data, bad values, unwritable paths, divergence) end with a
+message on stderr and exit status 1; argparse reports bad usage with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+_DATASETS = {
+    "fashion-mnist": ("Fashion-MNIST", "load_fashion_mnist"),
+    "mnist": ("MNIST", "load_mnist"),
+}
+# The four files of a data set, as their original names; the loaders also accept each
+# name without ".gz".
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+_NORMALIZATIONS = {
+    "none": "raw pixels 0..255",
+    "unit": "pixels scaled to [0, 1]",
+    "symmetric": "pixels scaled to [-1, 1]",
+    "standard": "pixels standardized with the training mean and standard deviation",
+}
+# Command-line name -> estimator name.
+_ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "logistic": "logistic",
+                "tanh": "tanh", "identity": "identity"}
+_ACTIVATION_LABEL = {"relu": "ReLU", "logistic": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+_PLOT_HINT = 'pip install "fastmlp[plot]" (or pip install ".[plot]" in a source checkout)'
+
+
+class CommandError(Exception):
+    """An error the user can act on: printed as a message, never as a traceback."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------------------
+# Option parsing
+# --------------------------------------------------------------------------------------
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _float_in(low, high=math.inf, low_open=False, what="a number"):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_positive_float = _float_in(0.0, low_open=True, what="a positive number")
+_nonnegative_float = _float_in(0.0, what="a number >= 0")
+_unit_interval = _float_in(0.0, 1.0, what="a number in [0, 1]")
+
+
+def _hidden_sizes(text):
+    """'256' -> (256,); '256,128' -> (256, 128); '' -> () (softmax regression)."""
+    parts = [p.strip() for p in text.replace(" ", ",").split(",")]
+    parts = [p for p in parts if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        sizes = None
+    if sizes is None or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer widths such as 256 or 256,256 "
+            f"(or \"\" for none), got {text!r}")
+    return sizes
+
+
+def _add_data_options(parser, default_dataset):
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset", choices=sorted(_DATASETS), default=default_dataset,
+        help="data set to use" + (" (default: %(default)s)" if default_dataset else
+                                  " (default: the one the model was trained on)"))
+    group.add_argument(
+        "--data-dir", metavar="DIR",
+        help="directory holding the four IDX files (train-images-idx3-ubyte.gz, "
+             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+             "t10k-labels-idx1-ubyte.gz, gzipped or not); default: the loaders' lookup "
+             "($FASTMLP_DATA, /usr/share/datasets, the user cache)")
+    group.add_argument(
+        "--download", action="store_true",
+        help="download the data set (checksum-verified) when it is found nowhere")
+
+
+def build_parser():
+    """The argparse parser of the ``fastmlp`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastmlp",
+        description="Train and evaluate multilayer perceptrons on images "
+                    "(Fashion-MNIST, MNIST) on the CPU.")
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    train = sub.add_parser(
+        "train",
+        help="train a model and print per-epoch training and test results",
+        description="Train an MLP and print, after each epoch, the training loss and "
+                    "accuracy (averaged over the epoch's batches) and the test loss and "
+                    "accuracy. Without options: 784-256(ReLU)-10, pixels scaled to [-1, 1], "
+                    "PyTorch-style initialization, SGD with lr 0.01, batch 64, 5 epochs.")
+    _add_data_options(train, "fashion-mnist")
+    model = train.add_argument_group("model")
+    model.add_argument("--hidden", type=_hidden_sizes, default=(256,), metavar="SIZES",
+                       help='hidden layer widths, e.g. 256 or 256,256; "" for softmax '
+                            "regression (default: 256)")
+    model.add_argument("--activation", choices=sorted(_ACTIVATIONS), default="relu",
+                       help="hidden activation; sigmoid is the same as logistic "
+                            "(default: %(default)s)")
+    model.add_argument("--init", choices=("glorot", "pytorch"), default="pytorch",
+                       help="weight initialization: pytorch = U(+-1/sqrt(fan_in)), "
+                            "glorot = U(+-sqrt(6/(fan_in+fan_out))) (default: %(default)s)")
+    opt = train.add_argument_group("training")
+    opt.add_argument("--normalize", choices=tuple(_NORMALIZATIONS), default="symmetric",
+                     help="pixel scaling: none (0..255), unit ([0, 1]), symmetric "
+                          "([-1, 1]) or standard (training mean 0, std 1) "
+                          "(default: %(default)s)")
+    opt.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
+                     help="optimizer (default: %(default)s)")
+    opt.add_argument("--lr", type=_positive_float, default=0.01,
+                     help="learning rate (default: %(default)s)")
+    opt.add_argument("--momentum", type=_unit_interval, default=0.0,
+                     help="SGD momentum (default: %(default)s)")
+    opt.add_argument("--nesterov", action="store_true",
+                     help="use Nesterov's momentum (with --momentum > 0)")
+    opt.add_argument("--alpha", type=_nonnegative_float, default=0.0,
+                     help="L2 penalty on the weights (default: %(default)s)")
+    opt.add_argument("--batch-size", type=_positive_int, default=64,
+                     help="samples per batch (default: %(default)s)")
+    opt.add_argument("--epochs", type=_positive_int, default=5,
+                     help="training epochs (default: %(default)s)")
+    opt.add_argument("--early-stopping", action="store_true",
+                     help="hold out 10%% of the training data, stop when its accuracy has "
+                          "not improved for --patience epochs and keep the best weights")
+    opt.add_argument("--patience", type=_positive_int, default=10,
+                     help="epochs without improvement before --early-stopping stops "
+                          "(default: %(default)s)")
+    opt.add_argument("--seed", type=int, default=0,
+                     help="random seed of initialization and shuffling (default: %(default)s)")
+    opt.add_argument("--threads", type=_positive_int, default=None,
+                     help="threads of the training core (default: all cores, or "
+                          "OMP_NUM_THREADS)")
+    out = train.add_argument_group("output")
+    out.add_argument("--save", metavar="FILE",
+                     help="save the model (scaler + classifier) with joblib, e.g. model.joblib")
+    out.add_argument("--plots", metavar="DIR",
+                     help="write PNG plots (loss and accuracy curves, confusion matrix, "
+                          "sample predictions) to DIR; needs matplotlib")
+    out.add_argument("--json", metavar="FILE",
+                     help="write the configuration, per-epoch history and final metrics")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="print only the final test accuracy (and errors)")
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="evaluate a saved model on the test split",
+        description="Print the test accuracy, the per-class precision/recall/F1 report and "
+                    "the confusion matrix of a model saved by `fastmlp train --save`. "
+                    "Only load model files you trust: joblib files can run code.")
+    evaluate.add_argument("model", metavar="MODEL", help="model file written by --save")
+    _add_data_options(evaluate, None)
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    summary = sub.add_parser(
+        "summary", help="print the per-layer table of an architecture",
+        description="Print the layers, output shapes and parameter counts of an MLP.")
+    summary.add_argument("--hidden", type=_hidden_sizes, default=(256,), metavar="SIZES",
+                         help='hidden layer widths, e.g. 256 or 256,256; "" for none '
+                              "(default: 256)")
+    summary.add_argument("--activation", choices=sorted(_ACTIVATIONS), default="relu",
+                         help="hidden activation (default: %(default)s)")
+    summary.add_argument("--input", type=_positive_int, default=784, metavar="N",
+                         help="input features (pixels) (default: %(default)s)")
+    summary.add_argument("--classes", type=_positive_int, default=10, metavar="N",
+                         help="output classes (default: %(default)s)")
+    summary.set_defaults(handler=_cmd_summary)
+
+    sub.add_parser(
+        "bench", add_help=False, help="run the training benchmark (source checkout only)",
+        description="Run bench/bench_training.py with the remaining arguments.")
+    return parser
+
+
+def main(argv=None):
+    """Run the ``fastmlp`` command with ``argv`` (default ``sys.argv[1:]``); return 0.
+
+    Exits through ``SystemExit`` with status 1 on errors the user can fix, 2 on bad usage.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "bench":
+            return _cmd_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        return args.handler(args) or 0
+    except CommandError as exc:
+        _clear_line()
+        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.status) from None
+    except KeyboardInterrupt:
+        _clear_line()
+        print("fastmlp: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+# --------------------------------------------------------------------------------------
+# Data and model construction
+# --------------------------------------------------------------------------------------
+
+def _holds_idx_files(directory):
+    return all(os.path.isfile(os.path.join(directory, name))
+               or os.path.isfile(os.path.join(directory, name[:-3])) for name in _IDX_FILES)
+
+
+def _load_data(dataset, data_dir, download):
+    """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts."""
+    from . import datasets
+
+    title, function = _DATASETS[dataset]
+    loader = getattr(datasets, function)
+    if data_dir is not None:
+        data_dir = os.path.expanduser(data_dir)
+        if not download and not (_holds_idx_files(data_dir)
+                                 or _holds_idx_files(os.path.join(data_dir, dataset))):
+            raise CommandError(
+                f"{data_dir} does not hold the four IDX files of {title} "
+                f"({', '.join(_IDX_FILES)}, gzipped or not), neither directly nor in "
+                f"{os.path.join(data_dir, dataset)}; add --download to fetch them there")
+    try:
+        return loader(data_home=data_dir, download=download)
+    except FileNotFoundError as exc:
+        message = str(exc)
+        if not download:
+            message += "\n  - or let fastmlp download it: add --download to this command"
+        raise CommandError(message) from None
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"could not load {title}: {exc}") from None
+
+
+def _architecture(n_features, hidden, activation, n_classes):
+    label = _ACTIVATION_LABEL[activation]
+    inner = "".join(f"-{h}({label})" for h in hidden)
+    text = f"{n_features}{inner}-{n_classes}"
+    return text + (" (softmax regression)" if not hidden else "")
+
+
+def _make_scaler(normalize):
+    if normalize == "none":
+        return "passthrough"
+    from .preprocessing import PixelScaler
+
+    return PixelScaler(mode=normalize)
+
+
+def _check_output_path(path, what):
+    """Fail before training, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    parent = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise CommandError(f"{what} {path} is a directory; give a file name")
+    if not os.path.isdir(parent):
+        raise CommandError(f"cannot write {what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"cannot write {what} {path}: directory {parent} is not writable")
+
+
+# --------------------------------------------------------------------------------------
+# Progress and per-epoch reporting
+# --------------------------------------------------------------------------------------
+
+def _stderr_is_terminal():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+_bar_shown = False
+
+
+def _clear_line():
+    global _bar_shown
+    if _bar_shown:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+        _bar_shown = False
+
+
+def _draw_bar(epoch, n_epochs, done, total, loss, accuracy, elapsed):
+    global _bar_shown
+    width = 30
+    filled = int(width * done / max(total, 1))
+    bar = "#" * filled + "." * (width - filled)
+    sys.stderr.write(f"\rEpoch {epoch}/{n_epochs} [{bar}] {done}/{total}  "
+                     f"loss {loss:.4f}  acc {100 * accuracy:.2f}%  {elapsed:.1f}s\033[K")
+    sys.stderr.flush()
+    _bar_shown = True
+
+
+def _test_metrics(estimator, X_test, y_test):
+    """(mean log-loss, accuracy, predictions) of ``estimator`` on the test split."""
+    logp = estimator.predict_log_proba(X_test)
+    classes = estimator.classes_
+    idx = np.searchsorted(classes, y_test)
+    loss = float(-np.mean(logp[np.arange(len(y_test)), idx]))
+    y_pred = classes[np.argmax(logp, axis=1)]
+    return loss, float(np.mean(y_pred == y_test)), y_pred
+
+
+class _EpochReporter:
+    """The ``fit`` callback: progress bar between chunks, test metrics after each epoch."""
+
+    def __init__(self, X_test, y_test, n_epochs, quiet, progress):
+        self.X_test, self.y_test = X_test, y_test
+        self.n_epochs = n_epochs
+        self.quiet = quiet
+        self.progress = progress
+        self.rows = []
+        self.last = None  # the latest progress event
+        self.epoch_start = time.perf_counter()
+
+    def __call__(self, estimator, info):
+        if info["event"] == "progress":
+            self.last = info
+            if self.progress:
+                _draw_bar(info["epoch"], self.n_epochs, info["samples_done"],
+                          info["n_samples"], info["loss"], info["accuracy"],
+                          time.perf_counter() - self.epoch_start)
+            return False
+        t0 = time.perf_counter()
+        test_loss, test_acc, _ = _test_metrics(estimator, self.X_test, self.y_test)
+        test_time = time.perf_counter() - t0
+        row = {"epoch": info["epoch"], "loss": info["loss"], "accuracy": info["accuracy"],
+               "test_loss": test_loss, "test_accuracy": test_acc,
+               "learning_rate": info["learning_rate"], "train_time": info["time"],
+               "test_time": test_time, "time": info["time"] + test_time}
+        for key in ("val_loss", "val_accuracy"):
+            if key in info:
+                row[key] = info[key]
+        self.rows.append(row)
+        _clear_line()
+        if not self.quiet:
+            print(f"Epoch [{row['epoch']}/{self.n_epochs}], Loss: {row['loss']:.4f}, "
+                  f"Accuracy: {100 * row['accuracy']:.2f}%")
+            if "val_accuracy" in row:
+                print(f"Validation Loss: {row['val_loss']:.4f}, "
+                      f"Validation Accuracy: {100 * row['val_accuracy']:.2f}%")
+            print(f"Test Loss: {test_loss:.4f}, Test Accuracy: {100 * test_acc:.2f}%")
+            print(f"Epoch time: {row['time']:.2f} s (training {row['train_time']:.2f} s, "
+                  f"test {test_time:.2f} s)", flush=True)
+        self.epoch_start = time.perf_counter()
+        return False
+
+
+def _summary_table(rows):
+    head = ("Epoch", "Train loss", "Train acc", "Test loss", "Test acc", "Time")
+    cells = [(str(r["epoch"]), f"{r['loss']:.4f}", f"{100 * r['accuracy']:.2f}%",
+              f"{r['test_loss']:.4f}", f"{100 * r['test_accuracy']:.2f}%",
+              f"{r['time']:.1f} s") for r in rows]
+    widths = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(len(head))]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------
+
+def _cmd_train(args):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import Pipeline
+
+    from . import __version__
+    from .estimator import MLPImageClassifier
+
+    wall_start = time.perf_counter()
+    if args.plots is not None:
+        _require_matplotlib()
+        try:
+            os.makedirs(args.plots, exist_ok=True)
+        except OSError as exc:
+            raise CommandError(f"cannot create the plot directory {args.plots}: "
+                               f"{exc.strerror or exc}") from None
+    _check_output_path(args.save, "model file")
+    _check_output_path(args.json, "JSON file")
+
+    data = _load_data(args.dataset, args.data_dir, args.download)
+    title = _DATASETS[args.dataset][0]
+    y_train, y_test = data.target, data.target_test
+    missing = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+    if len(np.unique(y_train)) < 2 or missing.size:
+        raise CommandError(f"the training split must hold at least two classes and every "
+                           f"class of the test split (missing: {missing.tolist()})")
+
+    scaler = _make_scaler(args.normalize)
+    if scaler == "passthrough":
+        X_train = data.data.astype(np.float32)
+        X_test = data.data_test.astype(np.float32)
+    else:
+        X_train = scaler.fit_transform(data.data)
+        X_test = scaler.transform(data.data_test)
+    load_time = time.perf_counter() - wall_start
+
+    activation = _ACTIVATIONS[args.activation]
+    # Training runs exactly --epochs epochs unless --early-stopping: with tol=0 and a
+    # patience longer than the run, the loss-based stopping rule can never fire.
+    classifier = MLPImageClassifier(
+        hidden_layer_sizes=args.hidden, activation=activation, solver=args.solver,
+        alpha=args.alpha, batch_size=args.batch_size, learning_rate="constant",
+        learning_rate_init=args.lr, max_iter=args.epochs, shuffle=True,
+        random_state=args.seed, momentum=args.momentum, nesterovs_momentum=args.nesterov,
+        early_stopping=args.early_stopping,
+        tol=1e-4 if args.early_stopping else 0.0,
+        n_iter_no_change=args.patience if args.early_stopping else args.epochs + 1,
+        weight_init=args.init, n_threads=args.threads)
+
+    n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
+    arch = _architecture(n_features, args.hidden, activation, n_classes)
+    n_params = classifier.summary(n_features, n_classes).total_params
+    optimizer = args.solver.upper() if args.solver == "sgd" else "Adam"
+    if args.solver == "sgd" and args.momentum:
+        optimizer += f" (momentum {args.momentum:g}{', Nesterov' if args.nesterov else ''})"
+    if not args.quiet:
+        print(f"{title}: {len(y_train):,} training and {len(y_test):,} test images "
+              f"from {os.path.dirname(data.filenames['train_images'])}")
+        print(f"Model: {arch}, {n_params:,} parameters, {args.init} initialization")
+        print(f"Training: {optimizer}, lr {args.lr:g}, batch {args.batch_size}, "
+              f"{args.epochs} epochs, {_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
+              + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
+              + (", early stopping" if args.early_stopping else ""), flush=True)
+
+    reporter = _EpochReporter(X_test, y_test, args.epochs, args.quiet,
+                              progress=not args.quiet and _stderr_is_terminal())
+    train_start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            classifier.fit(X_train, y_train, callback=reporter)
+        except ValueError as exc:
+            raise CommandError(_training_failed(exc, args, reporter)) from None
+    train_time = time.perf_counter() - train_start
+    interrupted = False
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            continue  # the run length is what the user asked for
+        if "interrupted" in str(w.message):
+            interrupted = True
+            continue
+        _clear_line()
+        print(f"fastmlp: warning: {w.message}", file=sys.stderr)
+    if interrupted:
+        _clear_line()
+        print(f"fastmlp: interrupted after {len(reporter.rows)} of {args.epochs} epochs",
+              file=sys.stderr)
+        if not reporter.rows:
+            raise SystemExit(130)
+
+    test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
+    wall_time = time.perf_counter() - wall_start
+    note = _poor_result_note(test_acc, n_classes, args)
+    if args.quiet:
+        print(f"Test Accuracy: {100 * test_acc:.2f}%")
+    else:
+        print()
+        print(_summary_table(reporter.rows))
+        if args.early_stopping:
+            print(f"Kept the weights of the best validation epoch: test loss "
+                  f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%")
+        print(f"Total wall time: {wall_time:.1f} s (training and per-epoch tests "
+              f"{train_time:.1f} s, data loading and scaling {load_time:.1f} s)", flush=True)
+    if note:
+        print(f"fastmlp: note: {note}", file=sys.stderr)
+
+    pipeline = Pipeline([("scaler", scaler), ("classifier", classifier)])
+    config = {
+        "dataset": args.dataset, "data_dir": args.data_dir, "hidden": list(args.hidden),
+        "activation": activation, "init": args.init, "normalize": args.normalize,
+        "solver": args.solver, "lr": args.lr, "momentum": args.momentum,
+        "nesterov": args.nesterov, "alpha": args.alpha, "batch_size": args.batch_size,
+        "epochs": args.epochs, "early_stopping": args.early_stopping,
+        "patience": args.patience, "seed": args.seed, "threads": args.threads,
+    }
+    final = {"train_loss": reporter.rows[-1]["loss"],
+             "train_accuracy": reporter.rows[-1]["accuracy"],
+             "test_loss": test_loss, "test_accuracy": test_acc,
+             "epochs_trained": len(reporter.rows)}
+    if args.save is not None:
+        import joblib
+
+        record = {"model": pipeline, "dataset": args.dataset,
+                  "target_names": [str(n) for n in data.target_names], "architecture": arch,
+                  "config": config, "history": reporter.rows, "final": final,
+                  "fastmlp_version": __version__}
+        try:
+            joblib.dump(record, args.save)
+        except OSError as exc:
+            raise CommandError(f"cannot save the model to {args.save}: "
+                               f"{exc.strerror or exc}") from None
+        if not args.quiet:
+            print(f"Saved the model to {args.save} "
+                  f"(evaluate it with: fastmlp evaluate {args.save})")
+    if args.json is not None:
+        doc = {"fastmlp_version": __version__, "command": "train", "config": config,
+               "architecture": arch, "n_parameters": n_params,
+               "n_train": len(y_train), "n_test": len(y_test),
+               "history": reporter.rows, "final": final, "wall_time": wall_time,
+               "interrupted": interrupted,
+               "machine": {"python": platform.python_version(),
+                           "platform": platform.platform(), "cpus": os.cpu_count()}}
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=2)
+                f.write("\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+        if not args.quiet:
+            print(f"Wrote the run's history to {args.json}")
+    if args.plots is not None:
+        paths = _write_plots(args.plots, reporter.rows, y_test, y_pred, data.images_test,
+                             [str(n) for n in data.target_names], title)
+        if not args.quiet:
+            print(f"Wrote plots: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _advice(args):
+    if args.normalize == "none":
+        return (f"raw pixels 0..255 make steps of lr {args.lr:g} far too large: scale the "
+                f"inputs with --normalize symmetric (the default) or use a much smaller "
+                f"learning rate, e.g. --lr 1e-5")
+    return f"lower the learning rate, e.g. --lr {args.lr / 100:g}"
+
+
+def _training_failed(exc, args, reporter):
+    """The message for a ValueError raised by fit, with advice when training diverged."""
+    if "diverged" not in str(exc):
+        return f"training failed: {exc}"
+    where = ""
+    if reporter.last is not None:
+        where = (f" in epoch {reporter.last['epoch']} (within the first "
+                 f"{reporter.last['samples_done']:,} samples)")
+    elif reporter.rows:
+        where = f" after epoch {reporter.rows[-1]['epoch']}"
+    return f"training diverged{where}: the loss became infinite or NaN; {_advice(args)}"
+
+
+def _poor_result_note(test_accuracy, n_classes, args):
+    """Advice when training ran but the model is hardly better than guessing."""
+    chance = 1.0 / n_classes
+    if test_accuracy >= 2 * chance:
+        return None
+    return (f"the test accuracy {100 * test_accuracy:.2f}% is barely above chance "
+            f"({100 * chance:.0f}%); {_advice(args)}")
+
+
+# --------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CommandError(f"--plots needs matplotlib, which is not installed; install it "
+                           f"with: {_PLOT_HINT}") from None
+
+
+def _write_plots(directory, rows, y_test, y_pred, images_test, target_names, title):
+    """Write loss.png, accuracy.png, confusion_matrix.png and samples.png; return paths."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # files only, never a window
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    directory = Path(directory)
+    epochs = [r["epoch"] for r in rows]
+    written = []
+
+    def save(fig, name):
+        path = directory / name
+        try:
+            fig.savefig(path, dpi=100)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+        written.append(path)
+
+    for name, key, label, scale in (("loss.png", "loss", "Loss (cross-entropy)", 1),
+                                    ("accuracy.png", "accuracy", "Accuracy (%)", 100)):
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.add_subplot()
+        ax.plot(epochs, [scale * r[key] for r in rows], "o-", label="train (during epoch)")
+        ax.plot(epochs, [scale * r[f"test_{key}"] for r in rows], "s-",
+                label="test (after epoch)")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(label)
+        ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
+        ax.set_title(f"{title}: {label.split(' ')[0].lower()} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        save(fig, name)
+
+    fig = Figure(figsize=(8, 7), layout="constrained")
+    ax = fig.add_subplot()
+    labels = np.arange(len(target_names))
+    ConfusionMatrixDisplay.from_predictions(
+        y_test, y_pred, labels=labels, display_labels=target_names, ax=ax, cmap="Blues",
+        colorbar=False, xticks_rotation=45)
+    ax.set_title(f"{title}: confusion matrix on the test set "
+                 f"(accuracy {100 * np.mean(y_pred == y_test):.2f}%)")
+    save(fig, "confusion_matrix.png")
+
+    n_rows, n_cols = 4, 8
+    fig = Figure(figsize=(12, 7.2), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i >= len(y_test):
+            continue
+        ax.imshow(images_test[i], cmap="gray_r", vmin=0, vmax=255)
+        wrong = y_pred[i] != y_test[i]
+        ax.set_title(f"true: {target_names[y_test[i]]}\npred: {target_names[y_pred[i]]}",
+                     fontsize=8, color="red" if wrong else "black")
+    fig.suptitle(f"{title}: the first {min(len(y_test), n_rows * n_cols)} test images "
+                 f"(red: wrong prediction)")
+    save(fig, "samples.png")
+    return written
+
+
+# --------------------------------------------------------------------------------------
+# evaluate, summary, bench
+# --------------------------------------------------------------------------------------
+
+def _load_model(path):
+    """(model, metadata) from a file written by ``train --save``, or a bare estimator."""
+    import joblib
+
+    if not os.path.isfile(path):
+        raise CommandError(f"model file {path} does not exist")
+    try:
+        obj = joblib.load(path)
+    except Exception as exc:  # unpickling can fail in many ways; none is a bug here
+        raise CommandError(f"cannot read the model file {path}: "
+                           f"{type(exc).__name__}: {exc}") from None
+    if isinstance(obj, dict) and hasattr(obj.get("model"), "predict_log_proba"):
+        return obj["model"], obj
+    if hasattr(obj, "predict_log_proba") and hasattr(obj, "classes_"):
+        return obj, {}
+    raise CommandError(f"{path} does not hold a fastmlp model (expected a file written by "
+                       f"`fastmlp train --save`)")
+
+
+def _cmd_evaluate(args):
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    model, meta = _load_model(args.model)
+    dataset = args.dataset or meta.get("dataset") or "fashion-mnist"
+    if dataset not in _DATASETS:
+        raise CommandError(f"the model names an unknown data set {dataset!r}; pass --dataset")
+    data = _load_data(dataset, args.data_dir, args.download)
+    names = [str(n) for n in data.target_names]
+    X_test, y_test = data.data_test, data.target_test
+    try:
+        loss, accuracy, y_pred = _test_metrics(model, X_test, y_test)
+    except ValueError as exc:
+        raise CommandError(f"the model does not fit this data: {exc}") from None
+
+    title = _DATASETS[dataset][0]
+    arch = meta.get("architecture")
+    print(f"Model: {args.model}" + (f" ({arch})" if arch else ""))
+    print(f"{title} test set: {len(y_test):,} images")
+    print(f"Test Loss: {loss:.4f}, Test Accuracy: {100 * accuracy:.2f}% "
+          f"({int(np.sum(y_pred == y_test))}/{len(y_test)})")
+    print()
+    labels = np.arange(len(names))
+    print(classification_report(y_test, y_pred, labels=labels, target_names=names, digits=4,
+                                zero_division=0))
+    cm = confusion_matrix(y_test, y_pred, labels=labels)
+    print("Confusion matrix (rows: true class, columns: predicted class):")
+    row_names = [f"{i} {n}" for i, n in enumerate(names)]
+    name_w = max(len(n) for n in row_names)
+    cell_w = max(4, len(str(cm.max())) + 1)
+    print(" " * name_w + "".join(str(i).rjust(cell_w) for i in labels))
+    for name, row in zip(row_names, cm):
+        print(name.ljust(name_w) + "".join(str(v).rjust(cell_w) for v in row))
+    return 0
+
+
+def _cmd_summary(args):
+    from .estimator import MLPImageClassifier
+
+    activation = _ACTIVATIONS[args.activation]
+    clf = MLPImageClassifier(hidden_layer_sizes=args.hidden, activation=activation)
+    print(_architecture(args.input, args.hidden, activation, args.classes))
+    print(clf.summary(args.input, args.classes))
+    return 0
+
+
+def _bench_script():
+    """bench/bench_training.py of the working directory or of the package's checkout."""
+    here = Path(__file__).resolve()
+    for root in (Path.cwd(), *here.parents[1:3]):
+        candidate = root / "bench" / "bench_training.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _cmd_bench(argv):
+    import runpy
+
+    script = _bench_script()
+    if script is None:
+        raise CommandError(
+            "the training benchmark is not installed with the package: run `fastmlp bench` "
+            "from a fastmlp source checkout (it runs bench/bench_training.py)")
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [str(script), *argv]
+    sys.path.insert(0, str(script.parent))
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return 0

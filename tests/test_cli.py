@@ -1,0 +1,345 @@
+"""The ``fastmlp`` command line, end to end on a small generated IDX data set, and the
+reference run on the real Fashion-MNIST."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+from conftest import data_required
+from fastmlp import cli
+from fastmlp.datasets import write_idx
+
+EPOCH_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Loss: (\d+\.\d{4}), Accuracy: (\d+\.\d{2})%$",
+                        re.MULTILINE)
+TEST_LINE = re.compile(r"^Test Loss: (\d+\.\d{4}), Test Accuracy: (\d+\.\d{2})%$", re.MULTILINE)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("loss.png", "accuracy.png", "confusion_matrix.png", "samples.png")
+
+
+def make_images(rng, n):
+    """n 28x28 uint8 images of 10 easy classes: class k is a bright 6x11 block at one of
+    10 places on a noisy background."""
+    y = np.arange(n) % 10
+    rng.shuffle(y)
+    X = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for k in range(10):
+        r, c = 2 + 13 * (k // 5), 5 * (k % 5) + 1
+        block = X[y == k, r:r + 11, c:c + 6]
+        X[y == k, r:r + 11, c:c + 6] = np.maximum(block, 200)
+    return X, y.astype(np.uint8)
+
+
+@pytest.fixture
+def data_dir(tmp_path, rng):
+    d = tmp_path / "data"
+    d.mkdir()
+    X, y = make_images(rng, 600)
+    X_test, y_test = make_images(rng, 200)
+    write_idx(d / "train-images-idx3-ubyte.gz", X)
+    write_idx(d / "train-labels-idx1-ubyte.gz", y)
+    write_idx(d / "t10k-images-idx3-ubyte", X_test)  # raw files are accepted too
+    write_idx(d / "t10k-labels-idx1-ubyte.gz", y_test)
+    return d
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of ``fastmlp argv`` run in this process."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_train_prints_the_per_epoch_lines(capsys, data_dir):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "3",
+                           "--lr", "0.05")
+    assert status == 0, err
+    assert err == ""  # no progress bar when stderr is not a terminal
+    epochs = EPOCH_LINE.findall(out)
+    tests = TEST_LINE.findall(out)
+    assert [(int(k), int(n)) for k, n, _, _ in epochs] == [(1, 3), (2, 3), (3, 3)]
+    assert len(tests) == 3
+    # Each epoch's lines come in order: training, test, time.
+    lines = out.splitlines()
+    i = lines.index(f"Epoch [1/3], Loss: {epochs[0][2]}, Accuracy: {epochs[0][3]}%")
+    assert TEST_LINE.match(lines[i + 1])
+    assert lines[i + 2].startswith("Epoch time: ")
+    assert "784-256(ReLU)-10, 203,530 parameters" in out
+    assert "600 training and 200 test images" in out
+    # The easy classes are learned, and the summary table repeats the per-epoch figures.
+    assert float(tests[-1][1]) > 90
+    assert float(epochs[-1][2]) < float(epochs[0][2])
+    table = out[out.index("Train loss"):]
+    for (_, _, loss, acc), (tloss, tacc) in zip(epochs, tests):
+        assert re.search(rf"{loss}\s+{acc}%\s+{tloss}\s+{tacc}%", table)
+    assert re.search(r"^Total wall time: \d+\.\d s", out, re.MULTILINE)
+
+
+def test_progress_bar_only_on_a_terminal(capsys, data_dir, monkeypatch):
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2")
+    assert status == 0, err
+    assert re.search(r"Epoch 1/2 \[[#.]{30}\] \d+/600", err)
+    assert "\r" not in out and "[#" not in out
+    assert len(EPOCH_LINE.findall(out)) == 2
+
+
+def test_save_then_evaluate(capsys, data_dir, tmp_path):
+    model = tmp_path / "model.joblib"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "3",
+                           "--lr", "0.05", "--normalize", "standard", "--hidden", "32,16",
+                           "--save", model)
+    assert status == 0, err
+    final = float(TEST_LINE.findall(out)[-1][1])
+
+    saved = joblib.load(model)
+    pipeline = saved["model"]
+    assert [name for name, _ in pipeline.steps] == ["scaler", "classifier"]
+    assert pipeline.named_steps["scaler"].mode == "standard"
+    assert pipeline.named_steps["classifier"].hidden_layer_sizes == (32, 16)
+    assert saved["dataset"] == "fashion-mnist"
+    assert saved["target_names"][9] == "Ankle boot"
+
+    status, out, err = run(capsys, "evaluate", model, "--data-dir", data_dir)
+    assert status == 0, err
+    # The same scaling is applied, so evaluate reproduces the last test accuracy.
+    assert f"Test Accuracy: {final:.2f}% " in out
+    assert "784-32(ReLU)-16(ReLU)-10" in out
+    assert "precision" in out and "Ankle boot" in out and "T-shirt/top" in out
+    matrix = out[out.index("Confusion matrix"):].splitlines()[2:12]
+    counts = np.array([[int(v) for v in line.split()[-10:]] for line in matrix])
+    assert counts.sum() == 200
+
+
+def test_evaluate_errors(capsys, tmp_path, data_dir):
+    status, _, err = run(capsys, "evaluate", tmp_path / "missing.joblib")
+    assert status == 1 and "does not exist" in err
+    junk = tmp_path / "junk.joblib"
+    junk.write_bytes(b"not a model")
+    status, _, err = run(capsys, "evaluate", junk, "--data-dir", data_dir)
+    assert status == 1 and "cannot read the model file" in err
+    assert "Traceback" not in err
+
+
+def test_json_record(capsys, data_dir, tmp_path):
+    path = tmp_path / "run.json"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2",
+                           "--hidden", "", "--solver", "adam", "--lr", "0.001",
+                           "--seed", "7", "--json", path)
+    assert status == 0, err
+    doc = json.loads(path.read_text())
+    assert doc["config"]["hidden"] == [] and doc["config"]["solver"] == "adam"
+    assert doc["config"]["seed"] == 7 and doc["config"]["normalize"] == "symmetric"
+    assert doc["architecture"] == "784-10 (softmax regression)"
+    assert doc["n_parameters"] == 7850
+    assert [h["epoch"] for h in doc["history"]] == [1, 2]
+    for h in doc["history"]:
+        assert {"loss", "accuracy", "test_loss", "test_accuracy", "time"} <= set(h)
+        assert 0 <= h["accuracy"] <= 1 and 0 <= h["test_accuracy"] <= 1
+    tests = TEST_LINE.findall(out)
+    assert f"{100 * doc['history'][-1]['test_accuracy']:.2f}" == tests[-1][1]
+    assert doc["final"]["test_accuracy"] == doc["history"][-1]["test_accuracy"]
+    assert doc["n_train"] == 600 and doc["n_test"] == 200
+
+
+def test_same_seed_same_run(capsys, data_dir):
+    outs = []
+    for _ in range(2):
+        status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1",
+                               "--threads", "1", "--seed", "3")
+        assert status == 0, err
+        outs.append(EPOCH_LINE.findall(out) + TEST_LINE.findall(out))
+    assert outs[0] == outs[1]
+
+
+def test_plots(capsys, data_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    plots = tmp_path / "plots" / "run1"  # created when missing
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2",
+                           "--plots", plots)
+    assert status == 0, err
+    for name in PLOTS:
+        path = plots / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        image = matplotlib.image.imread(path)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+        assert image.std() > 0  # not blank
+    assert "Wrote plots" in out
+
+
+def test_plots_without_matplotlib(capsys, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--plots", tmp_path / "p")
+    assert status == 1
+    assert "--plots needs matplotlib" in err and "[plot]" in err
+    assert out == ""  # it says so before training
+    assert not (tmp_path / "p").exists()
+
+
+def test_divergence_without_normalization(capsys, data_dir):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--normalize", "none",
+                           "--lr", "1e6", "--epochs", "3")
+    assert status == 1
+    assert "diverged" in err and "--normalize symmetric" in err and "--lr 1e-5" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "nan" not in out.lower() and "Traceback" not in err
+
+
+def test_advice_when_training_barely_beats_chance():
+    args = cli.build_parser().parse_args(["train", "--normalize", "none"])
+    note = cli._poor_result_note(0.1004, 10, args)
+    assert "barely above chance (10%)" in note and "--normalize symmetric" in note
+    assert "--lr 1e-5" in note
+    assert cli._poor_result_note(0.2, 10, args) is None
+    args = cli.build_parser().parse_args(["train", "--lr", "0.5"])
+    assert "--lr 0.005" in cli._poor_result_note(0.3, 4, args)
+
+
+def test_raw_pixels_with_a_tiny_learning_rate_train(capsys, data_dir):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--normalize", "none",
+                           "--lr", "1e-5", "--epochs", "2")
+    assert status == 0, err
+    assert "raw pixels 0..255" in out
+    assert len(TEST_LINE.findall(out)) == 2
+
+
+def test_quiet(capsys, data_dir):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", "-q")
+    assert status == 0, err
+    assert re.fullmatch(r"Test Accuracy: \d+\.\d\d%\n", out)
+
+
+def test_early_stopping_shows_validation(capsys, data_dir):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2",
+                           "--early-stopping", "--momentum", "0.9", "--nesterov")
+    assert status == 0, err
+    assert len(re.findall(r"^Validation Loss: \d+\.\d{4}, Validation Accuracy: ", out,
+                          re.MULTILINE)) == 2
+    assert "540 training" not in out  # the header counts the whole training split
+    assert "momentum 0.9, Nesterov" in out
+
+
+def test_summary(capsys):
+    status, out, _ = run(capsys, "summary")
+    assert status == 0
+    assert "784-256(ReLU)-10" in out and "203,530" in out
+    status, out, _ = run(capsys, "summary", "--hidden", "256,256", "--activation", "sigmoid")
+    assert "Sigmoid" in out and f"{784 * 256 + 256 + 256 * 256 + 256 + 2570:,}" in out
+    status, out, _ = run(capsys, "summary", "--hidden", "3", "--input", "4", "--classes", "3")
+    assert "Total params: 27" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--epochs", "0"],
+    ["train", "--lr", "-1"],
+    ["train", "--lr", "nan"],
+    ["train", "--momentum", "1.5"],
+    ["train", "--hidden", "256,abc"],
+    ["train", "--hidden", "0"],
+    ["train", "--normalize", "minmax"],
+    ["train", "--dataset", "cifar"],
+    ["train", "--batch-size", "x"],
+    ["evaluate"],
+    ["summary", "--input", "0"],
+    ["frobnicate"],
+    [],
+])
+def test_bad_options_exit_2(capsys, argv):
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert "usage:" in err and "error:" in err and "Traceback" not in err
+
+
+def test_data_dir_without_the_files(capsys, tmp_path):
+    status, out, err = run(capsys, "train", "--data-dir", tmp_path)
+    assert status == 1
+    assert "does not hold the four IDX files" in err and "--download" in err
+    assert out == ""
+
+
+def test_missing_data_shows_how_to_get_it(capsys, tmp_path, monkeypatch):
+    from fastmlp import datasets
+
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    status, out, err = run(capsys, "train")
+    assert status == 1
+    assert err.startswith("fastmlp: error: Fashion-MNIST was not found")
+    assert "apt-get install dataset-fashion-mnist" in err and "--download" in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_unwritable_outputs_fail_before_training(capsys, data_dir, tmp_path):
+    status, out, err = run(capsys, "train", "--data-dir", data_dir,
+                           "--save", tmp_path / "no" / "such" / "model.joblib")
+    assert status == 1 and "does not exist" in err and out == ""
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--json", tmp_path)
+    assert status == 1 and "is a directory" in err and out == ""
+
+
+def test_bench_without_the_script(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_bench_script", lambda: None)
+    status, _, err = run(capsys, "bench", "--quick")
+    assert status == 1 and "bench/bench_training.py" in err
+
+
+def test_bench_forwards_its_arguments(capsys, tmp_path, monkeypatch):
+    script = tmp_path / "bench" / "bench_training.py"
+    script.parent.mkdir()
+    script.write_text("import sys\nprint('bench args', sys.argv[1:])\n")
+    monkeypatch.setattr(cli, "_bench_script", lambda: script)
+    status, out, _ = run(capsys, "bench", "--quick", "-n", "3")
+    assert status == 0 and "bench args ['--quick', '-n', '3']" in out
+
+
+def test_python_dash_m(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    proc = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "evaluate", "summary", "bench"):
+        assert command in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--epochs", "zero"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_reference_run_on_fashion_mnist(capsys):
+    """`fastmlp train` with no options on the real Fashion-MNIST (found by the loaders'
+    lookup, e.g. /usr/share/datasets/fashion-mnist): 5 epochs of the reference
+    configuration land within about a point of the published 83.92% test and 85.13%
+    train accuracy."""
+    status, out, err = run(capsys, "train")
+    if status == 1 and "Fashion-MNIST was not found" in err:
+        if data_required():
+            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but Fashion-MNIST is missing:\n{err}")
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    assert status == 0, err
+    print(out)  # shown with -rP or on failure: the run's table and times
+    assert "60,000 training and 10,000 test images" in out
+    assert "784-256(ReLU)-10, 203,530 parameters, pytorch initialization" in out
+    assert "SGD, lr 0.01, batch 64, 5 epochs, pixels scaled to [-1, 1]" in out
+    epochs = EPOCH_LINE.findall(out)
+    tests = TEST_LINE.findall(out)
+    assert [int(k) for k, *_ in epochs] == [1, 2, 3, 4, 5] and len(tests) == 5
+    train_acc = [float(a) for *_, a in epochs]
+    test_acc = [float(a) for _, a in tests]
+    train_loss = [float(loss) for _, _, loss, _ in epochs]
+    assert 84.1 <= train_acc[-1] <= 86.2, out
+    assert 82.9 <= test_acc[-1] <= 85.0, out
+    # The shape of the reference curves: the training loss falls every epoch, and the
+    # first epoch ends well short of the last.
+    assert all(a > b for a, b in zip(train_loss, train_loss[1:])), out
+    assert train_acc[0] < train_acc[-1] - 5, out
