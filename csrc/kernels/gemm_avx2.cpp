@@ -3,17 +3,15 @@
 // (csrc/cpu.cpp).
 #include <immintrin.h>
 
+#include <utility>
+
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
 
 namespace {
 
-// Block sizes, AVX2. MR x NR = 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast of
-// the 16 ymm. KC: a 6-row A panel (KC*24 B) and a 16-column B panel (KC*64 B) stay in
-// the L1 between reuses; MC x KC of A fits in L2; NC bounds the packed B block.
-constexpr int kMR = 6, kNV = 2, kVL = 8;
-constexpr index_t kKC = 256, kMC = 96, kNC = 1024;
+constexpr int kVL = 8;
 
 using vec = __m256;
 
@@ -42,8 +40,16 @@ inline void v_prefetch(const float* p) {
 
 #include "kernels/gemm_ukernel.inc"
 
-constexpr GemmKernelSet kSet{"avx2 6x16", kMR, kNV * kVL, kKC, kMC, kNC,
-                             &gemm_ukernel<false>, &gemm_ukernel<true>};
+// Block sizes, AVX2 (two ymm FMAs per cycle).
+//   tile 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast of the 16 ymm; 12 FMAs per
+//        2 vector loads and 6 broadcasts. Also used for narrow products (10 columns
+//        fill 10/16 lanes either way).
+//   KC 512, MC 96, NC 1024: as for AVX-512 (the B panel streams from L2, A block in L2).
+constexpr GemmKernelSet kSet{
+    "avx2",
+    gemm_tile<6, 2>(),
+    gemm_tile<6, 2>(),
+    512, 96, 1024};
 
 }  // namespace
 

@@ -3,17 +3,15 @@
 // has them (csrc/cpu.cpp).
 #include <immintrin.h>
 
+#include <utility>
+
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
 
 namespace {
 
-// Block sizes, AVX-512. MR x NR = 14 x 32: 28 accumulators + 2 B vectors of the 32 zmm.
-// KC: a 14-row A panel (KC*56 B) plus a 32-column B panel (KC*128 B) stay within the
-// 32 KiB L1 between reuses; MC x KC of A fits in L2 (1 MiB); NC bounds the packed B block.
-constexpr int kMR = 14, kNV = 2, kVL = 16;
-constexpr index_t kKC = 256, kMC = 112, kNC = 1024;
+constexpr int kVL = 16;
 
 using vec = __m512;
 
@@ -39,8 +37,18 @@ inline void v_prefetch(const float* p) {
 
 #include "kernels/gemm_ukernel.inc"
 
-constexpr GemmKernelSet kSet{"avx512 14x32", kMR,          kNV * kVL,       kKC, kMC,
-                             kNC,            &gemm_ukernel<false>, &gemm_ukernel<true>};
+// Block sizes, AVX-512 (one zmm FMA per cycle on 2 x 256-bit pipes or a 512-bit one).
+//   tile 14 x 32: 28 accumulators + 2 B vectors of the 32 zmm; 28 FMAs per 2 vector loads
+//        and 14 broadcasts, enough independent chains to cover the FMA latency.
+//   narrow 16 x 16: for N <= 16 (the output layer's 10 columns would fill 10/32 lanes).
+//   KC 512: long k runs keep the partial-sum reloads rare; the B panel (KC x 32) streams
+//        from L2 with prefetch. MC 112 rows of A (224 KiB at KC 512) stay in L2.
+//   NC 1024 columns of packed B (2 MiB at KC 512) share the L3.
+constexpr GemmKernelSet kSet{
+    "avx512",
+    gemm_tile<14, 2>(),
+    gemm_tile<16, 1>(),
+    512, 112, 1024};
 
 }  // namespace
 

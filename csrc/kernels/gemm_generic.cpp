@@ -2,15 +2,13 @@
 // plain C++ (GCC/Clang vector extensions, which the compiler maps onto whatever SIMD the
 // target has; one float elsewhere). No FMA is assumed: multiply then add, same k order
 // as the contract, so results agree with the reference to rounding, not bitwise.
+#include <utility>
+
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
 
 namespace {
-
-// Block sizes, portable. MR x NR = 4 x 8: 8 accumulators of 16 bytes fit any SIMD file.
-constexpr int kMR = 4, kNV = 2;
-constexpr index_t kKC = 256, kMC = 64, kNC = 1024;
 
 #if defined(__GNUC__) || defined(__clang__)
 constexpr int kVL = 4;
@@ -49,8 +47,14 @@ inline vec v_relu(vec x) {
 
 #include "kernels/gemm_ukernel.inc"
 
-constexpr GemmKernelSet kSet{"generic 4x8", kMR, kNV * kVL, kKC, kMC, kNC,
-                             &gemm_ukernel<false>, &gemm_ukernel<true>};
+// Block sizes, portable. Tile 4 x 2 vectors (4 x 8 floats with 4-float vectors): 8
+// accumulators of 16 bytes fit any SIMD register file.
+constexpr int kNV = 2;
+constexpr GemmKernelSet kSet{
+    "generic",
+    gemm_tile<4, kNV>(),
+    gemm_tile<4, kNV>(),
+    256, 64, 1024};
 
 }  // namespace
 

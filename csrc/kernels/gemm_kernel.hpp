@@ -9,8 +9,8 @@
 //   B panel (kc, NR): element (p, j) at b[p*bs + j]  (a packed panel with bs = NR, or a
 //                     row-major operand used in place with bs = ldb);
 //   C tile  (m, n) <= (MR, NR) at c[r*ldc + j].
-// All MR rows of A and all NR columns of B are read, so edge tiles come zero-padded from
-// packing; only C is masked to its m rows and n columns.
+// A kernel built for m rows reads exactly m rows of A; all NR columns of B are read, so a
+// B edge panel comes zero-padded from packing and C is masked to its n columns.
 #pragma once
 
 #include "common.hpp"
@@ -31,12 +31,22 @@ using GemmMicroKernel = void (*)(index_t kc, const float* a, index_t as, const f
                                  index_t bs, float* c, index_t ldc, int m, int n,
                                  bool accumulate, const GemmStoreOp* op);
 
+constexpr int kGemmMaxMR = 16;
+
+// A register tile MR x NR and its kernels. a_col[m] / a_row[m] (1 <= m <= MR) compute
+// m-row tiles: the last rows of a product run with exactly their own row count instead
+// of zero padding (64 rows = 4 x 14 + 8), and read only the m rows that exist.
+struct GemmTile {
+  int mr, nr;
+  GemmMicroKernel a_col[kGemmMaxMR + 1];  // A column-stepped (packed, or transposed operand)
+  GemmMicroKernel a_row[kGemmMaxMR + 1];  // A row-stepped (row-major operand in place)
+};
+
 struct GemmKernelSet {
   const char* name;
-  int mr, nr;             // register tile
+  GemmTile wide;          // the main tile
+  GemmTile narrow;        // for N <= narrow.nr (may equal wide)
   index_t kc, mc, nc;     // cache blocks: k run per tile, rows and columns per block
-  GemmMicroKernel a_col;  // A column-stepped (packed panel or transposed operand)
-  GemmMicroKernel a_row;  // A row-stepped (row-major operand used in place)
 };
 
 // Defined by gemm_avx512.cpp / gemm_avx2.cpp (x86-64 builds only) and gemm_generic.cpp.
