@@ -478,13 +478,14 @@ def _cmd_train(args):
               f"from {os.path.dirname(data.filenames['train_images'])}")
         print(f"Model: {arch}, {n_params:,} parameters, {args.init} initialization")
         print(f"Training: {optimizer}, lr {args.lr:g}, batch {args.batch_size}, "
-              f"{args.epochs} epochs, {_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
+              f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
+              f"{_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
               + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
               + (", early stopping" if args.early_stopping else ""), flush=True)
 
     reporter = _EpochReporter(X_test, y_test, args.epochs, args.quiet,
                               progress=not args.quiet and _stderr_is_terminal())
-    train_start = time.perf_counter()
+    train_start = reporter.epoch_start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
