@@ -96,10 +96,12 @@ def main(argv=None):
 
     rows = []
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        # numpy's own BLAS (scipy's, also loaded, is another copy).
         blas = [
             {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                      "threading_layer")}
-            for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"
+                                      "threading_layer", "filepath")}
+            for info in threadpoolctl.threadpool_info()
+            if info.get("user_api") == "blas" and "numpy" in info.get("filepath", "")
         ]
         for name, m, k, n, trans_a, trans_b in cases(args.quick, args.big):
             a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
@@ -130,7 +132,7 @@ def main(argv=None):
             })
             r = rows[-1]
             print(f"  {name:28s} {r['fastmlp_gflops']:7.1f} vs {r['numpy_gflops']:7.1f} GFLOP/s",
-                  file=sys.stderr)
+                  file=sys.stderr, flush=True)
 
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
