@@ -86,7 +86,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Deflate cannot expand data by more than 1032:1, so a gzip file of n bytes holds at most
 # about 1032 * n bytes; a header claiming more is refused before anything is allocated.
 _MAX_DEFLATE_RATIO = 1032
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # decompressed bytes per step
+_IN_CHUNK = 1 << 16  # compressed bytes read per step
 
 
 def _type_list():
@@ -106,6 +107,13 @@ class _RawSource:
         return data
 
 
+# zlib's words for damage found in a gzip trailer, said plainly.
+_ZLIB_PROBLEMS = {
+    "incorrect data check": "CRC-32 mismatch (incorrect data check): the data is damaged",
+    "incorrect length check": "length mismatch in the gzip trailer (incorrect length check)",
+}
+
+
 class _GzipSource:
     """Sequential reader of a gzip file that never decompresses more than asked for.
 
@@ -122,15 +130,17 @@ class _GzipSource:
         self.offset = 0
 
     def _compressed_pos(self):
-        return self._fed - len(self._d.unconsumed_tail) - len(self._d.unused_data)
+        if self._d.eof:
+            return self._fed - len(self._d.unused_data)
+        return self._fed - len(self._d.unconsumed_tail)
 
     def _next_input(self):
-        if self._d.unconsumed_tail:
-            return self._d.unconsumed_tail, False
+        # At the end of a member, zlib may leave the same leftover bytes in both
+        # unused_data and unconsumed_tail: unused_data is the one that counts.
         if self._d.eof:
             rest = self._d.unused_data
             if not rest:
-                rest = self._f.read(_CHUNK)
+                rest = self._f.read(_IN_CHUNK)
                 self._fed += len(rest)
             if not rest:
                 return b"", True  # clean end of the last member
@@ -143,7 +153,9 @@ class _GzipSource:
             # Another member follows (concatenated gzip files are one stream).
             self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
             return rest, False
-        data = self._f.read(_CHUNK)
+        if self._d.unconsumed_tail:
+            return self._d.unconsumed_tail, False
+        data = self._f.read(_IN_CHUNK)
         self._fed += len(data)
         if not data:
             raise ValueError(
@@ -163,10 +175,11 @@ class _GzipSource:
             try:
                 out += self._d.decompress(data, n - len(out))
             except zlib.error as exc:
+                problem = str(exc).split(": ", 1)[-1]
+                problem = _ZLIB_PROBLEMS.get(problem, problem)
                 raise ValueError(
-                    f"corrupt gzip file {self._path}: {exc} (near compressed byte offset "
-                    f"{self._compressed_pos()}, after {self.offset + len(out)} decompressed "
-                    f"bytes)"
+                    f"corrupt gzip file {self._path}: {problem} (near compressed byte offset "
+                    f"{self._compressed_pos()})"
                 ) from None
         self.offset += len(out)
         return bytes(out)
@@ -183,41 +196,45 @@ class _GzipSource:
 
 
 def _read_header(src, path, where):
-    """(dtype, shape, header_length) after checking the magic, type code and sizes."""
+    """(dtype, shape, header_length) after checking the magic, type code and sizes.
+
+    ``where`` qualifies byte offsets in messages: "" for raw files, " (decompressed)" for
+    offsets into the decompressed stream of a gzip file.
+    """
     head = src.read(4)
     if len(head) < 4:
         raise ValueError(
             f"{path} is too short to be an IDX file: the 4-byte magic number is truncated "
-            f"({len(head)} byte(s){where})"
+            f"(the data ends at byte offset {len(head)}{where})"
         )
     if head[0] != 0 or head[1] != 0:
         raise ValueError(
-            f"bad magic number in {path}: bytes 0-1 must be 0x00 0x00, found "
-            f"0x{head[0]:02X} 0x{head[1]:02X}{where} (is this an IDX file?)"
+            f"bad magic number in {path}: bytes 0-1{where} must be 0x00 0x00, found "
+            f"0x{head[0]:02X} 0x{head[1]:02X} (is this an IDX file?)"
         )
     code, ndim = head[2], head[3]
     if code not in _IDX_TYPES:
         raise ValueError(
-            f"unknown IDX element type code 0x{code:02X} at byte offset 2 of {path}{where}; "
+            f"unknown IDX element type code 0x{code:02X} at byte offset 2{where} of {path}; "
             f"known codes are {_type_list()}"
         )
     if not 1 <= ndim <= _MAX_NDIM:
         raise ValueError(
-            f"invalid number of dimensions {ndim} at byte offset 3 of {path}{where}; "
+            f"invalid number of dimensions {ndim} at byte offset 3{where} of {path}; "
             f"fastmlp reads IDX files with 1 to {_MAX_NDIM} dimensions"
         )
     raw_sizes = src.read(4 * ndim)
     if len(raw_sizes) < 4 * ndim:
         raise ValueError(
             f"{path} is truncated in its header: {ndim} dimension sizes need bytes 4 to "
-            f"{4 + 4 * ndim - 1}, but the {'stream' if where else 'file'} ends at byte "
-            f"offset {4 + len(raw_sizes)}{where}"
+            f"{4 + 4 * ndim - 1}{where}, but the data ends at byte offset "
+            f"{4 + len(raw_sizes)}"
         )
     shape = tuple(int(s) for s in np.frombuffer(raw_sizes, dtype=">u4"))
     for axis, size in enumerate(shape):
         if size == 0:
             raise ValueError(
-                f"dimension {axis} (byte offset {4 + 4 * axis}) of {path} is 0{where}; "
+                f"dimension {axis} at byte offset {4 + 4 * axis}{where} of {path} is 0; "
                 f"every IDX dimension must be at least 1"
             )
     return _IDX_TYPES[code], shape, 4 + 4 * ndim
@@ -309,23 +326,22 @@ def read_idx(path, *, mmap=True):
 
 def _read_gzip(f, path, file_size):
     src = _GzipSource(f, path)
-    where = " of the decompressed stream"
+    where = " (decompressed)"
     dtype, shape, header_len = _read_header(src, path, where)
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > _MAX_DEFLATE_RATIO * file_size:
         raise ValueError(
             f"impossible header in {path}: it claims {_describe(dtype, shape)}, more than "
             f"a gzip file of {file_size} bytes can hold (at most {_MAX_DEFLATE_RATIO} times "
-            f"its size); the dimension sizes at byte offsets 4 to {header_len - 1} of the "
-            f"decompressed stream are damaged or the file is truncated"
+            f"its size); the dimension sizes at byte offsets 4 to {header_len - 1} "
+            f"(decompressed) are damaged or the file is truncated"
         )
     buf = src.readinto_growing(nbytes)
     if len(buf) < nbytes:
         raise ValueError(
             f"truncated data in {path}: the header claims {_describe(dtype, shape)} from "
-            f"byte offset {header_len} of the decompressed stream, but the stream ends "
-            f"after {len(buf)} bytes of data (at decompressed byte offset "
-            f"{header_len + len(buf)})"
+            f"byte offset {header_len} (decompressed), but the gzip stream ends after "
+            f"{len(buf)} bytes of data, at byte offset {header_len + len(buf)} (decompressed)"
         )
     # Read on to the end of the stream: that is where the CRC is checked, and any
     # decompressed byte past the data is an error.
@@ -338,8 +354,8 @@ def _read_gzip(f, path, file_size):
     if extra:
         raise ValueError(
             f"trailing bytes in {path}: the header claims {_describe(dtype, shape)}, so the "
-            f"data should end at byte offset {header_len + nbytes} of the decompressed "
-            f"stream, but {extra} more bytes follow"
+            f"data should end at byte offset {header_len + nbytes} (decompressed), but "
+            f"{extra} more bytes follow"
         )
     arr = np.frombuffer(buf, dtype=dtype)
     return _to_native(arr).reshape(shape)
@@ -642,6 +658,7 @@ def _fetch(url, f, name, timeout, show_progress, function):
                     last = time.monotonic()
                     _progress(sys.stderr, name, done, total)
     except urllib.error.HTTPError as exc:
+        exc.close()  # the error carries the open response
         raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
     except (OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or exc

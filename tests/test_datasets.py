@@ -1,0 +1,706 @@
+"""Tests of fastmlp.datasets: IDX round trips and malformed files, the loaders' lookup
+order and validation, downloads against a local HTTP server, and the real Fashion-MNIST."""
+
+import gzip
+import hashlib
+import http.server
+import mmap
+import os
+import pathlib
+import re
+import socket
+import tempfile
+import threading
+import time
+import tracemalloc
+import types
+
+import numpy as np
+import pytest
+from conftest import data_required
+from fastmlp import datasets
+from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
+FASHION_NAMES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def header(code, dims):
+    return bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+def gz(data):
+    return gzip.compress(data, mtime=0)
+
+
+def put(directory, name, content):
+    path = pathlib.Path(directory) / name
+    path.write_bytes(content)
+    return path
+
+
+def same_bits(a, b):
+    """Same shape and values, bit for bit (NaN payloads and -0.0 included)."""
+    native = np.asarray(a).dtype.newbyteorder("=")
+    return (
+        a.shape == b.shape
+        and np.asarray(a, dtype=native).tobytes() == np.asarray(b, dtype=native).tobytes()
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# IDX round trips
+
+idx_arrays = st.sampled_from(DTYPES).flatmap(
+    lambda dt: hnp.arrays(dt, hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arr=idx_arrays, compress=st.booleans(), use_mmap=st.booleans())
+def test_round_trip_all_types_and_shapes(arr, compress, use_mmap):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "array.idx")  # the name says nothing about compression
+        write_idx(path, arr, compress=compress)
+        with open(path, "rb") as f:
+            assert (f.read(2) == b"\x1f\x8b") == compress
+        out = read_idx(path, mmap=use_mmap)
+        assert same_bits(arr, out)
+        assert out.dtype.newbyteorder("=") == arr.dtype.newbyteorder("=")
+        if compress or not use_mmap:
+            assert out.dtype.isnative and out.flags.writeable
+            assert not isinstance(out, np.memmap)
+        else:
+            assert isinstance(out, np.memmap) and not out.flags.writeable
+        del out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_round_trip_larger_than_one_chunk(tmp_path, rng, dtype, suffix):
+    # 2-3 MB of data: several reads and several output chunks of 1 MiB.
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    if info is not None:
+        arr = rng.integers(info.min, info.max, size=(301, 7, 499), endpoint=True, dtype=dtype)
+    else:
+        arr = rng.standard_normal((301, 7, 499)).astype(dtype)
+    path = tmp_path / f"big{suffix}"
+    write_idx(path, arr)
+    assert same_bits(arr, read_idx(path))
+
+
+def test_exact_bytes_written(tmp_path):
+    write_idx(tmp_path / "u8", np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8))
+    assert (tmp_path / "u8").read_bytes() == header(0x08, [2, 3]) + bytes([1, 2, 3, 4, 5, 6])
+    write_idx(tmp_path / "i16", np.array([1, -2], dtype=np.int16))
+    assert (tmp_path / "i16").read_bytes() == header(0x0B, [2]) + b"\x00\x01\xff\xfe"
+    write_idx(tmp_path / "f64", np.array([1.0], dtype="<f8"))
+    assert (tmp_path / "f64").read_bytes() == header(0x0E, [1]) + b"\x3f\xf0" + bytes(6)
+
+
+def test_write_accepts_any_layout_and_byte_order(tmp_path, rng):
+    base = rng.integers(-1000, 1000, size=(5, 6, 7), dtype=np.int32)
+    for i, arr in enumerate(
+        [base.T, base[:, ::2, 1:], np.asfortranarray(base), base.astype(">i4")]
+    ):
+        write_idx(tmp_path / f"a{i}", arr)
+        out = read_idx(tmp_path / f"a{i}")
+        assert out.shape == arr.shape and np.array_equal(out, arr)
+
+
+def test_raw_uint8_is_a_read_only_memory_map(tmp_path, rng):
+    arr = rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+    path = tmp_path / "images-idx3-ubyte"
+    write_idx(path, arr)
+    out = read_idx(path)
+    assert isinstance(out, np.memmap)
+    assert out.dtype == np.uint8 and not out.flags.writeable and not out.flags.owndata
+    assert isinstance(out.base, mmap.mmap)
+    assert out.offset == 16 and np.array_equal(out, arr)
+    with pytest.raises(ValueError, match="read-only"):
+        out[0, 0, 0] = 1
+
+
+def test_raw_multibyte_map_is_big_endian_gzip_is_native(tmp_path, rng):
+    arr = rng.standard_normal((4, 3)).astype(np.float32)
+    write_idx(tmp_path / "f", arr)
+    write_idx(tmp_path / "f.gz", arr)
+    mapped, unzipped = read_idx(tmp_path / "f"), read_idx(tmp_path / "f.gz")
+    assert isinstance(mapped, np.memmap) and mapped.dtype == np.dtype(">f4")
+    assert unzipped.dtype == np.dtype("=f4") and unzipped.dtype.isnative
+    assert np.array_equal(mapped, arr) and np.array_equal(unzipped, arr)
+    copied = read_idx(tmp_path / "f", mmap=False)
+    assert copied.dtype.isnative and copied.flags.writeable and np.array_equal(copied, arr)
+
+
+def test_compression_detected_by_content_not_name(tmp_path):
+    arr = np.arange(12, dtype=np.int16).reshape(3, 4)
+    write_idx(tmp_path / "looks-raw", arr, compress=True)
+    write_idx(tmp_path / "looks-compressed.gz", arr, compress=False)
+    assert (tmp_path / "looks-raw").read_bytes()[:2] == b"\x1f\x8b"
+    assert (tmp_path / "looks-compressed.gz").read_bytes()[:4] == b"\x00\x00\x0b\x02"
+    assert np.array_equal(read_idx(tmp_path / "looks-raw"), arr)
+    assert isinstance(read_idx(tmp_path / "looks-compressed.gz"), np.memmap)
+    write_idx(str(tmp_path / "by-suffix.gz"), arr)  # str paths too
+    assert (tmp_path / "by-suffix.gz").read_bytes()[:2] == b"\x1f\x8b"
+
+
+def test_concatenated_gzip_members_are_one_stream(tmp_path):
+    data = header(0x08, [6]) + bytes(range(6))
+    path = put(tmp_path, "multi", gz(data[:7]) + gz(data[7:]))
+    assert read_idx(path).tolist() == list(range(6))
+
+
+@pytest.mark.parametrize(
+    "array, error, message",
+    [
+        (np.zeros(3, dtype=bool), TypeError, "dtype bool has no IDX element type"),
+        (np.zeros(3, dtype=np.uint16), TypeError, "uint16"),
+        (np.zeros(3, dtype=complex), TypeError, "complex128"),
+        (np.array(["a"]), TypeError, "<U1"),
+        (np.uint8(3), ValueError, "got a 0-d array"),
+        (np.zeros((2, 0), dtype=np.uint8), ValueError, "dimension 1 has size 0"),
+        (np.zeros((1,) * 33, dtype=np.uint8), ValueError, "1 to 32 dimensions"),
+    ],
+)
+def test_write_refuses_what_idx_cannot_hold(tmp_path, array, error, message):
+    with pytest.raises(error, match=message):
+        write_idx(tmp_path / "x.gz", array)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_write_is_atomic(tmp_path, monkeypatch, failure):
+    path = tmp_path / "labels.gz"
+    write_idx(path, np.arange(5, dtype=np.uint8))
+    before = path.read_bytes()
+
+    def fail(*args):
+        raise failure
+
+    monkeypatch.setattr(datasets.os, "fsync", fail)
+    with pytest.raises(type(failure)):
+        write_idx(path, np.arange(50, dtype=np.uint8))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.gz"]
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed files
+
+GOOD = header(0x08, [2, 3]) + bytes(6)
+
+# (content, patterns in the message) for files that are bad in the same way compressed or
+# not; each is also tried gzip-compressed.
+MALFORMED = {
+    "empty": (b"", ["too short to be an IDX file", "magic number is truncated"]),
+    "short magic": (b"\x00\x00\x08", ["too short", "magic"]),
+    "bad magic": (b"\x01\x02" + GOOD[2:], ["bad magic number", "bytes 0-1", "0x01 0x02"]),
+    "text file": (b"hello world\n", ["bad magic number", "0x68 0x65"]),
+    "unknown type": (
+        b"\x00\x00\x0a\x02" + GOOD[4:],
+        ["unknown IDX element type code 0x0A", "byte offset 2", r"0x0D \(float32\)"],
+    ),
+    "zero dimensions": (b"\x00\x00\x08\x00" + bytes(6), ["number of dimensions 0", "offset 3"]),
+    "too many dimensions": (b"\x00\x00\x08\xc8" + bytes(64), ["dimensions 200", "offset 3"]),
+    "size 0": (header(0x08, [2, 0, 3]), ["dimension 1 at byte offset 8", "is 0"]),
+    "truncated header": (
+        b"\x00\x00\x08\x03" + bytes([0, 0, 0, 2]) + bytes([0, 0]),
+        ["truncated in its header", "bytes 4 to 15", "ends at byte offset 10"],
+    ),
+    "truncated data": (
+        header(0x0B, [2, 2]) + bytes(5),
+        ["truncated data", r"shape \(2, 2\) of int16 \(8 bytes of data\)", "byte offset 12"],
+    ),
+    "trailing bytes": (
+        header(0x0C, [2]) + bytes(11),
+        ["trailing bytes", "should end at byte offset 16", "3 (extra|more bytes)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_files_raise_helpful_value_errors(tmp_path, case, compressed):
+    content, patterns = MALFORMED[case]
+    path = put(tmp_path, "bad-idx", gz(content) if compressed else content)
+    with pytest.raises(ValueError) as info:
+        read_idx(path)
+    message = str(info.value)
+    assert str(path) in message
+    for pattern in patterns:
+        assert re.search(pattern, message), (pattern, message)
+    if compressed:
+        assert "(decompressed)" in message
+
+
+def _big_gz(rng):
+    # Random bytes do not compress: the data part of the stream is long.
+    return gz(header(0x08, [100, 100]) + rng.integers(0, 256, 10000, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(
+    "damage, patterns",
+    [
+        ("crc", ["corrupt gzip", "incorrect data check"]),
+        ("length", ["corrupt gzip", "incorrect length check"]),
+        ("cut in data", ["corrupt gzip", "compressed stream is truncated", "before the end"]),
+        ("cut in trailer", ["corrupt gzip", "truncated"]),
+        ("flipped deflate bytes", ["corrupt gzip", "compressed byte offset"]),
+        ("bad gzip header", ["corrupt gzip"]),
+        ("garbage after stream", ["corrupt gzip", "unexpected bytes after the end", "offset"]),
+        ("half a second member", ["corrupt gzip", "truncated"]),
+    ],
+)
+def test_corrupt_gzip_raises_value_error(tmp_path, rng, damage, patterns):
+    data = bytearray(_big_gz(rng))
+    n = len(data)
+    if damage == "crc":
+        data[-8] ^= 0xFF
+    elif damage == "length":
+        data[-1] ^= 0xFF
+    elif damage == "cut in data":
+        data = data[: n // 2]
+    elif damage == "cut in trailer":
+        data = data[:-3]
+    elif damage == "flipped deflate bytes":
+        for i in range(n // 3, n // 3 + 40):
+            data[i] ^= 0x5A
+    elif damage == "bad gzip header":
+        data[2] = 9  # compression method: only 8 (deflate) exists
+    elif damage == "garbage after stream":
+        data += b"garbage"
+        patterns = patterns + [f"offset {n}"]
+    elif damage == "half a second member":
+        data += gz(b"x" * 100)[:10]
+    path = put(tmp_path, "bad.gz", bytes(data))
+    with pytest.raises(ValueError) as info:
+        read_idx(path)
+    for pattern in patterns:
+        assert pattern in str(info.value), (pattern, str(info.value))
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
+@pytest.mark.parametrize("code, dims", [(0x08, [2**30, 2**30]), (0x0E, [2**20, 2**20, 2**20])])
+def test_absurd_header_raises_before_allocating(tmp_path, code, dims, compressed):
+    content = header(code, dims) + bytes(64)
+    path = put(tmp_path, "huge", gz(content) if compressed else content)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ValueError) as info:
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0
+    assert peak < 2**20, f"read_idx allocated {peak} bytes for an impossible header"
+    nbytes = np.prod(dims, dtype=object) * (8 if code == 0x0E else 1)
+    assert f"{nbytes} bytes of data" in str(info.value)
+    assert ("impossible header" if compressed else "truncated data") in str(info.value)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------------------------------
+# Loaders on generated data sets
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """An environment with no data anywhere: HOME, the cache and the system dir in tmp."""
+    ns = types.SimpleNamespace(
+        home=tmp_path / "home",
+        cache=tmp_path / "xdg-cache",
+        system=tmp_path / "system",
+        tmp=tmp_path,
+    )
+    monkeypatch.delenv("FASTMLP_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(ns.home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(ns.cache))
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", (str(ns.system),))
+    return ns
+
+
+def make_dataset(directory, rng, *, n_train=6, n_test=4, compress=True, shape=(28, 28)):
+    """Write a small data set of the four original files; returns its arrays by role."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "train_images": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_images": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for role, name in FILES.items():
+        write_idx(directory / (name if compress else name[:-3]), arrays[role])
+    return arrays
+
+
+def loaded_from(bunch):
+    return pathlib.Path(bunch.filenames["train_images"]).parent
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_bunch_contents(env, rng, compress):
+    arrays = make_dataset(env.tmp / "d", rng, compress=compress)
+    ds = load_fashion_mnist(env.tmp / "d")
+    assert set(ds) == {
+        "data", "images", "target", "data_test", "images_test", "target_test",
+        "target_names", "feature_names", "DESCR", "filenames",
+    }  # fmt: skip
+    assert ds.data.shape == (6, 784) and ds.data.dtype == np.uint8
+    assert ds.images.shape == (6, 28, 28) and ds.images.dtype == np.uint8
+    assert ds.data_test.shape == (4, 784) and ds.images_test.shape == (4, 28, 28)
+    assert np.shares_memory(ds.data, ds.images) and np.shares_memory(ds.data_test, ds.images_test)
+    assert np.array_equal(ds.images, arrays["train_images"])
+    assert np.array_equal(ds.data[:, 28:56], arrays["train_images"][:, 1, :])
+    assert np.array_equal(ds.images_test, arrays["test_images"])
+    assert ds.target.dtype == np.int64 and ds.target_test.dtype == np.int64
+    assert np.array_equal(ds.target, arrays["train_labels"])
+    assert np.array_equal(ds.target_test, arrays["test_labels"])
+    assert list(ds.target_names) == FASHION_NAMES
+    assert ds.target_names[ds.target].shape == (6,)
+    assert len(ds.feature_names) == 784
+    assert (
+        ds.feature_names[:2] == ["pixel_0_0", "pixel_0_1"] and ds.feature_names[-1] == "pixel_27_27"
+    )
+    assert set(ds.filenames) == set(FILES)
+    for role, name in FILES.items():
+        assert ds.filenames[role] == str(env.tmp / "d" / (name if compress else name[:-3]))
+    assert "Fashion-MNIST" in ds.DESCR and "Ankle boot" in ds.DESCR
+    assert "6 images" in ds.DESCR and "4 images" in ds.DESCR
+    assert str(env.tmp / "d") in ds.DESCR and "(data_home)" in ds.DESCR
+    if compress:
+        assert not isinstance(ds.images, np.memmap)
+    else:
+        assert isinstance(ds.images, np.memmap) and not ds.data.flags.writeable
+
+
+def test_return_X_y(env, rng):
+    arrays = make_dataset(env.tmp / "d", rng)
+    out = load_fashion_mnist(data_home=str(env.tmp / "d"), return_X_y=True)
+    assert isinstance(out, tuple) and len(out) == 4
+    X_train, y_train, X_test, y_test = out
+    assert X_train.shape == (6, 784) and X_test.shape == (4, 784)
+    assert np.array_equal(X_train, arrays["train_images"].reshape(6, -1))
+    assert np.array_equal(y_train, arrays["train_labels"]) and y_train.dtype == np.int64
+    assert np.array_equal(y_test, arrays["test_labels"])
+
+
+def test_load_mnist(env, rng):
+    make_dataset(env.tmp / "d" / "mnist", rng)
+    ds = load_mnist(env.tmp / "d")
+    assert list(ds.target_names) == [str(i) for i in range(10)]
+    assert ds.DESCR.startswith("MNIST") and "handwritten digits" in ds.DESCR
+    assert loaded_from(ds) == env.tmp / "d" / "mnist"
+
+
+def test_lookup_order(env, rng, monkeypatch):
+    make_dataset(env.tmp / "home-arg", rng)  # the files directly in data_home
+    make_dataset(env.tmp / "envdir" / "fashion-mnist", rng)  # in $FASTMLP_DATA/<name>
+    make_dataset(env.system / "fashion-mnist", rng)
+    make_dataset(env.cache / "fastmlp" / "fashion-mnist", rng)
+    monkeypatch.setenv("FASTMLP_DATA", str(env.tmp / "envdir"))
+    assert loaded_from(load_fashion_mnist(env.tmp / "home-arg")) == env.tmp / "home-arg"
+    assert loaded_from(load_fashion_mnist()) == env.tmp / "envdir" / "fashion-mnist"
+    monkeypatch.delenv("FASTMLP_DATA")
+    assert loaded_from(load_fashion_mnist()) == env.system / "fashion-mnist"
+    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", ())
+    ds = load_fashion_mnist()
+    assert loaded_from(ds) == env.cache / "fastmlp" / "fashion-mnist"
+    assert "(user cache)" in ds.DESCR
+    # Without XDG_CACHE_HOME (or with a relative one, which the specification says to
+    # ignore) the cache is ~/.cache.
+    make_dataset(env.home / ".cache" / "fastmlp" / "fashion-mnist", rng)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert loaded_from(load_fashion_mnist()) == env.home / ".cache" / "fastmlp" / "fashion-mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert loaded_from(load_fashion_mnist()) == env.home / ".cache" / "fastmlp" / "fashion-mnist"
+
+
+def test_data_home_itself_beats_its_subdirectory(env, rng):
+    make_dataset(env.tmp / "d", rng)
+    make_dataset(env.tmp / "d" / "fashion-mnist", rng)
+    assert loaded_from(load_fashion_mnist(env.tmp / "d")) == env.tmp / "d"
+
+
+def test_incomplete_directory_is_skipped_and_reported(env, rng, monkeypatch):
+    make_dataset(env.tmp / "partial", rng)
+    (env.tmp / "partial" / FILES["test_labels"]).unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete, missing t10k-labels-idx1-ubyte.gz"):
+        load_fashion_mnist(env.tmp / "partial")
+    make_dataset(env.tmp / "envdir", rng)
+    monkeypatch.setenv("FASTMLP_DATA", str(env.tmp / "envdir"))
+    assert loaded_from(load_fashion_mnist(env.tmp / "partial")) == env.tmp / "envdir"
+
+
+def test_raw_and_gzip_names_may_be_mixed(env, rng):
+    arrays = make_dataset(env.tmp / "d", rng)
+    gz_path = env.tmp / "d" / FILES["train_images"]
+    gz_path.unlink()
+    write_idx(env.tmp / "d" / "train-images-idx3-ubyte", arrays["train_images"])
+    ds = load_fashion_mnist(env.tmp / "d")
+    assert isinstance(ds.images, np.memmap) and not isinstance(ds.images_test, np.memmap)
+    assert np.array_equal(ds.images, arrays["train_images"])
+
+
+def test_not_found_says_how_to_get_the_data(env):
+    with pytest.raises(FileNotFoundError) as info:
+        load_fashion_mnist(env.tmp / "nowhere")
+    assert isinstance(info.value, OSError)
+    message = str(info.value)
+    for text in [
+        "Fashion-MNIST was not found",
+        "sudo apt-get install dataset-fashion-mnist",
+        "download=True",
+        "FASTMLP_DATA",
+        "data_home=DIR",
+        "$FASTMLP_DATA: not set",
+        f"{env.tmp / 'nowhere'} (data_home): does not exist",
+        f"{env.tmp / 'nowhere' / 'fashion-mnist'} (data_home)",
+        f"{env.system / 'fashion-mnist'} (system)",
+        f"{env.cache / 'fastmlp' / 'fashion-mnist'} (user cache)",
+        f"saves to {env.tmp / 'nowhere' / 'fashion-mnist'}",
+    ]:
+        assert text in message, (text, message)
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist()
+    assert "MNIST was not found" in str(info.value) and "apt-get" not in str(info.value)
+    assert "data_home: not given" in str(info.value)
+    assert f"saves to {env.cache / 'fastmlp' / 'mnist'}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("count", "holds 6 images but .* holds 5 labels"),
+        ("shape", "does not hold 28x28 uint8 images"),
+        ("dtype", "does not hold 28x28 uint8 images: it holds shape \\(6, 28, 28\\) of int16"),
+        ("label", "holds label 10; labels must be 0 to 9"),
+        ("labels 2-d", "does not hold a 1-d array of uint8 labels"),
+    ],
+)
+def test_loader_validates_the_files(env, rng, change, message):
+    arrays = make_dataset(env.tmp / "d", rng)
+    if change == "count":
+        write_idx(env.tmp / "d" / FILES["train_labels"], arrays["train_labels"][:5])
+    elif change == "shape":
+        write_idx(env.tmp / "d" / FILES["train_images"], arrays["train_images"][:, :27])
+    elif change == "dtype":
+        write_idx(env.tmp / "d" / FILES["train_images"], arrays["train_images"].astype(np.int16))
+    elif change == "label":
+        write_idx(env.tmp / "d" / FILES["train_labels"], np.full(6, 10, dtype=np.uint8))
+    elif change == "labels 2-d":
+        write_idx(env.tmp / "d" / FILES["train_labels"], np.zeros((6, 1), dtype=np.uint8))
+    with pytest.raises(ValueError, match=message):
+        load_fashion_mnist(env.tmp / "d")
+
+
+def test_malformed_data_file_names_it(env, rng):
+    make_dataset(env.tmp / "d", rng)
+    path = env.tmp / "d" / FILES["test_labels"]
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz"):
+        load_fashion_mnist(env.tmp / "d")
+
+
+# ---------------------------------------------------------------------------------------
+# Downloads against a local HTTP server
+
+
+@pytest.fixture
+def server():
+    """A threaded HTTP server on 127.0.0.1 serving ``state.files`` ({path: bytes});
+    paths in ``state.truncate`` announce their full length but send only half."""
+    state = types.SimpleNamespace(files={}, truncate=set(), requests=[])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            state.requests.append(self.path)
+            data = state.files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2] if self.path in state.truncate else data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/mirror/"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def served(env, rng, server, monkeypatch):
+    """A generated data set on the server, with CHECKSUMS replaced by its MD5 sums."""
+    arrays = make_dataset(env.tmp / "source", rng)
+    sums = {}
+    for name in FILES.values():
+        content = (env.tmp / "source" / name).read_bytes()
+        server.files[f"/mirror/{name}"] = content
+        sums[name] = hashlib.md5(content).hexdigest()
+    monkeypatch.setitem(datasets.CHECKSUMS, "fashion-mnist", sums)
+    server.arrays = arrays
+    return server
+
+
+def files_under(directory):
+    return sorted(
+        str(pathlib.Path(root, f).relative_to(directory))
+        for root, _, names in os.walk(directory)
+        for f in names
+    )
+
+
+def test_download_into_the_cache(env, served, capsys):
+    ds = load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    target = env.cache / "fastmlp" / "fashion-mnist"
+    assert loaded_from(ds) == target
+    assert files_under(env.cache) == sorted(f"fastmlp/fashion-mnist/{n}" for n in FILES.values())
+    assert np.array_equal(ds.images, served.arrays["train_images"])
+    assert np.array_equal(ds.target_test, served.arrays["test_labels"])
+    assert sorted(served.requests) == sorted(f"/mirror/{n}" for n in FILES.values())
+    assert capsys.readouterr().err == ""  # stderr is not a terminal: no progress bar
+    # Found now: no second download.
+    load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert len(served.requests) == 4
+
+
+def test_download_into_data_home_with_progress(env, served, capsys):
+    ds = load_fashion_mnist(
+        env.tmp / "dh", download=True, base_url=served.url.rstrip("/"), timeout=5, verbose=True
+    )
+    assert loaded_from(ds) == env.tmp / "dh" / "fashion-mnist"
+    assert "downloaded" in ds.DESCR
+    err = capsys.readouterr().err
+    for name in FILES.values():
+        assert name in err
+    assert "MB" in err and "#" in err
+    assert not env.cache.exists()
+
+
+def test_download_fetches_only_missing_files(env, served):
+    target = env.cache / "fastmlp" / "fashion-mnist"
+    target.mkdir(parents=True)
+    name = FILES["train_images"]
+    (target / name).write_bytes(served.files[f"/mirror/{name}"])
+    load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert len(served.requests) == 3 and f"/mirror/{name}" not in served.requests
+
+
+def assert_nothing_left(env):
+    assert not env.cache.exists() or files_under(env.cache) == []
+    assert not (env.cache / "fastmlp").exists()  # directories the download created are gone
+
+
+def test_download_checksum_mismatch_leaves_nothing(env, served):
+    path = f"/mirror/{FILES['test_labels']}"
+    damaged = bytearray(served.files[path])
+    damaged[20] ^= 0xFF
+    served.files[path] = bytes(damaged)
+    with pytest.raises(OSError, match="checksum mismatch") as info:
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    expected = datasets.CHECKSUMS["fashion-mnist"][FILES["test_labels"]]
+    assert f"expected {expected}" in str(info.value) and hashlib.md5(damaged).hexdigest() in str(
+        info.value
+    )
+    assert_nothing_left(env)
+
+
+def test_download_with_the_published_checksums_rejects_other_files(env, served, monkeypatch):
+    monkeypatch.setitem(datasets.CHECKSUMS, "fashion-mnist", {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    })  # fmt: skip
+    with pytest.raises(OSError, match="checksum mismatch"):
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert_nothing_left(env)
+
+
+def test_download_truncated_response_leaves_nothing(env, served):
+    served.truncate.add(f"/mirror/{FILES['train_images']}")
+    size = len(served.files[f"/mirror/{FILES['train_images']}"])
+    with pytest.raises(OSError, match=f"cut short: received {size // 2} of {size} bytes"):
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert_nothing_left(env)
+
+
+def test_download_http_error(env, served):
+    del served.files[f"/mirror/{FILES['train_labels']}"]
+    with pytest.raises(OSError, match="HTTP 404"):
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert_nothing_left(env)
+
+
+def test_download_server_down_leaves_nothing(env):
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(OSError, match=f"could not download http://127.0.0.1:{port}/") as info:
+        load_fashion_mnist(download=True, base_url=f"http://127.0.0.1:{port}", timeout=5)
+    assert time.perf_counter() - start < 5
+    assert "refused" in str(info.value).lower()
+    assert "download=True" in str(info.value)
+    assert_nothing_left(env)
+
+
+def test_download_keeps_existing_directories(env, served):
+    (env.tmp / "dh").mkdir()
+    served.files.clear()
+    with pytest.raises(OSError):
+        load_fashion_mnist(env.tmp / "dh", download=True, base_url=served.url, timeout=5)
+    assert (env.tmp / "dh").is_dir() and files_under(env.tmp / "dh") == []
+    assert not (env.tmp / "dh" / "fashion-mnist").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# The real Fashion-MNIST
+
+
+@pytest.mark.data
+def test_real_fashion_mnist():
+    try:
+        ds = load_fashion_mnist()
+    except FileNotFoundError as exc:
+        if data_required():
+            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but the data is missing:\n{exc}")
+        pytest.skip(f"Fashion-MNIST not installed:\n{exc}")
+    assert ds.data.shape == (60000, 784) and ds.data.dtype == np.uint8
+    assert ds.images.shape == (60000, 28, 28) and ds.images.dtype == np.uint8
+    assert ds.data_test.shape == (10000, 784) and ds.images_test.shape == (10000, 28, 28)
+    assert ds.target.shape == (60000,) and ds.target_test.shape == (10000,)
+    assert np.array_equal(np.bincount(ds.target, minlength=10), np.full(10, 6000))
+    assert np.array_equal(np.bincount(ds.target_test, minlength=10), np.full(10, 1000))
+    assert ds.target[0] == 9 and ds.target_names[ds.target[0]] == "Ankle boot"
+    assert ds.data.min() == 0 and ds.data.max() == 255
