@@ -88,6 +88,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_DEFLATE_RATIO = 1032
 _CHUNK = 1 << 20  # decompressed bytes per step
 _IN_CHUNK = 1 << 16  # compressed bytes read per step
+# A new binary file, failing if the name exists (temporary names are random).
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
 def _type_list():
@@ -380,7 +382,7 @@ def _atomic_file(path):
     """
     directory, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -700,7 +702,7 @@ def _download(key, target, base_url, timeout, verbose):
             url = base + name
             tmp = os.path.join(target, f".{name}.{secrets.token_hex(4)}.part")
             pending.append((tmp, os.path.join(target, name)))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666)
             with os.fdopen(fd, "wb") as f:
                 digest = _fetch(url, f, name, timeout, show_progress, spec["function"])
                 f.flush()
@@ -810,76 +812,6 @@ def _check_split(images, labels, images_path, labels_path):
         raise ValueError(f"{labels_path} holds label {int(labels.max())}; labels must be 0 to 9")
 
 
-_LOADER_DOC = """Load {title}: {n_train} training and {n_test} test images, 28x28, 10 classes.
-
-    {what}
-
-    The four original files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
-    ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``, or the same names without
-    ``.gz``) are looked for in ``data_home`` (in it or in ``data_home/{key}``), in
-    ``$FASTMLP_DATA`` (same rule), in ``/usr/share/datasets/{key}``{apt_note}, then in the
-    user cache ``$XDG_CACHE_HOME/fastmlp/{key}`` (default ``~/.cache/fastmlp/{key}``); the
-    first directory holding all four is used. Raw files are memory-mapped (read-only),
-    gzip files decompressed (about {seconds} s).
-
-    Parameters
-    ----------
-    data_home : str or os.PathLike, optional
-        A directory searched first; downloads go to ``data_home/{key}``.
-    download : bool, default=False
-        When the files are found nowhere, fetch the missing ones from ``base_url`` and check
-        their MD5 sums (:data:`CHECKSUMS`) before moving them into place, all together.
-        Without it, a missing data set raises ``FileNotFoundError``.
-    return_X_y : bool, default=False
-        Return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
-    base_url : str, optional
-        Where to download from; default ``{url}``.
-    timeout : float, default=60
-        Seconds to wait for the server at each network operation.
-    verbose : bool or None, default=None
-        Show a download progress bar on stderr; None shows it when stderr is a terminal.
-
-    Returns
-    -------
-    data : sklearn.utils.Bunch
-        ``data`` : ndarray of uint8, shape (n_train, 784) -- pixels, row by row.
-        ``images`` : ndarray of uint8, shape (n_train, 28, 28) -- the same memory as
-        ``data``.
-        ``target`` : ndarray of int64, shape (n_train,) -- class indices 0 to 9.
-        ``data_test``, ``images_test``, ``target_test`` : the test split, likewise.
-        ``target_names`` : ndarray of str, shape (10,) -- ``target_names[target]`` gives
-        the class names ({names}).
-        ``feature_names`` : list of str -- ``"pixel_<row>_<column>"``, 784 names.
-        ``DESCR`` : str -- a description of the data, the class counts and the files read.
-        ``filenames`` : dict -- the path of each file read, under the keys
-        ``"train_images"``, ``"train_labels"``, ``"test_images"``, ``"test_labels"``.
-    (X_train, y_train, X_test, y_test) : tuple of ndarray
-        With ``return_X_y=True``: ``data``, ``target``, ``data_test``, ``target_test``.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the data set is found nowhere and ``download`` is False; the message lists the
-        places searched and how to get the data.
-    OSError
-        If a download fails (network error, truncated transfer, checksum mismatch);
-        nothing is left behind in the target directory.
-    ValueError
-        If a file is malformed (see :func:`read_idx`), or the images are not 28x28 uint8,
-        or images and labels differ in number.
-
-    Examples
-    --------
-    >>> from fastmlp.datasets import {function}
-    >>> ds = {function}()  # doctest: +SKIP
-    >>> ds.data.shape, ds.data_test.shape  # doctest: +SKIP
-    ((60000, 784), (10000, 784))
-    >>> ds.target_names[ds.target[0]]  # doctest: +SKIP
-    {first!r}
-    >>> X_train, y_train, X_test, y_test = {function}(return_X_y=True)  # doctest: +SKIP
-    """
-
-
 def load_fashion_mnist(
     data_home=None,
     *,
@@ -889,6 +821,99 @@ def load_fashion_mnist(
     timeout=60,
     verbose=None,
 ):
+    """Load Fashion-MNIST: 60000 training and 10000 test images, 28x28, 10 classes.
+
+    Grayscale images of clothing articles, one per image, centred, pixel values 0
+    (background) to 255, in ten classes of equal size: 0 T-shirt/top, 1 Trouser,
+    2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot.
+
+    The four original files ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+    ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz`` (or the same names
+    without ``.gz``) are looked for in this order, the first directory holding all four
+    winning:
+
+    1. ``data_home``, directly or in ``data_home/fashion-mnist``;
+    2. ``$FASTMLP_DATA``, directly or in ``$FASTMLP_DATA/fashion-mnist``;
+    3. ``/usr/share/datasets/fashion-mnist``, where ``apt-get install
+       dataset-fashion-mnist`` puts them;
+    4. the user cache, ``$XDG_CACHE_HOME/fastmlp/fashion-mnist`` (by default
+       ``~/.cache/fastmlp/fashion-mnist``).
+
+    Raw files are memory-mapped read-only; gzip files are decompressed into memory. Files
+    found on disk are validated (see :func:`read_idx`) but not checksummed, since
+    distributions may recompress them.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        A directory searched first; downloads go to ``data_home/fashion-mnist``.
+    download : bool, default=False
+        When the data set is found nowhere, fetch the missing files from ``base_url`` into
+        ``data_home/fashion-mnist`` (or the user cache when ``data_home`` is None). Each
+        file is streamed to a temporary file in that directory and its MD5 sum checked
+        against :data:`CHECKSUMS`; only when all are complete and correct are they renamed
+        into place. Without ``download``, a missing data set raises ``FileNotFoundError``.
+    return_X_y : bool, default=False
+        Return the tuple ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
+    base_url : str, optional
+        The mirror to download from; by default
+        ``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/``.
+    timeout : float, default=60
+        Seconds to wait for the server at each network operation.
+    verbose : bool or None, default=None
+        Show a download progress bar on stderr; None shows it when stderr is a terminal.
+
+    Returns
+    -------
+    dataset : sklearn.utils.Bunch
+        With the keys
+
+        data : ndarray of uint8, shape (n_train, 784)
+            The training images, each flattened row by row.
+        images : ndarray of uint8, shape (n_train, 28, 28)
+            The same pixels as ``data`` (the two share memory).
+        target : ndarray of int64, shape (n_train,)
+            Class indices 0 to 9.
+        data_test, images_test, target_test : ndarray
+            The test split, likewise (n_test = 10000).
+        target_names : ndarray of str, shape (10,)
+            Class names, so that ``target_names[target]`` names each image.
+        feature_names : list of str
+            ``"pixel_<row>_<column>"`` for the 784 columns of ``data``.
+        DESCR : str
+            What the data is, its sizes, the classes and the files read.
+        filenames : dict of str
+            The path of each file read, under ``"train_images"``, ``"train_labels"``,
+            ``"test_images"`` and ``"test_labels"``.
+    (X_train, y_train, X_test, y_test) : tuple of ndarray
+        With ``return_X_y=True``: ``data``, ``target``, ``data_test``, ``target_test``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the data set is found nowhere and ``download`` is False. The message lists the
+        places searched and the ways to get the data.
+    OSError
+        If a download fails: network error, HTTP error, transfer cut short, or checksum
+        mismatch. Nothing is left behind in the target directory.
+    ValueError
+        If a file is malformed (see :func:`read_idx`), the images are not 28x28 uint8,
+        images and labels differ in number, or a label is above 9.
+
+    See Also
+    --------
+    load_mnist : the handwritten digits, in the same format.
+
+    Examples
+    --------
+    >>> from fastmlp.datasets import load_fashion_mnist
+    >>> ds = load_fashion_mnist()  # doctest: +SKIP
+    >>> ds.data.shape, ds.data_test.shape  # doctest: +SKIP
+    ((60000, 784), (10000, 784))
+    >>> str(ds.target_names[ds.target[0]])  # doctest: +SKIP
+    'Ankle boot'
+    >>> X_train, y_train, X_test, y_test = load_fashion_mnist(return_X_y=True)  # doctest: +SKIP
+    """
     return _load("fashion-mnist", data_home, download, return_X_y, base_url, timeout, verbose)
 
 
@@ -901,26 +926,44 @@ def load_mnist(
     timeout=60,
     verbose=None,
 ):
+    """Load MNIST: 60000 training and 10000 test images of handwritten digits, 28x28.
+
+    The same four file names, the same lookup order (with ``mnist`` in place of
+    ``fashion-mnist``: ``data_home``, ``$FASTMLP_DATA``, ``/usr/share/datasets/mnist``,
+    ``~/.cache/fastmlp/mnist``), the same parameters and the same result as
+    :func:`load_fashion_mnist`. The classes are the digits, ``target_names`` is
+    ``"0"`` to ``"9"``.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        A directory searched first; downloads go to ``data_home/mnist``.
+    download : bool, default=False
+        When the data set is found nowhere, fetch it (checksum-verified, atomically).
+    return_X_y : bool, default=False
+        Return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
+    base_url : str, optional
+        The mirror; by default ``https://ossci-datasets.s3.amazonaws.com/mnist/``.
+    timeout : float, default=60
+        Seconds to wait for the server at each network operation.
+    verbose : bool or None, default=None
+        Download progress bar on stderr; None shows it when stderr is a terminal.
+
+    Returns
+    -------
+    dataset : sklearn.utils.Bunch or tuple
+        As for :func:`load_fashion_mnist`.
+
+    Raises
+    ------
+    FileNotFoundError, OSError, ValueError
+        As for :func:`load_fashion_mnist`.
+
+    Examples
+    --------
+    >>> from fastmlp.datasets import load_mnist
+    >>> X, y, X_test, y_test = load_mnist(download=True, return_X_y=True)  # doctest: +SKIP
+    >>> X.shape, y[:5]  # doctest: +SKIP
+    ((60000, 784), array([5, 0, 4, 1, 9]))
+    """
     return _load("mnist", data_home, download, return_X_y, base_url, timeout, verbose)
-
-
-def _loader_doc(key, first, seconds):
-    spec = _DATASETS[key]
-    names = spec["target_names"]
-    return _LOADER_DOC.format(
-        title=spec["title"],
-        key=key,
-        what=textwrap.fill(spec["what"], 84, subsequent_indent="    "),
-        n_train=60000,
-        n_test=10000,
-        url=spec["url"],
-        function=spec["function"],
-        apt_note=(f" (installed by ``apt-get install {spec['apt']}``)" if spec["apt"] else ""),
-        names=", ".join(f'"{n}"' for n in names[:3]) + ", ..., " + f'"{names[-1]}"',
-        first=first,
-        seconds=seconds,
-    )
-
-
-load_fashion_mnist.__doc__ = _loader_doc("fashion-mnist", "Ankle boot", 0.5)
-load_mnist.__doc__ = _loader_doc("mnist", "5", 0.5)
