@@ -26,12 +26,23 @@
 //                (i, j) (the fused optimizer step updates W[i0.., j0..] there).
 //                c, bias and act are then ignored.
 //
+//                Blocks lie inside one thread's share and are at most MC x NC
+//                (112 x 1024 with AVX-512), delivered in a fixed order.
+//
 // Threads. sgemm() is called by every thread of an enclosing parallel region with its own
 // (ith, nth), 0 <= ith < nth; it computes a static, deterministic share of the output
-// blocks, so each output element has exactly one writer. It never synchronizes: the
-// caller puts a barrier after it before anyone reads C. Packing buffers are per thread
-// (thread_local, grown once, never shrunk), so there is no allocation in steady state.
-// sgemm_parallel() opens its own region for callers outside one.
+// (a rectangle of whole register tiles: rows for the 784 x 256 weight gradient, columns
+// for a 64 x 256 batch product), so each output element has exactly one writer. It
+// never synchronizes and opens no parallel region: the caller puts a barrier after it
+// before anyone reads C. Packing buffers are per thread (thread_local, grown once, never
+// shrunk), so there is no allocation in steady state. Every thread must see the same
+// active_isa() (do not call set_isa while a product runs). sgemm_parallel() opens its
+// own region for callers outside one, and runs tiny products (< 0.2 MFLOP) on the
+// calling thread.
+//
+// Implementation: gemm.cpp (partition, cache blocking, packing, ISA dispatch),
+// gemm_kernel.hpp (what an ISA provides), gemm_ukernel.inc (the micro-kernel body),
+// gemm_avx512.cpp / gemm_avx2.cpp / gemm_generic.cpp (tiles and block sizes per ISA).
 //
 // Bad input. sgemm trusts its arguments (checked by the caller): m, n, k >= 0, pointers
 // valid for the shapes, lda >= (trans_a ? M : K), etc. C must not alias A or B.
