@@ -7,11 +7,18 @@
 """
 
 from ._core import active_isa, detected_isa
-from .estimator import MLPImageClassifier
+from .estimator import MLPImageClassifier, TrainingDivergedError
 
 __version__ = "0.1.0"
 
-__all__ = ["MLPImageClassifier", "PixelScaler", "__version__", "active_isa", "detected_isa"]
+__all__ = [
+    "MLPImageClassifier",
+    "PixelScaler",
+    "TrainingDivergedError",
+    "__version__",
+    "active_isa",
+    "detected_isa",
+]
 
 
 def __getattr__(name):

@@ -587,7 +587,9 @@ def _advice(args):
 
 def _training_failed(exc, args, reporter):
     """The message for a ValueError raised by fit, with advice when training diverged."""
-    if "diverged" not in str(exc):
+    from .estimator import TrainingDivergedError
+
+    if not isinstance(exc, TrainingDivergedError):
         return f"training failed: {exc}"
     where = ""
     if reporter.last is not None:

@@ -26,7 +26,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _core
 from .kernels import ACTIVATIONS
 
-__all__ = ["MLPImageClassifier"]
+__all__ = ["MLPImageClassifier", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(ValueError):
+    """Training produced an infinite or NaN loss or weights; the model was left unchanged.
+
+    Usually the inputs are not scaled (see :class:`fastmlp.PixelScaler`) or the learning
+    rate is too high.
+    """
 
 _SOLVERS = {"sgd": 0, "adam": 1}
 
@@ -561,7 +569,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                         self._n_threads())
                     state["t"] = res["t"]
                     if not res["finite"]:
-                        raise ValueError(
+                        raise TrainingDivergedError(
                             "Training diverged: the loss became infinite or NaN after "
                             f"{record['n_iter_']} epochs and {done + res['n_samples']} samples. "
                             "Scale the inputs (e.g. fastmlp.PixelScaler) or lower "
@@ -578,7 +586,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                                         "loss": totals[0] / max(totals[1], 1e-300),
                                         "accuracy": totals[2] / max(totals[3], 1)})
                 if not all(np.isfinite(c).all() for c in coefs):
-                    raise ValueError(
+                    raise TrainingDivergedError(
                         "Training diverged: the weights are no longer finite. Scale the "
                         "inputs (e.g. fastmlp.PixelScaler) or lower learning_rate_init "
                         f"(now {self.learning_rate_init}).")
