@@ -34,6 +34,7 @@ import threadpoolctl
 from fastmlp import _core, kernels
 
 HERE = Path(__file__).resolve().parent
+PAUSE = 0.15  # seconds before each block of samples; see time_pair
 
 
 def cases(quick, big):
@@ -61,21 +62,31 @@ def check(c, a_op, b_op, name):
         raise SystemExit(f"{name}: result off by {np.max(err / bound):.3g} x the bound")
 
 
-def time_pair(f_ours, f_numpy, repeats):
-    """Median seconds per call of each, timed alternately; tiny calls are batched so a
-    sample lasts about 0.5 ms or more."""
+def time_pair(f_ours, f_numpy, repeats, rounds):
+    """Median seconds per call of each side.
+
+    The sides take turns in `rounds` blocks of samples (so slow drifts in machine load hit
+    both), with a pause before each block: both libraries keep idle threads spinning for
+    a while after a call (OpenBLAS up to ~0.1 s), which would otherwise steal a core from
+    the other side. Calls shorter than 0.5 ms are timed in batches.
+    """
     f_ours(), f_numpy()  # warm caches, threads, packing buffers
     t0 = time.perf_counter()
     f_numpy()
     once = max(time.perf_counter() - t0, 1e-7)
     inner = max(1, int(5e-4 / once))
+    per_round = max(1, -(-repeats // rounds))
     samples = {"ours": [], "numpy": []}
-    for _ in range(repeats):
-        for key, f in (("ours", f_ours), ("numpy", f_numpy)):
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                f()
-            samples[key].append((time.perf_counter() - t0) / inner)
+    sides = [("ours", f_ours), ("numpy", f_numpy)]
+    for rnd in range(rounds):
+        for key, f in sides if rnd % 2 == 0 else sides[::-1]:
+            time.sleep(PAUSE)
+            f()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    f()
+                samples[key].append((time.perf_counter() - t0) / inner)
     return {k: float(np.median(v)) for k, v in samples.items()}, inner
 
 
@@ -120,7 +131,7 @@ def main(argv=None):
 
             flops = 2.0 * m * n * k
             reps = max(5, repeats // 4) if m * n * k >= 2**30 else repeats
-            t, inner = time_pair(ours, numpy_, reps)
+            t, inner = time_pair(ours, numpy_, reps, rounds=3 if args.quick else 5)
             rows.append({
                 "case": name, "m": m, "k": k, "n": n,
                 "op": ("T" if trans_a else "N") + ("T" if trans_b else "N"),

@@ -95,7 +95,8 @@ Rect partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth) {
           std::min(u1 * NR, N)};
 }
 
-// dst (kc, NR) = op(B)[pk0 .. pk0+kc)[col .. col+nr), zero-padded to NR columns.
+// dst (kc, NR) = op(B)[pk0 .. pk0+kc)[col .. col+nr); columns >= nr are left unset (the
+// micro-kernel masks them).
 void pack_b(const GemmArgs& p, index_t pk0, index_t kc, index_t col, index_t nr, index_t NR,
             float* dst) {
   if (p.trans_b) {
@@ -104,14 +105,11 @@ void pack_b(const GemmArgs& p, index_t pk0, index_t kc, index_t col, index_t nr,
       const float* src = p.b + (col + s) * p.ldb + pk0;
       for (index_t q = 0; q < kc; ++q) dst[q * NR + s] = src[q];
     }
-    for (index_t s = nr; s < NR; ++s)
-      for (index_t q = 0; q < kc; ++q) dst[q * NR + s] = 0.0f;
   } else {
     for (index_t q = 0; q < kc; ++q) {
       const float* src = p.b + (pk0 + q) * p.ldb + col;
       float* d = dst + q * NR;
       for (index_t s = 0; s < nr; ++s) d[s] = src[s];
-      for (index_t s = nr; s < NR; ++s) d[s] = 0.0f;
     }
   }
 }
@@ -165,8 +163,9 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
   // (the 64 x 784 x 256 forward runs 10% faster with A and B in place); it pays when
   // the stride thrashes the cache, and for B when many rows reuse each panel (a packed
   // panel stays in L1: +15-60% on AVX2 from 256 rows, about even on AVX-512).
-  // A transposed B (NT, TT) and the last, partial B panel (zero-padded to NR columns)
-  // are always packed; a short last A tile runs in place with its own m-row kernel.
+  // A transposed B (NT, TT) is always packed. Edges run in place: the last A tile with
+  // its own m-row kernel, the last B panel with masked loads (the 10-column output
+  // layer's weights are read without a copy).
   constexpr index_t kPackBFromRows = 128;
   const bool b_in_place = !p.trans_b && !conflicting_stride(p.ldb) && M < kPackBFromRows;
   const bool a_in_place = !conflicting_stride(p.lda);
@@ -197,7 +196,7 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
       // B panels of this (jc, pc): packed ones at bbuf + t*kc*NR.
       for (index_t t = 0; t < npanel; ++t) {
         const index_t col = jc + t * NR, nr = std::min(NR, jc + nc - col);
-        if (!(b_in_place && nr == NR)) pack_b(p, pk0, kc, col, nr, NR, bbuf + t * kc * NR);
+        if (!b_in_place) pack_b(p, pk0, kc, col, nr, NR, bbuf + t * kc * NR);
       }
       for (index_t ic = R.i0; ic < R.i1; ic += mcmax) {
         const index_t mc = std::min(mcmax, R.i1 - ic);
@@ -213,7 +212,7 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
           const index_t col = jc + t * NR, nr = std::min(NR, jc + nc - col);
           const float* bp;
           index_t bs;
-          if (b_in_place && nr == NR) {
+          if (b_in_place) {
             bp = p.b + pk0 * p.ldb + col, bs = p.ldb;
           } else {
             bp = bbuf + t * kc * NR, bs = NR;

@@ -25,6 +25,11 @@ inline __m256i lanes(int n) {
 inline vec v_zero() { return _mm256_setzero_ps(); }
 inline vec v_load(const float* p) { return _mm256_loadu_ps(p); }
 inline vec v_load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }
+// vmaskmovps is slower than a plain load: masked B loads only in the last panel.
+using lanes_t = __m256i;
+constexpr bool kMaskedLoadsFree = false;
+inline lanes_t v_lanes(int n) { return lanes(n); }
+inline vec v_load_m(const float* p, lanes_t m) { return _mm256_maskload_ps(p, m); }
 inline void v_store(float* p, vec x) { _mm256_storeu_ps(p, x); }
 inline void v_store_n(float* p, vec x, int n) { _mm256_maskstore_ps(p, lanes(n), x); }
 inline vec v_bcast(const float* p) { return _mm256_broadcast_ss(p); }
@@ -34,7 +39,8 @@ inline vec v_relu(vec x) {
   const vec z = _mm256_setzero_ps();
   return _mm256_blendv_ps(x, z, _mm256_cmp_ps(x, z, _CMP_LT_OQ));
 }
-inline void v_prefetch(const float* p) {
+// always_inline: GCC treats a prefetch as a const call and may drop an out-of-line one.
+inline __attribute__((always_inline)) void v_prefetch(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
 }
 

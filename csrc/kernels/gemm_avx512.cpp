@@ -22,6 +22,11 @@ inline __mmask16 lanes(int n) {
 inline vec v_zero() { return _mm512_setzero_ps(); }
 inline vec v_load(const float* p) { return _mm512_loadu_ps(p); }
 inline vec v_load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+// A masked load costs what a plain one does: every B load is masked, no second k loop.
+using lanes_t = __mmask16;
+constexpr bool kMaskedLoadsFree = true;
+inline lanes_t v_lanes(int n) { return lanes(n); }
+inline vec v_load_m(const float* p, lanes_t m) { return _mm512_maskz_loadu_ps(m, p); }
 inline void v_store(float* p, vec x) { _mm512_storeu_ps(p, x); }
 inline void v_store_n(float* p, vec x, int n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
 inline vec v_bcast(const float* p) { return _mm512_set1_ps(*p); }
@@ -31,7 +36,8 @@ inline vec v_relu(vec x) {
   const vec z = _mm512_setzero_ps();
   return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);
 }
-inline void v_prefetch(const float* p) {
+// always_inline: GCC treats a prefetch as a const call and may drop an out-of-line one.
+inline __attribute__((always_inline)) void v_prefetch(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
 }
 

@@ -15,7 +15,7 @@ constexpr int kVL = 4;
 typedef float vec __attribute__((vector_size(16)));
 inline vec v_zero() { return vec{0.0f, 0.0f, 0.0f, 0.0f}; }
 inline vec v_bcast(const float* p) { return vec{*p, *p, *p, *p}; }
-inline void v_prefetch(const float* p) { __builtin_prefetch(p); }
+inline __attribute__((always_inline)) void v_prefetch(const float* p) { __builtin_prefetch(p); }
 #else
 constexpr int kVL = 1;
 using vec = float;
@@ -30,6 +30,10 @@ inline vec v_load_n(const float* p, int n) {
   return x;
 }
 inline vec v_load(const float* p) { return v_load_n(p, kVL); }
+using lanes_t = int;
+constexpr bool kMaskedLoadsFree = false;
+inline lanes_t v_lanes(int n) { return n; }
+inline vec v_load_m(const float* p, lanes_t n) { return v_load_n(p, n); }
 inline void v_store_n(float* p, vec x, int n) {
   for (int i = 0; i < kVL && i < n; ++i) p[i] = reinterpret_cast<const float*>(&x)[i];
 }

@@ -9,8 +9,8 @@
 //   B panel (kc, NR): element (p, j) at b[p*bs + j]  (a packed panel with bs = NR, or a
 //                     row-major operand used in place with bs = ldb);
 //   C tile  (m, n) <= (MR, NR) at c[r*ldc + j].
-// A kernel built for m rows reads exactly m rows of A; all NR columns of B are read, so a
-// B edge panel comes zero-padded from packing and C is masked to its n columns.
+// A kernel built for m rows reads exactly m rows of A; of B and C it reads and writes only
+// the first n columns (masked vector loads and stores), so edges need no padding.
 #pragma once
 
 #include "common.hpp"
