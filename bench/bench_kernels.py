@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import threadpoolctl
-
 from fastmlp import _core, kernels
 
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,6 @@ import itertools
 
 import numpy as np
 import pytest
-
 from fastmlp import _core, kernels
 
 ISAS = ["avx512", "avx2", "generic"]
@@ -148,6 +147,7 @@ def test_layouts(rng, isa):
             ao, bo = (a.T if trans_a else a), (b.T if trans_b else b)
             out = np.full((m, n), np.nan, dtype=np.float32)
             kernels.matmul(ao, bo, trans_a, trans_b, out=out)
+            assert not np.isnan(out).any(), (na, nb, trans_a, trans_b)
             _check_close(out, ao, bo, trans_a, trans_b)
 
 
@@ -211,6 +211,21 @@ def test_builtin_epilogue_bitwise(rng, fma_isa, act, shape):
             assert np.array_equal(out.view(np.uint32), ref.view(np.uint32))
     if act == "relu" and m * n > 1:
         assert np.any(out == 0) and np.all(out >= 0)
+
+
+def test_builtin_epilogue_portable(rng):
+    """The portable path fuses the same epilogue (its sums differ by rounding only)."""
+    m, k, n = 37, 29, 75
+    a, b = _operands(rng, m, k, n, False, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    with kernels._isa("generic"):
+        for act in ACT:
+            ref = _reference(a, b, False, False, bias=bias, activation=ACT[act])
+            out = np.full((m, n), np.nan, dtype=np.float32)
+            _core_matmul(a, b, False, False, 2, out=out, bias=bias, activation=ACT[act])
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+            if act == "relu":
+                assert np.all(out >= 0) and np.any(out == 0)
 
 
 @pytest.mark.parametrize("shape", [(784, 64, 256), (64, 10, 256), (257, 1023, 129),
