@@ -100,8 +100,25 @@ Rect partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth) {
 void pack_b(const GemmArgs& p, index_t pk0, index_t kc, index_t col, index_t nr, index_t NR,
             float* dst) {
   if (p.trans_b) {
-    // op(B)[k][j] = b[j*ldb + k]: read along k, write with stride NR.
-    for (index_t s = 0; s < nr; ++s) {
+    // op(B)[k][j] = b[j*ldb + k]: a transpose. 4 x 4 blocks (4 contiguous k of 4 columns
+    // in, 4 contiguous columns of 4 k out) halve the memory operations of a scalar copy,
+    // which matters when K is small (the 64 x 10 x 256 input-gradient product).
+    index_t s = 0;
+    for (; s + 4 <= nr; s += 4) {
+      const float* src = p.b + (col + s) * p.ldb + pk0;
+      const index_t ld = p.ldb;
+      index_t q = 0;
+      for (; q + 4 <= kc; q += 4) {
+        float blk[4][4];
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) blk[j][i] = src[i * ld + q + j];
+        for (int j = 0; j < 4; ++j)
+          for (int i = 0; i < 4; ++i) dst[(q + j) * NR + s + i] = blk[j][i];
+      }
+      for (; q < kc; ++q)
+        for (int i = 0; i < 4; ++i) dst[q * NR + s + i] = src[i * ld + q];
+    }
+    for (; s < nr; ++s) {
       const float* src = p.b + (col + s) * p.ldb + pk0;
       for (index_t q = 0; q < kc; ++q) dst[q * NR + s] = src[q];
     }
