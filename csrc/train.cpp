@@ -47,6 +47,7 @@ struct DeltaEpilogue {
 // never written to memory.
 struct UpdateEpilogue {
   const LayerView* layer;
+  index_t col0;  // the product's column 0 is W's column col0
   Solver solver;
   float lr, momentum, weight_decay;
   bool nesterov;
@@ -56,7 +57,7 @@ struct UpdateEpilogue {
     const auto* e = static_cast<const UpdateEpilogue*>(ctx);
     const LayerView& L = *e->layer;
     for (index_t r = 0; r < mr; ++r) {
-      const index_t off = (i0 + r) * L.fan_out + j0;
+      const index_t off = (i0 + r) * L.fan_out + e->col0 + j0;
       const float* g = tile + r * ldt;
       if (e->solver == Solver::Adam)
         adam_step(L.W + off, g, L.W_s1 + off, L.W_s2 + off, nr, e->adam, e->weight_decay);
@@ -112,30 +113,41 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
 
   const index_t L = static_cast<index_t>(net.layers.size());
   const index_t D = plan.n_features, C = net.n_outputs();
+  const index_t H0 = net.layers[0].fan_out;  // width of the first layer's output
   const index_t Bmax = std::min(plan.batch_size, plan.n_order);
   const index_t n_batches = (plan.n_order + plan.batch_size - 1) / plan.batch_size;
+  const int nt = n_threads > 0 ? n_threads : default_num_threads();
 
-  // Scratch, once per chunk. act[l] is layer l's input (B, fan_in); act[L] holds the
-  // logits, overwritten in place by dlogits. delta[l] (B, fan_in_l) for l >= 1.
-  std::vector<std::vector<float>> act(L + 1), delta(L);
-  act[0].resize(Bmax * D);
-  for (index_t l = 0; l < L; ++l) act[l + 1].resize(Bmax * net.layers[l].fan_out);
-  for (index_t l = 1; l < L; ++l) delta[l].resize(Bmax * net.layers[l].fan_in);
-  std::vector<std::int32_t> yb(Bmax);
-  std::vector<float> wb(plan.sample_weight ? Bmax : 0);
+  // Shared scratch, once per chunk. out[l] (B, fan_out_l) is layer l's output; the last
+  // one holds the logits, overwritten in place by dlogits. dz[l] (B, fan_out_l), l < L-1,
+  // is the gradient at layer l's pre-activation. out[0] has two copies used by alternate
+  // batches: a thread may start the next batch's first layer while another still reads
+  // this batch's out[0] in its weight-gradient product.
+  std::vector<std::vector<float>> out(L), dz(L);
+  std::vector<float> out0_odd(Bmax * H0);
+  for (index_t l = 0; l < L; ++l) out[l].resize(Bmax * net.layers[l].fan_out);
+  for (index_t l = 0; l + 1 < L; ++l) dz[l].resize(Bmax * net.layers[l].fan_out);
   std::vector<double> row_loss(Bmax);
   std::vector<std::uint8_t> correct(Bmax);
-  // Squared norms of W's rows, for the L2 term of the reported loss.
-  index_t n_wrows = 0;
+  index_t n_wrows = 0;  // |W|^2 per row of every W, for the L2 term of the reported loss
   for (const auto& Ly : net.layers) n_wrows += Ly.fan_in;
   std::vector<double> wsq(opt.alpha > 0 ? n_wrows : 0);
   index_t max_out = 0;
   for (const auto& Ly : net.layers) max_out = std::max(max_out, Ly.fan_out);
+  bool stop = false;  // written by thread 0 only
 
-  const int nt = n_threads > 0 ? n_threads : default_num_threads();
-  // Shared results, written by thread 0 only.
-  bool stop = false;
-
+  // Schedule of one batch, with two barriers (each thread ith of nth):
+  //   A  gather the batch into a private copy of X's rows              (no sharing)
+  //   B  layer 0 forward for the thread's own columns of W0            -> out[0][:, own]
+  //   -- barrier --
+  //   C  the thread's own rows: layers 1.. forward, softmax-CE, and the input-gradient
+  //      products down to dz[0][own rows]                              (row-local)
+  //   -- barrier --
+  //   D  weight updates: W0's own columns from the private X copy; deeper layers split
+  //      by the GEMM's partition; biases by columns.
+  // W0, the largest matrix, is read in B and written in D by the same thread only, so it
+  // stays in that core's cache. The next batch's A and B touch only private data and the
+  // thread's own W0 columns, so D needs no barrier after it.
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nt)
 #endif
@@ -145,65 +157,97 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
 #else
     const int ith = 0, nth = 1;
 #endif
-    std::vector<double> bias_acc(max_out);  // per thread: column sums of dZ
+    std::vector<float> xb(Bmax * D);  // private: this batch's rows of X
+    std::vector<std::int32_t> yb(Bmax);
+    std::vector<float> wb(plan.sample_weight ? Bmax : 0);
+    std::vector<double> bias_acc(max_out);
     std::vector<float> bias_grad(max_out);
-    long long t = t0;                       // optimizer steps; the same in every thread
+    long long t = t0;
+
+    // This thread's columns of W0: whole 32-wide panels, so no register tile is split.
+    constexpr index_t kPanel = 32;
+    index_t c0, c1;
+    split_range((H0 + kPanel - 1) / kPanel, ith, nth, &c0, &c1);
+    c0 = std::min(H0, c0 * kPanel), c1 = std::min(H0, c1 * kPanel);
 
     for (index_t bi = 0; bi < n_batches; ++bi) {
       const index_t start = bi * plan.batch_size;
       const index_t B = std::min(plan.batch_size, plan.n_order - start);
       const std::int64_t* rows = plan.order + start;
+      float* out0 = (bi & 1) ? out0_odd.data() : out[0].data();
+      auto output = [&](index_t l) { return l == 0 ? out0 : out[l].data(); };
+      auto grad = [&](index_t l) { return l == L - 1 ? output(l) : dz[l].data(); };
 
-      // 1. Gather the batch: this copy is A's packing for the first layer's products.
-      {
-        index_t r0, r1;
-        split_range(B, ith, nth, &r0, &r1);
-        for (index_t r = r0; r < r1; ++r) {
-          const float* src = plan.X + rows[r] * D;
-          std::copy(src, src + D, act[0].data() + r * D);
-          yb[r] = plan.y[rows[r]];
-          if (plan.sample_weight) wb[r] = plan.sample_weight[rows[r]];
-        }
+      // A. Gather.
+      for (index_t r = 0; r < B; ++r) {
+        const float* src = plan.X + rows[r] * D;
+        std::copy(src, src + D, xb.data() + r * D);
+        yb[r] = plan.y[rows[r]];
+        if (plan.sample_weight) wb[r] = plan.sample_weight[rows[r]];
       }
-      FASTMLP_BARRIER
-
-      // 2. Forward: act[l+1] = f(act[l] · W_l + b_l); logits without activation.
-      for (index_t l = 0; l < L; ++l) {
-        const LayerView& Ly = net.layers[l];
-        GemmArgs g;
-        g.m = B, g.n = Ly.fan_out, g.k = Ly.fan_in;
-        g.a = act[l].data(), g.lda = Ly.fan_in;
-        g.b = Ly.W, g.ldb = Ly.fan_out;
-        g.c = act[l + 1].data(), g.ldc = Ly.fan_out;
-        g.bias = Ly.b;
-        g.act = l + 1 < L ? net.hidden : Activation::Identity;
-        sgemm(g, ith, nth);
-        FASTMLP_BARRIER
-      }
-
-      // 3. Loss and dlogits in place, scaled by 1 / (batch weight); |W|^2 rows if needed.
       double wsum = static_cast<double>(B);
       if (plan.sample_weight) {
-        wsum = 0;  // every thread sums the same values in the same order
+        wsum = 0;
         for (index_t r = 0; r < B; ++r) wsum += wb[r];
       }
       const float scale = wsum > 0 ? static_cast<float>(1.0 / wsum) : 0.0f;
+
+      // B. Layer 0 forward, own columns: out0[:, c0:c1] = f(xb · W0[:, c0:c1] + b0[c0:c1]).
+      const LayerView& L0 = net.layers[0];
+      if (c1 > c0) {
+        GemmArgs g;
+        g.m = B, g.n = c1 - c0, g.k = D;
+        g.a = xb.data(), g.lda = D;
+        g.b = L0.W + c0, g.ldb = H0;
+        g.c = out0 + c0, g.ldc = H0;
+        g.bias = L0.b + c0;
+        g.act = L > 1 ? net.hidden : Activation::Identity;
+        sgemm(g, 0, 1);
+      }
+      FASTMLP_BARRIER
+
+      // C. Own rows r0:r1 through the rest of the network and back.
       {
         index_t r0, r1;
         split_range(B, ith, nth, &r0, &r1);
-        float* z = act[L].data();
-        softmax_cross_entropy(z + r0 * C, C, yb.data() + r0,
-                              plan.sample_weight ? wb.data() + r0 : nullptr, r1 - r0, C, scale,
-                              z + r0 * C, C, row_loss.data() + r0, correct.data() + r0);
+        const index_t R = r1 - r0;
+        for (index_t l = 1; l < L && R > 0; ++l) {
+          const LayerView& Ly = net.layers[l];
+          GemmArgs g;
+          g.m = R, g.n = Ly.fan_out, g.k = Ly.fan_in;
+          g.a = output(l - 1) + r0 * Ly.fan_in, g.lda = Ly.fan_in;
+          g.b = Ly.W, g.ldb = Ly.fan_out;
+          g.c = output(l) + r0 * Ly.fan_out, g.ldc = Ly.fan_out;
+          g.bias = Ly.b;
+          g.act = l + 1 < L ? net.hidden : Activation::Identity;
+          sgemm(g, 0, 1);
+        }
+        if (R > 0) {
+          float* z = output(L - 1) + r0 * C;
+          softmax_cross_entropy(z, C, yb.data() + r0, plan.sample_weight ? wb.data() + r0 : nullptr,
+                                R, C, scale, z, C, row_loss.data() + r0, correct.data() + r0);
+        }
+        // dz[l-1] = (dz_l · W_lᵀ) * f'(out[l-1]), before any W changes.
+        for (index_t l = L - 1; l >= 1 && R > 0; --l) {
+          const LayerView& Ly = net.layers[l];
+          DeltaEpilogue de{dz[l - 1].data() + r0 * Ly.fan_in, output(l - 1) + r0 * Ly.fan_in,
+                           Ly.fan_in, net.hidden};
+          GemmArgs g;
+          g.m = R, g.n = Ly.fan_in, g.k = Ly.fan_out;
+          g.a = grad(l) + r0 * Ly.fan_out, g.lda = Ly.fan_out;
+          g.b = Ly.W, g.ldb = Ly.fan_out, g.trans_b = true;
+          g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = &de;
+          sgemm(g, 0, 1);
+        }
         if (opt.alpha > 0) {
           split_range(n_wrows, ith, nth, &r0, &r1);
           index_t base = 0;
           for (const auto& Ly : net.layers) {
             for (index_t i = std::max(r0, base); i < std::min(r1, base + Ly.fan_in); ++i) {
               const float* w = Ly.W + (i - base) * Ly.fan_out;
-              double s = 0;
-              for (index_t j = 0; j < Ly.fan_out; ++j) s += double(w[j]) * w[j];
-              wsq[i] = s;
+              double sq = 0;
+              for (index_t j = 0; j < Ly.fan_out; ++j) sq += double(w[j]) * w[j];
+              wsq[i] = sq;
             }
             base += Ly.fan_in;
           }
@@ -211,8 +255,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       }
       FASTMLP_BARRIER
 
-      // Every thread reduces the batch statistics itself, in the same order, so they all
-      // agree on whether to go on without another barrier.
+      // Every thread reduces the batch statistics itself, in the same order, so all agree
+      // on whether to go on without another barrier.
       double bloss = 0;
       std::int64_t bcorrect = 0;
       for (index_t r = 0; r < B; ++r) bloss += row_loss[r], bcorrect += correct[r];
@@ -223,52 +267,50 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       }
       if (!std::isfinite(bloss)) {
         if (ith == 0) stop = true;
-        break;  // all threads take this branch: nothing of this batch is applied
+        break;  // every thread breaks here: nothing of this batch is applied
       }
       const float weight_decay = wsum > 0 ? static_cast<float>(opt.alpha / wsum) : 0.0f;
       const long long tb = t + 1;
+      UpdateEpilogue ue{nullptr, 0, opt.solver, static_cast<float>(opt.learning_rate),
+                        static_cast<float>(opt.momentum), weight_decay, opt.nesterov,
+                        AdamStep::make(opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon, tb)};
 
-      // 4. Backward, last layer first.
-      for (index_t l = L - 1; l >= 0; --l) {
+      // D. Weight updates, W_l += step(out[l-1]ᵀ · dz_l), fused into the products.
+      auto update_bias = [&](const LayerView& Ly, const float* dzl, index_t j0, index_t j1) {
+        if (j1 <= j0) return;
+        for (index_t j = j0; j < j1; ++j) bias_acc[j] = 0;
+        for (index_t r = 0; r < B; ++r)
+          for (index_t j = j0; j < j1; ++j) bias_acc[j] += dzl[r * Ly.fan_out + j];
+        for (index_t j = j0; j < j1; ++j) bias_grad[j - j0] = static_cast<float>(bias_acc[j]);
+        if (opt.solver == Solver::Adam)
+          adam_step(Ly.b + j0, bias_grad.data(), Ly.b_s1 + j0, Ly.b_s2 + j0, j1 - j0, ue.adam,
+                    0.0f);
+        else
+          sgd_step(Ly.b + j0, bias_grad.data(), j1 - j0, ue.lr, Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
+                   ue.momentum, opt.nesterov, 0.0f);
+      };
+      for (index_t l = L - 1; l >= 1; --l) {
         const LayerView& Ly = net.layers[l];
-        const float* dz = l == L - 1 ? act[L].data() : delta[l + 1].data();  // (B, fan_out)
-        if (l > 0) {
-          // delta_l = (dZ · Wᵀ) * f'(act_l), before W changes.
-          DeltaEpilogue de{delta[l].data(), act[l].data(), Ly.fan_in, net.hidden};
-          GemmArgs g;
-          g.m = B, g.n = Ly.fan_in, g.k = Ly.fan_out;
-          g.a = dz, g.lda = Ly.fan_out;
-          g.b = Ly.W, g.ldb = Ly.fan_out, g.trans_b = true;
-          g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = &de;
-          sgemm(g, ith, nth);
-          FASTMLP_BARRIER
-        }
-        // W_l updated block by block from act_lᵀ · dZ.
-        UpdateEpilogue ue{&Ly, opt.solver, static_cast<float>(opt.learning_rate),
-                          static_cast<float>(opt.momentum), weight_decay, opt.nesterov,
-                          AdamStep::make(opt.learning_rate, opt.beta_1, opt.beta_2,
-                                         opt.epsilon, tb)};
+        ue.layer = &Ly, ue.col0 = 0;
         GemmArgs g;
         g.m = Ly.fan_in, g.n = Ly.fan_out, g.k = B;
-        g.a = act[l].data(), g.lda = Ly.fan_in, g.trans_a = true;
-        g.b = dz, g.ldb = Ly.fan_out;
+        g.a = output(l - 1), g.lda = Ly.fan_in, g.trans_a = true;
+        g.b = grad(l), g.ldb = Ly.fan_out;
         g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
         sgemm(g, ith, nth);
-        // b_l from the column sums of dZ, columns split among threads.
         index_t j0, j1;
         split_range(Ly.fan_out, ith, nth, &j0, &j1);
-        if (j1 > j0) {
-          float* gb = bias_grad.data();
-          for (index_t j = j0; j < j1; ++j) bias_acc[j] = 0;
-          for (index_t r = 0; r < B; ++r)
-            for (index_t j = j0; j < j1; ++j) bias_acc[j] += dz[r * Ly.fan_out + j];
-          for (index_t j = j0; j < j1; ++j) gb[j - j0] = static_cast<float>(bias_acc[j]);
-          if (opt.solver == Solver::Adam)
-            adam_step(Ly.b + j0, gb, Ly.b_s1 + j0, Ly.b_s2 + j0, j1 - j0, ue.adam, 0.0f);
-          else
-            sgd_step(Ly.b + j0, gb, j1 - j0, ue.lr, Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
-                     ue.momentum, opt.nesterov, 0.0f);
-        }
+        update_bias(Ly, grad(l), j0, j1);
+      }
+      if (c1 > c0) {  // W0[:, c0:c1] from the private rows and own columns of dz_0
+        ue.layer = &L0, ue.col0 = c0;
+        GemmArgs g;
+        g.m = D, g.n = c1 - c0, g.k = B;
+        g.a = xb.data(), g.lda = D, g.trans_a = true;
+        g.b = grad(0) + c0, g.ldb = H0;
+        g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
+        sgemm(g, 0, 1);
+        update_bias(L0, grad(0), c0, c1);
       }
       if (ith == 0) {
         res.loss_sum += bloss;
@@ -278,7 +320,6 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         res.n_batches += 1;
       }
       t = tb;
-      FASTMLP_BARRIER  // the next batch's gather overwrites act[0], still read above
     }
     if (ith == 0) res.t = t;
   }
