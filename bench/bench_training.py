@@ -1,6 +1,6 @@
 """Training benchmark: fastmlp against NumPy, scikit-learn and PyTorch on Fashion-MNIST.
 
-The reference run of fastmlp's lecture -- 784-256(ReLU)-10, pixels scaled to [-1, 1] with
+The reference run -- 784-256(ReLU)-10, pixels scaled to [-1, 1] with
 ``PixelScaler(mode="symmetric")``, plain SGD with learning rate 0.01, batches of 64, shuffled
 every epoch -- trained by every system in turn, in one process:
 
