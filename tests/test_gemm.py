@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from fastmlp import _core, kernels
 
 ISAS = ["avx512", "avx2", "generic"]
