@@ -153,7 +153,7 @@ struct CountingEpilogue {
 
 py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
                           int n_threads, bool reference, py::object out, py::object bias_obj,
-                          int act, bool tile_epilogue) {
+                          int act, bool tile_epilogue, bool exact_threads) {
   const View<float> a = view<float>(a_obj, "a", 2, false);
   const View<float> b = view<float>(b_obj, "b", 2, false);
   const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
@@ -191,7 +191,7 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
     if (reference)
       gemm_reference(g);
     else
-      sgemm_parallel(g, n_threads);
+      sgemm_parallel(g, n_threads, !exact_threads);
   }
   if (tile_epilogue) {
     if (ce.out_of_range) throw std::runtime_error("matmul: a tile outside the product");
@@ -429,7 +429,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none(),
         py::arg("bias") = py::none(), py::arg("activation") = 0,
-        py::arg("tile_epilogue") = false);
+        py::arg("tile_epilogue") = false, py::arg("exact_threads") = false);
   m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());

@@ -245,6 +245,26 @@ def test_tile_epilogue_exactly_once(rng, isa, shape):
             assert np.array_equal(out, plain)
 
 
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 0, 5), (2, 3, 97), (97, 3, 2), (13, 17, 31),
+                                   (29, 64, 47), (64, 10, 256), (64, 256, 10)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_partition_small_shapes(rng, isa, shape):
+    """Small products split over 2-5 threads anyway (as the training loop splits them):
+    shares may be empty, every element is still written once, with the same value."""
+    m, k, n = shape
+    for trans_a, trans_b in TRANS:
+        a, b = _operands(rng, m, k, n, trans_a, trans_b)
+        single = kernels.matmul(a, b, trans_a, trans_b, n_threads=1)
+        for n_threads in (2, 3, 5):
+            for tile_epilogue in (False, True):
+                out = np.full((m, n), np.nan, dtype=np.float32)
+                _core_matmul(a, b, trans_a, trans_b, n_threads, out=out, exact_threads=True,
+                             tile_epilogue=tile_epilogue)
+                assert np.array_equal(out, single), (trans_a, trans_b, n_threads)
+        if isa != "generic":
+            assert np.array_equal(single, _reference(a, b, trans_a, trans_b))
+
+
 def test_tile_epilogue_long_k(rng):
     """K longer than the cache block: partial sums wait in scratch between K runs."""
     a, b = _operands(rng, 50, 2500, 70, True, False)

@@ -284,12 +284,14 @@ void sgemm(const GemmArgs& p, int ith, int nth) {
   gemm_rect(ks, tile, p, R);
 }
 
-void sgemm_parallel(const GemmArgs& p, int n_threads) {
+void sgemm_parallel(const GemmArgs& p, int n_threads, bool small_serial) {
   int nt = n_threads > 0 ? n_threads : default_num_threads();
-  // Opening a parallel region costs a few microseconds: tiny products run on this thread.
+  // Opening and joining a parallel region costs a few microseconds, and much more when
+  // another process holds a core (the join waits for a descheduled thread): products
+  // below 1 MFLOP (the 64 x 256 x 10 output layer, ~6 us) run on this thread.
   const double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) *
                        static_cast<double>(p.k > 0 ? p.k : 1);
-  if (flops < 2.0e5) nt = 1;
+  if (small_serial && flops < 1.0e6) nt = 1;
 #if defined(_OPENMP)
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)

@@ -37,7 +37,7 @@
 // before anyone reads C. Packing buffers are per thread (thread_local, grown once, never
 // shrunk), so there is no allocation in steady state. Every thread must see the same
 // active_isa() (do not call set_isa while a product runs). sgemm_parallel() opens its
-// own region for callers outside one, and runs tiny products (< 0.2 MFLOP) on the
+// own region for callers outside one, and runs small products (< 1 MFLOP) on the
 // calling thread.
 //
 // Implementation: gemm.cpp (partition, cache blocking, packing, ISA dispatch),
@@ -78,8 +78,10 @@ struct GemmArgs {
 // This thread's share of the product. See the contract above.
 void sgemm(const GemmArgs& args, int ith, int nth);
 
-// Opens a parallel region of n_threads (<= 0: default_num_threads()) and runs sgemm.
-void sgemm_parallel(const GemmArgs& args, int n_threads);
+// Opens a parallel region of n_threads (<= 0: default_num_threads()) and runs sgemm;
+// small products run on the calling thread unless small_serial is false (tests use that
+// to exercise the partition of tiny shapes).
+void sgemm_parallel(const GemmArgs& args, int n_threads, bool small_serial = true);
 
 // The portable reference: the scalar std::fma chain of the contract, single-threaded,
 // same epilogue semantics. The test oracle and the fallback for exotic inputs.
