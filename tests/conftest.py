@@ -5,6 +5,10 @@ on failure, so any failure can be replayed with FASTMLP_TEST_SEED=<seed>."""
 import os
 import zlib
 
+# scikit-learn's estimator checks include an array-API check that only runs when SciPy's
+# array-API mode is on; it must be set before SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 
