@@ -113,7 +113,12 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
     """
     trans_a = bool(trans_a)
     trans_b = bool(trans_b)
-    nt = 0 if n_threads is None else _n_threads(n_threads)
+    if n_threads is None:
+        nt = 0
+    elif type(n_threads) is int and n_threads > 0:  # skip the slow ABC checks
+        nt = n_threads
+    else:
+        nt = _n_threads(n_threads)
     if type(a) is np.ndarray and type(b) is np.ndarray:
         # Fast path for the common case (float32, unit inner stride): the core checks
         # everything itself; anything it rejects is retried below with full validation
