@@ -159,6 +159,8 @@ def main(argv=None):
         "processor": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "repeats": repeats,
+        "command": " ".join(["python", "bench/bench_kernels.py", *(argv or sys.argv[1:])]),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     blas_desc = ", ".join(f"{b_['internal_api']} {b_['version']}" for b_ in blas) or "BLAS ?"
     print(f"\nfastmlp.kernels.matmul vs numpy.matmul, float32, {threads} thread(s), "
