@@ -7,7 +7,7 @@
 //   for jc in NC-column blocks:            B block (KC, NC), packed unless usable in place
 //     for pc in K blocks of <= KC:         the chain continues from the stored partial sum
 //       for ic in MC-row blocks:           A block (MC, KC), packed unless usable in place
-//         for jr in NR panels:             the B panel stays in L1 across the tiles below
+//         for jr in NR panels:             one B panel is reused by all the tiles below
 //           for ir in MR tiles: micro-kernel
 //         last K block: epilogue of the finished (MC, NC) block.
 #include <algorithm>
