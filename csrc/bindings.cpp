@@ -62,15 +62,16 @@ View<T> view(const py::handle& obj, const char* name, int ndim, bool writable) {
   v.rows = ndim == 2 ? arr.shape(0) : 1;
   v.cols = arr.shape(ndim - 1);
   const auto isz = static_cast<py::ssize_t>(sizeof(T));
+  v.ld = v.cols;
+  v.data = static_cast<T*>(const_cast<void*>(arr.data()));
+  if (arr.size() == 0) return v;  // nothing is read; empty arrays may have any strides
   if (v.cols > 1 && arr.strides(ndim - 1) != isz)
     throw std::invalid_argument(std::string(name) + " must be contiguous along its last axis");
-  v.ld = v.cols;
   if (ndim == 2 && v.rows > 1) {
     if (arr.strides(0) % isz != 0 || arr.strides(0) / isz < v.cols)
       throw std::invalid_argument(std::string(name) + " has an unsupported row stride");
     v.ld = arr.strides(0) / isz;
   }
-  v.data = static_cast<T*>(const_cast<void*>(arr.data()));
   return v;
 }
 
