@@ -450,3 +450,40 @@ def test_grid_search_parallel_over_widths_and_scaling():
     grid.fit(X, y)
     assert grid.best_score_ > 0.85
     assert len(grid.cv_results_["params"]) == 6
+
+
+def test_threads_follow_threadpoolctl_and_omp_settings():
+    from threadpoolctl import threadpool_limits
+
+    from fastmlp import _core
+
+    with threadpool_limits(limits=1):
+        assert _core.max_threads() == 1
+    assert _core.max_threads() >= 1
+
+
+@quiet
+def test_memory_mapped_training_data(tmp_path):
+    X, y = _blobs(n=300)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    a = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(mm, y)
+    b = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert all(np.array_equal(p, q) for p, q in zip(a.coefs_, b.coefs_))
+    assert np.array_equal(a.predict(mm), b.predict(X))
+
+
+@quiet
+def test_verbose_prints_epochs_and_a_progress_bar_on_terminals(capsys, monkeypatch):
+    import fastmlp.estimator as est
+
+    X, y = _blobs(n=300)
+    MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, verbose=True).fit(X, y)
+    out, err = capsys.readouterr()
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+    assert err == ""  # not a terminal: no bar
+    monkeypatch.setattr(est, "stderr_is_terminal", lambda: True)
+    MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, verbose=True).fit(X, y)
+    out, err = capsys.readouterr()
+    assert "Epoch 1/2 [" in err and "Epoch 2/2 [" in err and "300/300" in err

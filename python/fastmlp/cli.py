@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ._progress import clear_line as _clear_line
+from ._progress import draw_bar as _draw_bar
+from ._progress import stderr_is_terminal
+
 __all__ = ["main", "build_parser"]
 
 _DATASETS = {
@@ -320,32 +324,7 @@ def _check_output_path(path, what):
 # --------------------------------------------------------------------------------------
 
 def _stderr_is_terminal():
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-_bar_shown = False
-
-
-def _clear_line():
-    global _bar_shown
-    if _bar_shown:
-        sys.stderr.write("\r\033[K")
-        sys.stderr.flush()
-        _bar_shown = False
-
-
-def _draw_bar(epoch, n_epochs, done, total, loss, accuracy, elapsed):
-    global _bar_shown
-    width = 30
-    filled = int(width * done / max(total, 1))
-    bar = "#" * filled + "." * (width - filled)
-    sys.stderr.write(f"\rEpoch {epoch}/{n_epochs} [{bar}] {done}/{total}  "
-                     f"loss {loss:.4f}  acc {100 * accuracy:.2f}%  {elapsed:.1f}s\033[K")
-    sys.stderr.flush()
-    _bar_shown = True
+    return stderr_is_terminal()
 
 
 def _test_metrics(estimator, X_test, y_test):

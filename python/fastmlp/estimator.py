@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
+from ._progress import clear_line, draw_bar, stderr_is_terminal
 from .kernels import ACTIVATIONS
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
@@ -118,7 +119,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-4
         Improvement below which an epoch counts as not improving.
     verbose : bool, default=False
-        Print one line per epoch.
+        Print one line per epoch to stdout, and on a terminal a progress bar over the
+        epoch's batches to stderr.
     warm_start : bool, default=False
         Continue from the previous fit's weights and optimizer state (Adam's moments
         and the SGD velocity are kept).
@@ -547,6 +549,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             self.out_activation_ = "softmax"
 
         n_epochs = 1 if incremental else self.max_iter
+        progress_bar = bool(self.verbose) and stderr_is_terminal()
+        last_epoch = record["n_iter_"] + n_epochs
         chunk_samples = max(batch_size, _FIRST_CHUNK_SAMPLES // batch_size * batch_size)
         stop_reason = None
         try:
@@ -580,6 +584,11 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                     per_sample = (time.perf_counter() - t0) / max(1, res["n_samples"])
                     chunk_samples = max(batch_size, int(_CHUNK_SECONDS / max(per_sample, 1e-9))
                                         // batch_size * batch_size)
+                    if progress_bar:
+                        draw_bar(record["n_iter_"] + 1, last_epoch, done, n,
+                                 totals[0] / max(totals[1], 1e-300),
+                                 totals[2] / max(totals[3], 1),
+                                 time.perf_counter() - epoch_start)
                     if callback is not None:
                         callback(self, {"event": "progress", "epoch": record["n_iter_"] + 1,
                                         "samples_done": done, "n_samples": n,
@@ -617,6 +626,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                     record["best_loss_"] = min(best_loss, loss)
                 record["_no_improvement_count"] = 0 if improved else record["_no_improvement_count"] + 1
                 record["history_"].append(entry)
+                clear_line()
                 if self.verbose:
                     line = f"Iteration {entry['epoch']}, loss = {loss:.8f}"
                     if early_stopping:
@@ -652,6 +662,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
                         stacklevel=3)
         except KeyboardInterrupt:
+            clear_line()
             warnings.warn("Training interrupted by user.", UserWarning, stacklevel=3)
         if early_stopping and best["coefs"] is not None:
             coefs[:], intercepts[:] = best["coefs"], best["intercepts"]
