@@ -45,6 +45,21 @@ inline int default_num_threads() {
 #endif
 }
 
+// OpenMP spelled once: a parallel region of n threads, a barrier, and who am I in it.
+// Without OpenMP the region is the calling thread alone and barriers are no-ops.
+#if defined(_OPENMP)
+#define FASTMLP_PRAGMA(x) _Pragma(#x)
+#define FASTMLP_PARALLEL(n) FASTMLP_PRAGMA(omp parallel num_threads(n))
+#define FASTMLP_BARRIER FASTMLP_PRAGMA(omp barrier)
+inline int thread_index() { return omp_get_thread_num(); }
+inline int team_size() { return omp_get_num_threads(); }
+#else
+#define FASTMLP_PARALLEL(n)
+#define FASTMLP_BARRIER
+inline int thread_index() { return 0; }
+inline int team_size() { return 1; }
+#endif
+
 // Split [0, n) into nth contiguous ranges; range ith is [begin, end). Static and
 // deterministic: the same (n, nth) always gives the same ranges.
 inline void split_range(index_t n, int ith, int nth, index_t* begin, index_t* end) {

@@ -18,12 +18,6 @@ namespace fastmlp {
 
 namespace {
 
-#if defined(_OPENMP)
-#define FASTMLP_BARRIER _Pragma("omp barrier")
-#else
-#define FASTMLP_BARRIER
-#endif
-
 // Custom GEMM epilogue of the input-gradient product dZ_{l} · W_lᵀ: the block of the
 // previous layer's delta is grad * f'(z), with f' taken from the stored activations.
 struct DeltaEpilogue {
@@ -148,15 +142,9 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   // W0, the largest matrix, is read in B and written in D by the same thread only, so it
   // stays in that core's cache. The next batch's A and B touch only private data and the
   // thread's own W0 columns, so D needs no barrier after it.
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt)
-#endif
+  FASTMLP_PARALLEL(nt)
   {
-#if defined(_OPENMP)
-    const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int ith = 0, nth = 1;
-#endif
+    const int ith = thread_index(), nth = team_size();
     std::vector<float> xb(Bmax * D);  // private: this batch's rows of X
     std::vector<std::int32_t> yb(Bmax);
     std::vector<float> wb(plan.sample_weight ? Bmax : 0);
@@ -330,24 +318,17 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
 void predict_proba(const Network& net, const float* X, index_t n, float* out, bool log,
                    int n_threads) {
   const index_t L = static_cast<index_t>(net.layers.size());
-  const index_t D = net.n_inputs(), C = net.n_outputs();
+  const index_t C = net.n_outputs();
   constexpr index_t kChunk = 256;  // rows per block of work: scratch is kChunk * width
   const index_t n_chunks = (n + kChunk - 1) / kChunk;
   index_t width = 0;
   for (const auto& Ly : net.layers) width = std::max(width, Ly.fan_out);
   const int nt = std::max<index_t>(1, std::min<index_t>(
       n_threads > 0 ? n_threads : default_num_threads(), n_chunks));
-  (void)D;
 
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(nt)
-#endif
+  FASTMLP_PARALLEL(nt)
   {
-#if defined(_OPENMP)
-    const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int ith = 0, nth = 1;
-#endif
+    const int ith = thread_index(), nth = team_size();
     std::vector<float> buf0(kChunk * width), buf1(kChunk * width);
     index_t c0, c1;
     split_range(n_chunks, ith, nth, &c0, &c1);

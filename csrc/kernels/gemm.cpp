@@ -292,13 +292,11 @@ void sgemm_parallel(const GemmArgs& p, int n_threads, bool small_serial) {
   const double flops = 2.0 * static_cast<double>(p.m) * static_cast<double>(p.n) *
                        static_cast<double>(p.k > 0 ? p.k : 1);
   if (small_serial && flops < 1.0e6) nt = 1;
-#if defined(_OPENMP)
   if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    sgemm(p, omp_get_thread_num(), omp_get_num_threads());
+    FASTMLP_PARALLEL(nt)
+    sgemm(p, thread_index(), team_size());
     return;
   }
-#endif
   sgemm(p, 0, 1);
 }
 
