@@ -10,6 +10,7 @@ import sys
 import joblib
 import numpy as np
 import pytest
+
 from conftest import data_required
 from fastmlp import cli
 from fastmlp.datasets import write_idx

@@ -17,12 +17,13 @@ import types
 
 import numpy as np
 import pytest
-from conftest import data_required
-from fastmlp import datasets
-from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from conftest import data_required
+from fastmlp import datasets
+from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 FASHION_NAMES = [

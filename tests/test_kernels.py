@@ -11,6 +11,9 @@ import threading
 
 import numpy as np
 import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import expit, logsumexp
+
 from fastmlp import _core
 from fastmlp.kernels import (
     activation,
@@ -21,8 +24,6 @@ from fastmlp.kernels import (
     sgd_step,
     softmax_cross_entropy,
 )
-from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import expit, logsumexp
 
 KINDS = ["identity", "relu", "logistic", "tanh"]
 

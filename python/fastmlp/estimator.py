@@ -70,7 +70,8 @@ class ModelSummary:
         cells = [(name, str(shape), f"{n:,}") for name, shape, n in self.rows]
         w = [max(len(head[i]), *(len(c[i]) for c in cells)) for i in range(3)]
         rule = "-" * (w[0] + w[1] + w[2] + 6)
-        lines = [rule, f"{head[0]:<{w[0]}}   {head[1]:<{w[1]}}   {head[2]:>{w[2]}}", "=" * len(rule)]
+        header = f"{head[0]:<{w[0]}}   {head[1]:<{w[1]}}   {head[2]:>{w[2]}}"
+        lines = [rule, header, "=" * len(rule)]
         lines += [f"{a:<{w[0]}}   {b:<{w[1]}}   {c:>{w[2]}}" for a, b, c in cells]
         lines += ["=" * len(rule), f"Total params: {self.total_params:,}",
                   f"Trainable params: {self.total_params:,}", rule]
@@ -383,7 +384,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
                    for s in sizes):
             raise ValueError(
-                f"hidden_layer_sizes must contain positive integers, got {self.hidden_layer_sizes!r}"
+                "hidden_layer_sizes must contain positive integers, got "
+                f"{self.hidden_layer_sizes!r}"
             )
         return [int(s) for s in sizes]
 
@@ -394,7 +396,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
-            raise ValueError(f"MLPImageClassifier supports binary and multiclass targets, got {kind}")
+            raise ValueError(
+                f"MLPImageClassifier supports binary and multiclass targets, got {kind}")
         return X, y
 
     def _n_threads(self):
@@ -624,7 +627,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                     best_loss = np.inf if record["best_loss_"] is None else record["best_loss_"]
                     improved = loss <= best_loss - self.tol
                     record["best_loss_"] = min(best_loss, loss)
-                record["_no_improvement_count"] = 0 if improved else record["_no_improvement_count"] + 1
+                record["_no_improvement_count"] = (
+                    0 if improved else record["_no_improvement_count"] + 1)
                 record["history_"].append(entry)
                 clear_line()
                 if self.verbose:
