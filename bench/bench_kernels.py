@@ -37,6 +37,14 @@ HERE = Path(__file__).resolve().parent
 PAUSE = 0.15  # seconds before each block of samples; see time_pair
 
 
+
+def library_name(path):
+    """A shared library as "<folder>/<file>" (e.g. numpy.libs/libscipy_openblas...so):
+    enough to tell which package ships it, without the machine's absolute paths."""
+    if not path:
+        return None
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
 def cases(quick, big):
     """(name, M, K, N, trans_a, trans_b) with op(A) (M, K) and op(B) (K, N)."""
     out = []
@@ -110,8 +118,9 @@ def main(argv=None):
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
         # numpy's own BLAS (scipy's, also loaded, is another copy).
         blas = [
-            {k: info.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
-                                      "threading_layer", "filepath")}
+            {**{k: info.get(k) for k in ("internal_api", "version", "architecture",
+                                         "num_threads", "threading_layer")},
+             "library": library_name(info.get("filepath"))}
             for info in threadpoolctl.threadpool_info()
             if info.get("user_api") == "blas" and "numpy" in info.get("filepath", "")
         ]

@@ -275,8 +275,11 @@ def machine_info():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # threadpoolctl may warn about mixed OpenMP runtimes
         pools = threadpoolctl.threadpool_info()
-    blas = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
-                                   "threading_layer", "filepath")}
+    # Which package ships each library, without the machine's absolute paths.
+    blas = [{**{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
+                                      "threading_layer")},
+             "library": os.path.join(os.path.basename(os.path.dirname(p.get("filepath") or "")),
+                                     os.path.basename(p.get("filepath") or ""))}
             for p in pools if p.get("user_api") == "blas"]
     info = {
         "cpu": cpu,
@@ -291,7 +294,7 @@ def machine_info():
         "fastmlp_detected_isa": fastmlp.detected_isa(),
         "blas": blas,
         "numpy_blas_threads": [p["num_threads"] for p in blas
-                               if "numpy" in (p.get("filepath") or "")] or
+                               if "numpy" in (p.get("library") or "")] or
                               [p["num_threads"] for p in blas],
         "torch": None,
         "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
