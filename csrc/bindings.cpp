@@ -154,7 +154,8 @@ struct CountingEpilogue {
 
 py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
                           int n_threads, bool reference, py::object out, py::object bias_obj,
-                          int act, bool tile_epilogue, bool exact_threads) {
+                          int act, bool tile_epilogue, bool exact_threads,
+                          py::object descent) {
   const View<float> a = view<float>(a_obj, "a", 2, false);
   const View<float> b = view<float>(b_obj, "b", 2, false);
   const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
@@ -177,6 +178,13 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
       throw std::invalid_argument("bias has " + std::to_string(bias.cols) + " entries, the "
                                   "product has " + std::to_string(n) + " columns");
     g.bias = bias.data;
+  }
+  if (!descent.is_none()) {  // (lr, wd): out holds W and takes one plain SGD step
+    if (out.is_none()) throw std::invalid_argument("descent updates out in place: pass out");
+    if (g.bias != nullptr || g.act != Activation::Identity || tile_epilogue)
+      throw std::invalid_argument("descent replaces bias, activation and tile_epilogue");
+    auto lw = descent.cast<std::pair<float, float>>();
+    g.descent = true, g.descent_lr = lw.first, g.descent_wd = lw.second;
   }
   std::vector<std::int32_t> count;
   CountingEpilogue ce{g.c, nullptr, m, n};
@@ -430,7 +438,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
         py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none(),
         py::arg("bias") = py::none(), py::arg("activation") = 0,
-        py::arg("tile_epilogue") = false, py::arg("exact_threads") = false);
+        py::arg("tile_epilogue") = false, py::arg("exact_threads") = false,
+        py::arg("descent") = py::none());
   m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());

@@ -36,9 +36,10 @@ struct DeltaEpilogue {
   }
 };
 
-// Custom GEMM epilogue of the weight-gradient product act_lᵀ · dZ_l: the finished gradient
-// block updates the matching block of W and its optimizer state, so the gradient is
-// never written to memory.
+// Custom GEMM epilogue of the weight-gradient product act_lᵀ · dZ_l for the optimizers
+// with state (momentum, Adam): the finished gradient block updates the matching block of
+// W and its state, so the gradient never reaches memory. (Plain SGD goes further: the
+// GEMM's descent epilogue steps W while the gradient is still in registers.)
 struct UpdateEpilogue {
   const LayerView* layer;
   index_t col0;  // the product's column 0 is W's column col0
@@ -277,26 +278,35 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
           sgd_step(Ly.b + j0, bias_grad.data(), j1 - j0, ue.lr, Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
                    ue.momentum, opt.nesterov, 0.0f);
       };
+      // Plain SGD steps W inside the product while the gradient is in registers; the
+      // other optimizers take finished blocks through UpdateEpilogue.
+      auto set_update = [&](GemmArgs& g, const LayerView& Ly, index_t col0) {
+        if (opt.solver == Solver::SGD && Ly.W_s1 == nullptr) {
+          g.c = Ly.W + col0, g.ldc = Ly.fan_out;
+          g.descent = true, g.descent_lr = ue.lr, g.descent_wd = weight_decay;
+        } else {
+          ue.layer = &Ly, ue.col0 = col0;
+          g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
+        }
+      };
       for (index_t l = L - 1; l >= 1; --l) {
         const LayerView& Ly = net.layers[l];
-        ue.layer = &Ly, ue.col0 = 0;
         GemmArgs g;
         g.m = Ly.fan_in, g.n = Ly.fan_out, g.k = B;
         g.a = output(l - 1), g.lda = Ly.fan_in, g.trans_a = true;
         g.b = grad(l), g.ldb = Ly.fan_out;
-        g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
+        set_update(g, Ly, 0);
         sgemm(g, ith, nth);
         index_t j0, j1;
         split_range(Ly.fan_out, ith, nth, &j0, &j1);
         update_bias(Ly, grad(l), j0, j1);
       }
       if (c1 > c0) {  // W0[:, c0:c1] from the private rows and own columns of dz_0
-        ue.layer = &L0, ue.col0 = c0;
         GemmArgs g;
         g.m = D, g.n = c1 - c0, g.k = B;
         g.a = xb.data(), g.lda = D, g.trans_a = true;
         g.b = grad(0) + c0, g.ldb = H0;
-        g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
+        set_update(g, L0, c0);
         sgemm(g, 0, 1);
         update_bias(L0, grad(0), c0, c1);
       }

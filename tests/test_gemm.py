@@ -229,6 +229,40 @@ def test_builtin_epilogue_portable(rng):
                 assert np.all(out >= 0) and np.any(out == 0)
 
 
+@pytest.mark.parametrize("shape", [(784, 64, 256), (13, 7, 5), (100, 600, 37), (33, 1, 70),
+                                   (5, 0, 9), (300, 1100, 40)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_descent_epilogue(rng, isa, shape):
+    """out holds W; the product's sums are its gradient: W -= lr * (s + wd * W) in place,
+    bitwise the reference (which runs sgd_step) on the FMA paths, for any thread count,
+    also when K needs several cache runs (300 x 1100 x 40)."""
+    m, k, n = shape
+    lr, wd = 0.05, 0.01
+    a, b = _operands(rng, m, k, n, True, False)
+    W = rng.standard_normal((m, n)).astype(np.float32)
+    ref = W.copy()
+    _reference(a, b, True, False, out=ref, descent=(lr, wd))
+    g = _op(a, True).astype(np.float64) @ b.astype(np.float64)
+    expected = W - lr * (g + wd * W)
+    bound = 1e-6 * (1 + lr * (np.abs(_op(a, True)) @ np.abs(b)) + np.abs(W))
+    for n_threads in (1, 2):
+        out = W.copy()
+        _core_matmul(a, b, True, False, n_threads, out=out, descent=(lr, wd),
+                     exact_threads=True)
+        assert np.all(np.abs(out - expected) <= 4 * bound)
+        if isa != "generic":
+            assert np.array_equal(out.view(np.uint32), ref.view(np.uint32))
+
+
+def test_descent_needs_out_and_excludes_other_epilogues(rng):
+    a, b = _operands(rng, 4, 3, 5, False, False)
+    with pytest.raises(ValueError, match="pass out"):
+        _core_matmul(a, b, False, False, 1, descent=(0.1, 0.0))
+    out = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="replaces"):
+        _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0), activation=1)
+
+
 @pytest.mark.parametrize("shape", [(784, 64, 256), (64, 10, 256), (257, 1023, 129),
                                    (300, 600, 40), (1, 1, 1), (6, 0, 3)],
                          ids=lambda s: "x".join(map(str, s)))

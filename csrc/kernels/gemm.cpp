@@ -199,9 +199,10 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
     trows = nkb > 1 ? M : mcmax;
     tbuf = ws.c.get(trows * ldt);
   }
-  // Built-in epilogue applied in the micro-kernel when it is bias and/or ReLU.
-  const bool inline_epi =
-      !custom && (p.act == Activation::Identity || p.act == Activation::ReLU);
+  // Built-in epilogue applied in the micro-kernel when it is bias and/or ReLU, or the
+  // descent step (sgemm routes descent through scratch when K needs several runs).
+  const bool inline_epi = !custom && (p.descent || p.act == Activation::Identity ||
+                                      p.act == Activation::ReLU);
   const bool post_epi = !custom && !inline_epi;
 
   for (index_t jc = R.j0; jc < R.j1; jc += ncmax) {
@@ -236,7 +237,10 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
           }
           GemmStoreOp op;
           const GemmStoreOp* opp = nullptr;
-          if (inline_epi && last && (p.bias != nullptr || p.act == Activation::ReLU)) {
+          if (inline_epi && last && p.descent) {
+            op.descent = true, op.lr = p.descent_lr, op.wd = p.descent_wd;
+            opp = &op;
+          } else if (inline_epi && last && (p.bias != nullptr || p.act == Activation::ReLU)) {
             op.bias = p.bias != nullptr ? p.bias + col : nullptr;
             op.relu = p.act == Activation::ReLU;
             opp = &op;
@@ -281,6 +285,18 @@ void sgemm(const GemmArgs& p, int ith, int nth) {
   const GemmTile& tile = tile_for(ks, p.n);
   const Rect R = partition(p.m, p.n, tile.mr, tile.nr, ith, nth);
   if (R.i1 <= R.i0 || R.j1 <= R.j0) return;
+  if (p.descent && p.epilogue.fn == nullptr && p.k > ks.kc) {
+    // Several K runs: the partial sums cannot live in c, which holds W. Keep them in
+    // scratch and step W once they are complete.
+    GemmArgs q = p;
+    q.epilogue.ctx = const_cast<GemmArgs*>(&p);
+    q.epilogue.fn = [](void* ctx, index_t i0, index_t j0, index_t mr, index_t nr,
+                       const float* t, index_t ldt) {
+      gemm_store_block(*static_cast<const GemmArgs*>(ctx), i0, j0, mr, nr, t, ldt);
+    };
+    gemm_rect(ks, tile, q, R);
+    return;
+  }
   gemm_rect(ks, tile, p, R);
 }
 

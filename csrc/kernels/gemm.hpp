@@ -19,7 +19,10 @@
 //
 // Epilogue. Once an element's sum s is complete it is delivered exactly once:
 //   * built-in:  c[i*ldc + j] = act(s + bias[j])   (bias may be null: s alone;
-//                act is applied with activation_forward, Identity = none)
+//                act is applied with activation_forward, Identity = none), or with
+//                `descent`: c[i*ldc + j] -= lr * (s + wd * c[i*ldc + j]), the plain SGD
+//                step on a weight matrix stored in c, applied while s is in registers
+//                (sgd_step's operations in its order, so the two agree bitwise)
 //   * custom:    epilogue.fn(ctx, i0, j0, mr, nr, tile, ldt) receives a finished block
 //                tile[r*ldt + s] = sum for element (i0 + r, j0 + s), r < mr, s < nr.
 //                It may read and write anything it owns for exactly that block of
@@ -71,6 +74,10 @@ struct GemmArgs {
   index_t ldc = 0;
   const float* bias = nullptr;  // (N,) or null
   Activation act = Activation::Identity;
+  // Built-in descent epilogue (replaces bias and act): c holds W (M, N) and is updated
+  // in place with the plain SGD step c = c - lr * (s + wd * c), s being its gradient.
+  bool descent = false;
+  float descent_lr = 0.0f, descent_wd = 0.0f;
   // Custom epilogue; when epilogue.fn is set it replaces the built-in one.
   TileEpilogue epilogue;
 };

@@ -35,6 +35,8 @@ inline void v_store_n(float* p, vec x, int n) { _mm256_maskstore_ps(p, lanes(n),
 inline vec v_bcast(const float* p) { return _mm256_broadcast_ss(p); }
 inline vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline vec v_add(vec a, vec b) { return _mm256_add_ps(a, b); }
+inline vec v_mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
+inline vec v_sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
 inline vec v_relu(vec x) {
   const vec z = _mm256_setzero_ps();
   return _mm256_blendv_ps(x, z, _mm256_cmp_ps(x, z, _CMP_LT_OQ));

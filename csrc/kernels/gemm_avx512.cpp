@@ -32,6 +32,8 @@ inline void v_store_n(float* p, vec x, int n) { _mm512_mask_storeu_ps(p, lanes(n
 inline vec v_bcast(const float* p) { return _mm512_set1_ps(*p); }
 inline vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline vec v_add(vec a, vec b) { return _mm512_add_ps(a, b); }
+inline vec v_mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
+inline vec v_sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
 inline vec v_relu(vec x) {
   const vec z = _mm512_setzero_ps();
   return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);

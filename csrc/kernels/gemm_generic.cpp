@@ -41,6 +41,8 @@ inline void v_store(float* p, vec x) { v_store_n(p, x, kVL); }
 // Built with -ffp-contract=off: a*b + c stays a rounded product and a rounded sum.
 inline vec v_fma(vec a, vec b, vec c) { return a * b + c; }
 inline vec v_add(vec a, vec b) { return a + b; }
+inline vec v_mul(vec a, vec b) { return a * b; }
+inline vec v_sub(vec a, vec b) { return a - b; }
 inline vec v_relu(vec x) {
   for (int i = 0; i < kVL; ++i) {
     float& e = reinterpret_cast<float*>(&x)[i];

@@ -17,12 +17,15 @@
 
 namespace fastmlp {
 
-// Epilogue the micro-kernel may apply as it stores (finished sums only):
-// c = act(s + bias[j]) for act in {Identity, ReLU}, the same operations in the same order
-// as gemm_store_block, so results match it bitwise.
+// Epilogue the micro-kernel may apply as it stores (finished sums only), the same
+// operations in the same order as gemm_store_block, so results match it bitwise:
+//   c = act(s + bias[j]) for act in {Identity, ReLU}, or, with `descent`,
+//   c = c - lr * (s + wd * c)    (c holds W: the plain SGD step of optim.hpp on W)
 struct GemmStoreOp {
   const float* bias = nullptr;  // (n,) for this tile's columns, or null
   bool relu = false;
+  bool descent = false;
+  float lr = 0.0f, wd = 0.0f;
 };
 
 // c[r*ldc + j] = chain(k steps), starting from c's current value when `accumulate`

@@ -5,6 +5,7 @@
 
 #include "kernels/activation.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/optim.hpp"
 
 namespace fastmlp {
 
@@ -17,6 +18,10 @@ void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, ind
   for (index_t r = 0; r < mr; ++r) {
     float* crow = p.c + (i0 + r) * p.ldc + j0;
     const float* trow = tile + r * ldt;
+    if (p.descent) {
+      sgd_step(crow, trow, nr, p.descent_lr, nullptr, 0.0f, false, p.descent_wd);
+      continue;
+    }
     if (p.bias != nullptr) {
       for (index_t s = 0; s < nr; ++s) crow[s] = trow[s] + p.bias[j0 + s];
     } else {
