@@ -264,6 +264,20 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
                         static_cast<float>(opt.momentum), weight_decay, opt.nesterov,
                         AdamStep::make(opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon, tb)};
 
+      // The next batch's rows start moving into L2 while the updates below compute, so
+      // its gather copies from cache instead of waiting on memory.
+#if defined(__GNUC__) || defined(__clang__)
+      if (bi + 1 < n_batches) {
+        const index_t next = start + plan.batch_size;
+        const index_t nB = std::min(plan.batch_size, plan.n_order - next);
+        for (index_t r = 0; r < nB; ++r) {
+          const char* src = reinterpret_cast<const char*>(plan.X + plan.order[next + r] * D);
+          for (index_t off = 0; off < D * index_t(sizeof(float)); off += 64)
+            __builtin_prefetch(src + off, 0, 2);
+        }
+      }
+#endif
+
       // D. Weight updates, W_l += step(out[l-1]ᵀ · dz_l), fused into the products.
       auto update_bias = [&](const LayerView& Ly, const float* dzl, index_t j0, index_t j1) {
         if (j1 <= j0) return;
