@@ -7,9 +7,10 @@
 //
 // Every parameter and optimizer-state buffer is owned by the Python estimator and updated
 // in place; this file only keeps scratch memory, allocated once per call (never per
-// batch). A call runs ONE OpenMP parallel region for its whole chunk of batches; each
-// kernel inside takes (ith, nth) and barriers separate the steps, so each output element
-// has a single writer and the results do not depend on the thread count.
+// batch). A call runs ONE OpenMP parallel region for its whole chunk of batches, with two
+// barriers per batch (the schedule is drawn in train.cpp); each output element has a
+// single writer and every sum a fixed order, so the results do not depend on the thread
+// count.
 #pragma once
 
 #include <cstdint>
