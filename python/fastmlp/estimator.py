@@ -566,15 +566,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                 while done < n:
                     stop = min(n, done + chunk_samples)
                     t0 = time.perf_counter()
-                    res = _core.train_batches(
-                        coefs, intercepts, state["s1_coefs"], state["s1_intercepts"],
-                        state["s2_coefs"], state["s2_intercepts"], X, y_enc, sample_weight,
-                        order[done:stop], batch_size, ACTIVATIONS[self.activation],
-                        _SOLVERS[self.solver], state["learning_rate"], float(self.momentum),
-                        bool(self.nesterovs_momentum), float(self.alpha), float(self.beta_1),
-                        float(self.beta_2), float(self.epsilon), int(state["t"]),
-                        self._n_threads())
-                    state["t"] = res["t"]
+                    res = self._train_chunk(coefs, intercepts, state, X, y_enc, sample_weight,
+                                            order[done:stop], batch_size)
                     if not res["finite"]:
                         raise TrainingDivergedError(
                             "Training diverged: the loss became infinite or NaN after "
@@ -672,6 +665,23 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             coefs[:], intercepts[:] = best["coefs"], best["intercepts"]
         commit()
         return self
+
+    def _train_chunk(self, coefs, intercepts, state, X, y_enc, sample_weight, order,
+                     batch_size):
+        """Train on the batches of ``order`` in one call into the core (GIL released).
+
+        Parameters and optimizer state are updated in place; returns the core's totals
+        (loss_sum, weight_sum, n_correct, n_samples, n_batches, t, finite).
+        """
+        res = _core.train_batches(
+            coefs, intercepts, state["s1_coefs"], state["s1_intercepts"], state["s2_coefs"],
+            state["s2_intercepts"], X, y_enc, sample_weight, order, batch_size,
+            ACTIVATIONS[self.activation], _SOLVERS[self.solver], state["learning_rate"],
+            float(self.momentum), bool(self.nesterovs_momentum), float(self.alpha),
+            float(self.beta_1), float(self.beta_2), float(self.epsilon), int(state["t"]),
+            self._n_threads())
+        state["t"] = res["t"]
+        return res
 
     def _evaluate(self, coefs, intercepts, X, y_enc):
         """(mean log-loss, accuracy) of the given parameters on encoded labels."""
