@@ -487,3 +487,15 @@ def test_verbose_prints_epochs_and_a_progress_bar_on_terminals(capsys, monkeypat
     MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, verbose=True).fit(X, y)
     out, err = capsys.readouterr()
     assert "Epoch 1/2 [" in err and "Epoch 2/2 [" in err and "300/300" in err
+
+
+@quiet
+def test_prediction_in_blocks_equals_one_call(monkeypatch):
+    import fastmlp.estimator as est
+
+    X, y = _blobs(n=1000)
+    clf = MLPImageClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0).fit(X, y)
+    whole = clf.predict_proba(X)
+    monkeypatch.setattr(est, "_PREDICT_BLOCK_ROWS", 77)
+    assert np.array_equal(clf.predict_proba(X), whole)
+    assert np.array_equal(clf.predict_proba(X.astype(np.float64)), whole)

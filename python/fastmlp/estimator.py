@@ -43,6 +43,8 @@ _SOLVERS = {"sgd": 0, "adam": 1}
 # to take about _CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
 _FIRST_CHUNK_SAMPLES = 4096
 _CHUNK_SECONDS = 0.25
+# Rows per call into the core at prediction (float32 copies of at most this many rows).
+_PREDICT_BLOCK_ROWS = 32768
 
 
 def _flatten_images(X):
@@ -692,7 +694,16 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         return loss, acc
 
     def _forward(self, X, log):
+        """(Log-)probabilities, float32 (n, n_classes). Rows are converted to float32 one
+        block at a time, so uint8 images of any count need only a block's extra memory;
+        each row's result does not depend on the block it is in."""
         check_is_fitted(self)
-        X = validate_data(self, _flatten_images(X), reset=False, dtype=np.float32, order="C")
-        return _core.predict_proba(self.coefs_, self.intercepts_, X,
-                                   ACTIVATIONS[self.activation], log, self._n_threads())
+        X = validate_data(self, _flatten_images(X), reset=False, dtype="numeric")
+        out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
+        for start in range(0, X.shape[0], _PREDICT_BLOCK_ROWS):
+            block = np.ascontiguousarray(X[start:start + _PREDICT_BLOCK_ROWS],
+                                         dtype=np.float32)
+            out[start:start + block.shape[0]] = _core.predict_proba(
+                self.coefs_, self.intercepts_, block, ACTIVATIONS[self.activation], log,
+                self._n_threads())
+        return out
