@@ -30,18 +30,25 @@ __all__ = [
 ACTIVATIONS = {"identity": 0, "relu": 1, "logistic": 2, "tanh": 3}
 
 
-def _float_matrix(x, name, ndim=2):
-    """A read-only input as a float32 array the core can read without guessing."""
-    if not isinstance(x, np.ndarray):
+_F32 = np.dtype(np.float32)
+
+
+def _float32(x, name, why=""):
+    """x itself, after checking it is a float32 NumPy array (TypeError naming it if not).
+    The identity tests first keep the common case to two pointer comparisons."""
+    if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {x.shape}")
+    if x.dtype is not _F32 and x.dtype != _F32:
+        raise TypeError(f"{name} must have dtype float32{why}, got {x.dtype}")
     return x
 
 
-_F32 = np.dtype(np.float32)
+def _float_matrix(x, name):
+    """A 2-D float32 input, read in place by the core."""
+    _float32(x, name)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional, got shape {x.shape}")
+    return x
 
 
 def _as_kernel_operand(x, trans):
@@ -68,16 +75,6 @@ def _n_threads(n_threads):
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
     return int(n_threads)
-
-
-def _matmul_operand(x, name):
-    if type(x) is not np.ndarray and not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype is not _F32 and x.dtype != _F32:
-        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2-dimensional, got shape {x.shape}")
-    return x
 
 
 def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
@@ -129,8 +126,8 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
             pass
         else:
             return out if out is not None else res
-    a = _matmul_operand(a, "a")
-    b = _matmul_operand(b, "b")
+    a = _float_matrix(a, "a")
+    b = _float_matrix(b, "b")
     ka = a.shape[0] if trans_a else a.shape[1]
     kb = b.shape[1] if trans_b else b.shape[0]
     if ka != kb:
@@ -174,10 +171,7 @@ def _check_kind(kind):
 
 def _rows(x, name):
     """Any-shaped float32 array as a C-contiguous 2-D (rows, last axis) view or copy."""
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
+    _float32(x, name)
     cols = x.shape[-1] if x.ndim else 1
     return np.ascontiguousarray(x).reshape(-1, cols)
 
@@ -258,10 +252,7 @@ def softmax_cross_entropy(logits, labels, *, out=None):
 
 
 def _inplace(x, name):
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array, got {type(x).__name__}")
-    if x.dtype != np.float32:
-        raise TypeError(f"{name} must have dtype float32 (updated in place), got {x.dtype}")
+    _float32(x, name, " (updated in place)")
     if not x.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
     if not x.flags.writeable:
