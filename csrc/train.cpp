@@ -53,13 +53,17 @@ struct UpdateEpilogue {
     const LayerView& L = *e->layer;
     for (index_t r = 0; r < mr; ++r) {
       const index_t off = (i0 + r) * L.fan_out + e->col0 + j0;
-      const float* g = tile + r * ldt;
-      if (e->solver == Solver::Adam)
-        adam_step(L.W + off, g, L.W_s1 + off, L.W_s2 + off, nr, e->adam, e->weight_decay);
-      else
-        sgd_step(L.W + off, g, nr, e->lr, L.W_s1 ? L.W_s1 + off : nullptr, e->momentum,
-                 e->nesterov, e->weight_decay);
+      e->step(L.W + off, tile + r * ldt, L.W_s1 ? L.W_s1 + off : nullptr,
+              L.W_s2 ? L.W_s2 + off : nullptr, nr, e->weight_decay);
     }
+  }
+  // One optimizer step on n parameters with their state (s1, s2 may be null).
+  void step(float* param, const float* grad, float* s1, float* s2, index_t n,
+            float wd) const {
+    if (solver == Solver::Adam)
+      adam_step(param, grad, s1, s2, n, adam, wd);
+    else
+      sgd_step(param, grad, n, lr, s1, momentum, nesterov, wd);
   }
 };
 
@@ -285,12 +289,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         for (index_t r = 0; r < B; ++r)
           for (index_t j = j0; j < j1; ++j) bias_acc[j] += dzl[r * Ly.fan_out + j];
         for (index_t j = j0; j < j1; ++j) bias_grad[j - j0] = static_cast<float>(bias_acc[j]);
-        if (opt.solver == Solver::Adam)
-          adam_step(Ly.b + j0, bias_grad.data(), Ly.b_s1 + j0, Ly.b_s2 + j0, j1 - j0, ue.adam,
-                    0.0f);
-        else
-          sgd_step(Ly.b + j0, bias_grad.data(), j1 - j0, ue.lr, Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
-                   ue.momentum, opt.nesterov, 0.0f);
+        ue.step(Ly.b + j0, bias_grad.data(), Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
+                Ly.b_s2 ? Ly.b_s2 + j0 : nullptr, j1 - j0, 0.0f);  // biases: no L2
       };
       // Plain SGD steps W inside the product while the gradient is in registers; the
       // other optimizers take finished blocks through UpdateEpilogue.
