@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -59,6 +61,35 @@ inline int team_size() { return omp_get_num_threads(); }
 inline int thread_index() { return 0; }
 inline int team_size() { return 1; }
 #endif
+
+// Buffers that threads share are split between them at offsets that are multiples of
+// 64 bytes (a column block of a 256-wide layer, a block of rows); starting them on a
+// cache line means no line is written by two cores in the same phase. A line written by
+// both ping-pongs between their caches on every batch ("false sharing"): in the training
+// loop that made whole runs up to 1.5x slower, depending on where malloc put a buffer.
+constexpr std::size_t kCacheLine = 64;
+
+template <class T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  CacheAlignedAllocator() = default;
+  template <class U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kCacheLine)));
+  }
+  void deallocate(T* p, std::size_t) noexcept {
+    ::operator delete(p, std::align_val_t(kCacheLine));
+  }
+  template <class U>
+  bool operator==(const CacheAlignedAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const CacheAlignedAllocator<U>&) const noexcept { return false; }
+};
+
+// A std::vector whose data starts on a cache line.
+template <class T>
+using aligned_vector = std::vector<T, CacheAlignedAllocator<T>>;
 
 // Split [0, n) into nth contiguous ranges; range ith is [begin, end). Static and
 // deterministic: the same (n, nth) always gives the same ranges.

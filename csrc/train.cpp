@@ -122,15 +122,15 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   // is the gradient at layer l's pre-activation. out[0] has two copies used by alternate
   // batches: a thread may start the next batch's first layer while another still reads
   // this batch's out[0] in its weight-gradient product.
-  std::vector<std::vector<float>> out(L), dz(L);
-  std::vector<float> out0_odd(Bmax * H0);
+  std::vector<aligned_vector<float>> out(L), dz(L);
+  aligned_vector<float> out0_odd(Bmax * H0);
   for (index_t l = 0; l < L; ++l) out[l].resize(Bmax * net.layers[l].fan_out);
   for (index_t l = 0; l + 1 < L; ++l) dz[l].resize(Bmax * net.layers[l].fan_out);
-  std::vector<double> row_loss(Bmax);
-  std::vector<std::uint8_t> correct(Bmax);
+  aligned_vector<double> row_loss(Bmax);
+  aligned_vector<std::uint8_t> correct(Bmax);
   index_t n_wrows = 0;  // |W|^2 per row of every W, for the L2 term of the reported loss
   for (const auto& Ly : net.layers) n_wrows += Ly.fan_in;
-  std::vector<double> wsq(opt.alpha > 0 ? n_wrows : 0);
+  aligned_vector<double> wsq(opt.alpha > 0 ? n_wrows : 0);
   index_t max_out = 0;
   for (const auto& Ly : net.layers) max_out = std::max(max_out, Ly.fan_out);
   bool stop = false;  // written by thread 0 only
@@ -150,11 +150,11 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   FASTMLP_PARALLEL(nt)
   {
     const int ith = thread_index(), nth = team_size();
-    std::vector<float> xb(Bmax * D);  // private: this batch's rows of X
-    std::vector<std::int32_t> yb(Bmax);
-    std::vector<float> wb(plan.sample_weight ? Bmax : 0);
-    std::vector<double> bias_acc(max_out);
-    std::vector<float> bias_grad(max_out);
+    aligned_vector<float> xb(Bmax * D);  // private: this batch's rows of X
+    aligned_vector<std::int32_t> yb(Bmax);
+    aligned_vector<float> wb(plan.sample_weight ? Bmax : 0);
+    aligned_vector<double> bias_acc(max_out);
+    aligned_vector<float> bias_grad(max_out);
     long long t = t0;
 
     // This thread's columns of W0: whole 32-wide panels, so no register tile is split.
@@ -353,7 +353,7 @@ void predict_proba(const Network& net, const float* X, index_t n, float* out, bo
   FASTMLP_PARALLEL(nt)
   {
     const int ith = thread_index(), nth = team_size();
-    std::vector<float> buf0(kChunk * width), buf1(kChunk * width);
+    aligned_vector<float> buf0(kChunk * width), buf1(kChunk * width);
     index_t c0, c1;
     split_range(n_chunks, ith, nth, &c0, &c1);
     for (index_t c = c0; c < c1; ++c) {

@@ -288,6 +288,29 @@ def test_pickle_and_joblib_round_trip(tmp_path):
     assert not hasattr(c, "coefs_") and c.get_params() == clf.get_params()
 
 
+def test_trained_arrays_start_on_cache_lines():
+    # The core splits W, b and their optimizer state between threads by columns; a
+    # buffer off a 64-byte boundary would put one cache line of every row under two
+    # cores' writes. A model trained after unpickling (fresh, unaligned arrays) too.
+    X, y = _blobs()
+
+    def starts(clf):
+        state = clf._optimizer_state
+        arrays = [*clf.coefs_, *clf.intercepts_, *state["s1_coefs"], *state["s2_coefs"]]
+        return {a.ctypes.data % 64 for a in arrays}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPImageClassifier(hidden_layer_sizes=(32,), max_iter=1, warm_start=True,
+                                 random_state=0).fit(X, y)
+        assert starts(clf) == {0}
+        again = pickle.loads(pickle.dumps(clf))
+        again.fit(X, y)
+        clf.fit(X, y)
+    assert starts(again) == {0}
+    assert all(np.array_equal(a, b) for a, b in zip(again.coefs_, clf.coefs_))
+
+
 def test_diverging_training_raises_and_keeps_the_model():
     X, y = _blobs()
     clf = MLPImageClassifier(hidden_layer_sizes=(8,), solver="sgd", momentum=0.0,
