@@ -124,6 +124,9 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   // this batch's out[0] in its weight-gradient product.
   std::vector<aligned_vector<float>> out(L), dz(L);
   aligned_vector<float> out0_odd(Bmax * H0);
+  // The batch's rows of X, gathered into one place: xs[b & 1] holds batch b. Each
+  // thread copies its share of the rows of batch b + 1 while batch b is in flight.
+  aligned_vector<float> xs[2] = {aligned_vector<float>(Bmax * D), aligned_vector<float>(Bmax * D)};
   for (index_t l = 0; l < L; ++l) out[l].resize(Bmax * net.layers[l].fan_out);
   for (index_t l = 0; l + 1 < L; ++l) dz[l].resize(Bmax * net.layers[l].fan_out);
   aligned_vector<double> row_loss(Bmax);
@@ -135,22 +138,26 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   for (const auto& Ly : net.layers) max_out = std::max(max_out, Ly.fan_out);
   bool stop = false;  // written by thread 0 only
 
-  // Schedule of one batch, with two barriers (each thread ith of nth):
-  //   A  gather the batch into a private copy of X's rows              (no sharing)
-  //   B  layer 0 forward for the thread's own columns of W0            -> out[0][:, own]
+  // Schedule of batch b, with two barriers (each thread ith of nth):
+  //   A  hint its share of batch b + 1's rows of X toward L2
+  //   B  layer 0 forward for the thread's own columns of W0, from xs[b & 1]
+  //                                                                    -> out[0][:, own]
   //   -- barrier --
+  //   A' copy its share of batch b + 1's rows into xs[(b + 1) & 1] (its last readers,
+  //      batch b - 1's B and D, are behind every thread now)
   //   C  the thread's own rows: layers 1.. forward, softmax-CE, and the input-gradient
   //      products down to dz[0][own rows]                              (row-local)
   //   -- barrier --
-  //   D  weight updates: W0's own columns from the private X copy; deeper layers split
-  //      by the GEMM's partition; biases by columns.
+  //   D  weight updates: W0's own columns from xs[b & 1]; deeper layers split by the
+  //      GEMM's partition; biases by columns.
   // W0, the largest matrix, is read in B and written in D by the same thread only, so it
-  // stays in that core's cache. The next batch's A and B touch only private data and the
-  // thread's own W0 columns, so D needs no barrier after it.
+  // stays in that core's cache. The next batch's A and B write only the thread's own W0
+  // columns and out[0] columns (out[0] alternates between two buffers), so D needs no
+  // barrier after it. Fetching the randomly ordered rows from memory is the main cost
+  // outside the products: each thread fetches half of them, one batch ahead.
   FASTMLP_PARALLEL(nt)
   {
     const int ith = thread_index(), nth = team_size();
-    aligned_vector<float> xb(Bmax * D);  // private: this batch's rows of X
     aligned_vector<std::int32_t> yb(Bmax);
     aligned_vector<float> wb(plan.sample_weight ? Bmax : 0);
     aligned_vector<double> bias_acc(max_out);
@@ -163,6 +170,38 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
     split_range((H0 + kPanel - 1) / kPanel, ith, nth, &c0, &c1);
     c0 = std::min(H0, c0 * kPanel), c1 = std::min(H0, c1 * kPanel);
 
+    // This thread's share of batch b's rows of X, into xs[b & 1]; and a hint to bring
+    // them toward L2 ahead of the copy.
+    auto batch_rows = [&](index_t b, index_t* r0, index_t* r1) {
+      const index_t nB = std::min(plan.batch_size, plan.n_order - b * plan.batch_size);
+      split_range(nB, ith, nth, r0, r1);
+      return plan.order + b * plan.batch_size;
+    };
+    auto gather_share = [&](index_t b) {
+      index_t r0, r1;
+      const std::int64_t* rows = batch_rows(b, &r0, &r1);
+      float* dst = xs[b & 1].data();
+      for (index_t r = r0; r < r1; ++r) {
+        const float* src = plan.X + rows[r] * D;
+        std::copy(src, src + D, dst + r * D);
+      }
+    };
+    auto prefetch_share = [&](index_t b) {
+#if defined(__GNUC__) || defined(__clang__)
+      index_t r0, r1;
+      const std::int64_t* rows = batch_rows(b, &r0, &r1);
+      for (index_t r = r0; r < r1; ++r) {
+        const char* src = reinterpret_cast<const char*>(plan.X + rows[r] * D);
+        for (index_t off = 0; off < D * index_t(sizeof(float)); off += 64)
+          __builtin_prefetch(src + off, 0, 2);
+      }
+#else
+      (void)b;
+#endif
+    };
+    gather_share(0);
+    FASTMLP_BARRIER
+
     for (index_t bi = 0; bi < n_batches; ++bi) {
       const index_t start = bi * plan.batch_size;
       const index_t B = std::min(plan.batch_size, plan.n_order - start);
@@ -171,10 +210,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       auto output = [&](index_t l) { return l == 0 ? out0 : out[l].data(); };
       auto grad = [&](index_t l) { return l == L - 1 ? output(l) : dz[l].data(); };
 
-      // A. Gather.
+      const float* xb = xs[bi & 1].data();  // (B, D), complete since the last barrier
       for (index_t r = 0; r < B; ++r) {
-        const float* src = plan.X + rows[r] * D;
-        std::copy(src, src + D, xb.data() + r * D);
         yb[r] = plan.y[rows[r]];
         if (plan.sample_weight) wb[r] = plan.sample_weight[rows[r]];
       }
@@ -185,12 +222,15 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       }
       const float scale = wsum > 0 ? static_cast<float>(1.0 / wsum) : 0.0f;
 
+      const bool more = bi + 1 < n_batches;
+      if (more) prefetch_share(bi + 1);
+
       // B. Layer 0 forward, own columns: out0[:, c0:c1] = f(xb · W0[:, c0:c1] + b0[c0:c1]).
       const LayerView& L0 = net.layers[0];
       if (c1 > c0) {
         GemmArgs g;
         g.m = B, g.n = c1 - c0, g.k = D;
-        g.a = xb.data(), g.lda = D;
+        g.a = xb, g.lda = D;
         g.b = L0.W + c0, g.ldb = H0;
         g.c = out0 + c0, g.ldc = H0;
         g.bias = L0.b + c0;
@@ -198,6 +238,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         sgemm(g, 0, 1);
       }
       FASTMLP_BARRIER
+      // Everyone is past batch bi - 1, the last reader of xs[(bi + 1) & 1].
+      if (more) gather_share(bi + 1);
 
       // C. Own rows r0:r1 through the rest of the network and back.
       {
@@ -268,19 +310,6 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
                         static_cast<float>(opt.momentum), weight_decay, opt.nesterov,
                         AdamStep::make(opt.learning_rate, opt.beta_1, opt.beta_2, opt.epsilon, tb)};
 
-      // The next batch's rows start moving into L2 while the updates below compute, so
-      // its gather copies from cache instead of waiting on memory.
-#if defined(__GNUC__) || defined(__clang__)
-      if (bi + 1 < n_batches) {
-        const index_t next = start + plan.batch_size;
-        const index_t nB = std::min(plan.batch_size, plan.n_order - next);
-        for (index_t r = 0; r < nB; ++r) {
-          const char* src = reinterpret_cast<const char*>(plan.X + plan.order[next + r] * D);
-          for (index_t off = 0; off < D * index_t(sizeof(float)); off += 64)
-            __builtin_prefetch(src + off, 0, 2);
-        }
-      }
-#endif
 
       // D. Weight updates, W_l += step(out[l-1]ᵀ · dz_l), fused into the products.
       auto update_bias = [&](const LayerView& Ly, const float* dzl, index_t j0, index_t j1) {
@@ -318,7 +347,7 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       if (c1 > c0) {  // W0[:, c0:c1] from the private rows and own columns of dz_0
         GemmArgs g;
         g.m = D, g.n = c1 - c0, g.k = B;
-        g.a = xb.data(), g.lda = D, g.trans_a = true;
+        g.a = xb, g.lda = D, g.trans_a = true;
         g.b = grad(0) + c0, g.ldb = H0;
         set_update(g, L0, c0);
         sgemm(g, 0, 1);
