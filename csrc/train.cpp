@@ -139,22 +139,21 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   bool stop = false;  // written by thread 0 only
 
   // Schedule of batch b, with two barriers (each thread ith of nth):
-  //   A  hint its share of batch b + 1's rows of X toward L2
-  //   B  layer 0 forward for the thread's own columns of W0, from xs[b & 1]
+  //   A  layer 0 forward for the thread's own columns of W0, from xs[b & 1]
   //                                                                    -> out[0][:, own]
   //   -- barrier --
-  //   A' copy its share of batch b + 1's rows into xs[(b + 1) & 1] (its last readers,
-  //      batch b - 1's B and D, are behind every thread now)
+  //   B  copy its share of batch b + 1's rows into xs[(b + 1) & 1] (their last readers,
+  //      batch b - 1's A and D, are behind every thread now)
   //   C  the thread's own rows: layers 1.. forward, softmax-CE, and the input-gradient
   //      products down to dz[0][own rows]                              (row-local)
   //   -- barrier --
   //   D  weight updates: W0's own columns from xs[b & 1]; deeper layers split by the
   //      GEMM's partition; biases by columns.
-  // W0, the largest matrix, is read in B and written in D by the same thread only, so it
-  // stays in that core's cache. The next batch's A and B write only the thread's own W0
-  // columns and out[0] columns (out[0] alternates between two buffers), so D needs no
-  // barrier after it. Fetching the randomly ordered rows from memory is the main cost
-  // outside the products: each thread fetches half of them, one batch ahead.
+  // W0, the largest matrix, is read in A and written in D by the same thread only, so it
+  // stays in that core's cache. The next batch's A writes only the thread's own W0 and
+  // out[0] columns (out[0] alternates between two buffers), so D needs no barrier after
+  // it. Fetching the randomly ordered rows from memory is the main cost outside the
+  // products: each thread fetches half of them.
   FASTMLP_PARALLEL(nt)
   {
     const int ith = thread_index(), nth = team_size();
@@ -170,8 +169,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
     split_range((H0 + kPanel - 1) / kPanel, ith, nth, &c0, &c1);
     c0 = std::min(H0, c0 * kPanel), c1 = std::min(H0, c1 * kPanel);
 
-    // This thread's share of batch b's rows of X, into xs[b & 1]; and a hint to bring
-    // them toward L2 ahead of the copy.
+    // This thread's share of batch b's rows of X, copied into xs[b & 1]. (A software
+    // prefetch of these rows a phase ahead measured no faster than the plain copy.)
     auto batch_rows = [&](index_t b, index_t* r0, index_t* r1) {
       const index_t nB = std::min(plan.batch_size, plan.n_order - b * plan.batch_size);
       split_range(nB, ith, nth, r0, r1);
@@ -185,19 +184,6 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         const float* src = plan.X + rows[r] * D;
         std::copy(src, src + D, dst + r * D);
       }
-    };
-    auto prefetch_share = [&](index_t b) {
-#if defined(__GNUC__) || defined(__clang__)
-      index_t r0, r1;
-      const std::int64_t* rows = batch_rows(b, &r0, &r1);
-      for (index_t r = r0; r < r1; ++r) {
-        const char* src = reinterpret_cast<const char*>(plan.X + rows[r] * D);
-        for (index_t off = 0; off < D * index_t(sizeof(float)); off += 64)
-          __builtin_prefetch(src + off, 0, 2);
-      }
-#else
-      (void)b;
-#endif
     };
     gather_share(0);
     FASTMLP_BARRIER
@@ -223,9 +209,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       const float scale = wsum > 0 ? static_cast<float>(1.0 / wsum) : 0.0f;
 
       const bool more = bi + 1 < n_batches;
-      if (more) prefetch_share(bi + 1);
 
-      // B. Layer 0 forward, own columns: out0[:, c0:c1] = f(xb · W0[:, c0:c1] + b0[c0:c1]).
+      // A. Layer 0 forward, own columns: out0[:, c0:c1] = f(xb · W0[:, c0:c1] + b0[c0:c1]).
       const LayerView& L0 = net.layers[0];
       if (c1 > c0) {
         GemmArgs g;
@@ -238,7 +223,7 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         sgemm(g, 0, 1);
       }
       FASTMLP_BARRIER
-      // Everyone is past batch bi - 1, the last reader of xs[(bi + 1) & 1].
+      // B. Everyone is past batch bi - 1, the last reader of xs[(bi + 1) & 1].
       if (more) gather_share(bi + 1);
 
       // C. Own rows r0:r1 through the rest of the network and back.
