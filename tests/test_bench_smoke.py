@@ -53,6 +53,10 @@ def test_quick_run_writes_table_and_json(tmp_path, rng, capsys):
     assert {"fastmlp-1t", "numpy", "sklearn"} <= names
     ref = result["reference"]
     assert ref in names and result["systems"][ref]["ratio_to_reference"] == 1.0
+    assert result["systems"][ref]["ratio_of_minimums"] == 1.0
+    for s in result["systems"].values():
+        assert s["ratio_of_minimums"] == s["epoch_time_min"] / result["systems"][ref][
+            "epoch_time_min"]
     for s in result["systems"].values():
         assert s["epoch_time_median"] > 0 and s["gflops"] > 0 and s["test_accuracy"] >= 0.5
     curves = {p["curve"] for p in result["scaling"]["points"]}
