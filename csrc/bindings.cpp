@@ -155,7 +155,7 @@ struct CountingEpilogue {
 py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool trans_b,
                           int n_threads, bool reference, py::object out, py::object bias_obj,
                           int act, bool tile_epilogue, bool exact_threads,
-                          py::object descent) {
+                          py::object descent, py::object relu_gate) {
   const View<float> a = view<float>(a_obj, "a", 2, false);
   const View<float> b = view<float>(b_obj, "b", 2, false);
   const index_t m = trans_a ? a.cols : a.rows, ka = trans_a ? a.rows : a.cols;
@@ -185,6 +185,17 @@ py::array_t<float> matmul(py::handle a_obj, py::handle b_obj, bool trans_a, bool
       throw std::invalid_argument("descent replaces bias, activation and tile_epilogue");
     auto lw = descent.cast<std::pair<float, float>>();
     g.descent = true, g.descent_lr = lw.first, g.descent_wd = lw.second;
+  }
+  if (!relu_gate.is_none()) {  // the ReLU-backward epilogue through these outputs
+    if (g.bias != nullptr || g.act != Activation::Identity || tile_epilogue || g.descent)
+      throw std::invalid_argument("relu_gate replaces bias, activation, descent and "
+                                  "tile_epilogue");
+    const View<float> gate = contiguous<float>(relu_gate, "relu_gate", 2, false);
+    if (gate.rows != m || gate.cols != n)
+      throw std::invalid_argument("relu_gate must have the product's shape (" +
+                                  std::to_string(m) + ", " + std::to_string(n) + ")");
+    no_overlap(c, relu_gate, "relu_gate");
+    g.relu_gate = gate.data, g.ld_relu_gate = gate.ld;
   }
   std::vector<std::int32_t> count;
   CountingEpilogue ce{g.c, nullptr, m, n};
@@ -439,7 +450,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_threads"), py::arg("reference") = false, py::arg("out") = py::none(),
         py::arg("bias") = py::none(), py::arg("activation") = 0,
         py::arg("tile_epilogue") = false, py::arg("exact_threads") = false,
-        py::arg("descent") = py::none());
+        py::arg("descent") = py::none(), py::arg("relu_gate") = py::none());
   m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());

@@ -18,8 +18,9 @@ namespace fastmlp {
 
 namespace {
 
-// Custom GEMM epilogue of the input-gradient product dZ_{l} · W_lᵀ: the block of the
-// previous layer's delta is grad * f'(z), with f' taken from the stored activations.
+// Custom GEMM epilogue of the input-gradient product dZ_{l} · W_lᵀ for the smooth
+// activations: the block of the previous layer's delta is grad * f'(z), with f' taken
+// from the stored activations. (ReLU's gate is the GEMM's built-in relu_gate.)
 struct DeltaEpilogue {
   float* delta;      // (B, fan_in) out
   const float* act;  // (B, fan_in) activations of layer l's input
@@ -247,16 +248,24 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
           softmax_cross_entropy(z, C, yb.data() + r0, plan.sample_weight ? wb.data() + r0 : nullptr,
                                 R, C, scale, z, C, row_loss.data() + r0, correct.data() + r0);
         }
-        // dz[l-1] = (dz_l · W_lᵀ) * f'(out[l-1]), before any W changes.
+        // dz[l-1] = (dz_l · W_lᵀ) * f'(out[l-1]), before any W changes. ReLU's gate is
+        // applied by the micro-kernel as it stores; the other activations take finished
+        // blocks through DeltaEpilogue.
         for (index_t l = L - 1; l >= 1 && R > 0; --l) {
           const LayerView& Ly = net.layers[l];
-          DeltaEpilogue de{dz[l - 1].data() + r0 * Ly.fan_in, output(l - 1) + r0 * Ly.fan_in,
-                           Ly.fan_in, net.hidden};
+          float* delta = dz[l - 1].data() + r0 * Ly.fan_in;
+          const float* act = output(l - 1) + r0 * Ly.fan_in;
+          DeltaEpilogue de{delta, act, Ly.fan_in, net.hidden};
           GemmArgs g;
           g.m = R, g.n = Ly.fan_in, g.k = Ly.fan_out;
           g.a = grad(l) + r0 * Ly.fan_out, g.lda = Ly.fan_out;
           g.b = Ly.W, g.ldb = Ly.fan_out, g.trans_b = true;
-          g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = &de;
+          if (net.hidden == Activation::ReLU) {
+            g.c = delta, g.ldc = Ly.fan_in;
+            g.relu_gate = act, g.ld_relu_gate = Ly.fan_in;
+          } else {
+            g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = &de;
+          }
           sgemm(g, 0, 1);
         }
         if (opt.alpha > 0) {

@@ -263,6 +263,54 @@ def test_descent_needs_out_and_excludes_other_epilogues(rng):
         _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0), activation=1)
 
 
+@pytest.mark.parametrize("shape", [(64, 10, 256), (32, 10, 256), (1, 1, 1), (13, 7, 45),
+                                   (5, 0, 9), (300, 1100, 40)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("trans_b", [True, False])
+def test_relu_gate_epilogue(rng, isa, shape, trans_b):
+    """out = product where the gate (a ReLU layer's outputs) is > 0, +0 elsewhere: the
+    input-gradient product of training (64 x 10 x 256, B read transposed). Bitwise the
+    reference (activation_backward) on the FMA paths for any thread count, also when K
+    needs several cache runs; NaN in the gate closes it, NaN in the sums passes through."""
+    m, k, n = shape
+    a, b = _operands(rng, m, k, n, False, trans_b)
+    gate = rng.standard_normal((m, n)).astype(np.float32)
+    gate[rng.random((m, n)) < 0.2] = 0.0
+    if m * n > 3:
+        gate.flat[2] = np.nan
+        gate.flat[1] = -0.0
+        gate.flat[0] = np.float32(1e-40)  # subnormal, > 0: open
+    bound = 1e-5 * (np.abs(a).astype(np.float64) @ np.abs(_op(b, trans_b))) + 1e-30
+    if m * n > 3 and k > 0:
+        a[0, 0] = np.nan  # row 0's sums are NaN
+    prod = a.astype(np.float64) @ _op(b, trans_b).astype(np.float64)
+    expected = np.where(gate > 0, prod, 0.0)
+    ref = np.full((m, n), np.nan, dtype=np.float32)
+    _reference(a, b, False, trans_b, out=ref, relu_gate=gate)
+    for n_threads in (1, 2):
+        out = np.full((m, n), np.nan, dtype=np.float32)
+        _core_matmul(a, b, False, trans_b, n_threads, out=out, relu_gate=gate,
+                     exact_threads=True)
+        assert np.array_equal(np.isnan(out), np.isnan(expected))
+        ok = ~np.isnan(expected)
+        assert np.all(np.abs(out[ok] - expected[ok]) <= 4 * bound[ok])
+        assert np.all(np.signbit(out[ok & ~(gate > 0)]) == 0)  # closed gates give +0
+        if isa != "generic":
+            assert np.array_equal(out.view(np.uint32), ref.view(np.uint32))
+
+
+def test_relu_gate_checks_its_arguments(rng):
+    a, b = _operands(rng, 4, 3, 5, False, False)
+    with pytest.raises(ValueError, match="shape"):
+        _core_matmul(a, b, False, False, 1, relu_gate=np.ones((5, 4), np.float32))
+    with pytest.raises(ValueError, match="replaces"):
+        _core_matmul(a, b, False, False, 1, relu_gate=np.ones((4, 5), np.float32),
+                     activation=1)
+    out = np.zeros((4, 5), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        _core_matmul(a, b, False, False, 1, out=out, relu_gate=out)
+
+
 @pytest.mark.parametrize("shape", [(784, 64, 256), (64, 10, 256), (257, 1023, 129),
                                    (300, 600, 40), (1, 1, 1), (6, 0, 3)],
                          ids=lambda s: "x".join(map(str, s)))

@@ -201,7 +201,8 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
   }
   // Built-in epilogue applied in the micro-kernel when it is bias and/or ReLU, or the
   // descent step (sgemm routes descent through scratch when K needs several runs).
-  const bool inline_epi = !custom && (p.descent || p.act == Activation::Identity ||
+  const bool inline_epi = !custom && (p.descent || p.relu_gate != nullptr ||
+                                      p.act == Activation::Identity ||
                                       p.act == Activation::ReLU);
   const bool post_epi = !custom && !inline_epi;
 
@@ -240,6 +241,9 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
           if (inline_epi && last && p.descent) {
             op.descent = true, op.lr = p.descent_lr, op.wd = p.descent_wd;
             opp = &op;
+          } else if (inline_epi && last && p.relu_gate != nullptr) {
+            op.ldgate = p.ld_relu_gate;  // op.gate is set per tile below
+            opp = &op;
           } else if (inline_epi && last && (p.bias != nullptr || p.act == Activation::ReLU)) {
             op.bias = p.bias != nullptr ? p.bias + col : nullptr;
             op.relu = p.act == Activation::ReLU;
@@ -255,6 +259,8 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
               cp = p.c + row * p.ldc + col, ldc = p.ldc;
             }
             const int m = static_cast<int>(mr), n = static_cast<int>(nr);
+            if (opp != nullptr && p.relu_gate != nullptr)
+              op.gate = p.relu_gate + row * p.ld_relu_gate + col;
             if (!a_in_place) {
               tile.a_col[m](kc, abuf + u * kc * MR, MR, bp, bs, cp, ldc, m, n, !first, opp);
             } else if (p.trans_a) {

@@ -22,7 +22,10 @@
 //                act is applied with activation_forward, Identity = none), or with
 //                `descent`: c[i*ldc + j] -= lr * (s + wd * c[i*ldc + j]), the plain SGD
 //                step on a weight matrix stored in c, applied while s is in registers
-//                (sgd_step's operations in its order, so the two agree bitwise)
+//                (sgd_step's operations in its order, so the two agree bitwise), or with
+//                `relu_gate`: c[i*ldc + j] = relu_gate[i*ld_relu_gate + j] > 0 ? s : +0.0f,
+//                the gradient through a ReLU layer whose outputs are relu_gate
+//                (activation_backward's rule, so the two agree bitwise)
 //   * custom:    epilogue.fn(ctx, i0, j0, mr, nr, tile, ldt) receives a finished block
 //                tile[r*ldt + s] = sum for element (i0 + r, j0 + s), r < mr, s < nr.
 //                It may read and write anything it owns for exactly that block of
@@ -78,6 +81,11 @@ struct GemmArgs {
   // in place with the plain SGD step c = c - lr * (s + wd * c), s being its gradient.
   bool descent = false;
   float descent_lr = 0.0f, descent_wd = 0.0f;
+  // Built-in ReLU-backward epilogue (replaces bias and act): relu_gate (M, N) holds the
+  // outputs of a ReLU layer, row stride ld_relu_gate; c = s where the output is > 0,
+  // +0.0f elsewhere.
+  const float* relu_gate = nullptr;
+  index_t ld_relu_gate = 0;
   // Custom epilogue; when epilogue.fn is set it replaces the built-in one.
   TileEpilogue epilogue;
 };

@@ -41,6 +41,9 @@ inline vec v_relu(vec x) {
   const vec z = _mm256_setzero_ps();
   return _mm256_blendv_ps(x, z, _mm256_cmp_ps(x, z, _CMP_LT_OQ));
 }
+inline vec v_gate(vec s, vec o) {
+  return _mm256_and_ps(s, _mm256_cmp_ps(o, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
 // always_inline: GCC treats a prefetch as a const call and may drop an out-of-line one.
 inline __attribute__((always_inline)) void v_prefetch(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);

@@ -47,6 +47,9 @@ inline vec v_relu(vec x) {
   const vec z = _mm512_setzero_ps();
   return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, z, _CMP_LT_OQ), z);
 }
+inline vec v_gate(vec s, vec o) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(o, _mm512_setzero_ps(), _CMP_GT_OQ), s);
+}
 // always_inline: GCC treats a prefetch as a const call and may drop an out-of-line one.
 inline __attribute__((always_inline)) void v_prefetch(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);

@@ -50,6 +50,13 @@ inline vec v_relu(vec x) {
   }
   return x;
 }
+inline vec v_gate(vec s, vec o) {
+  for (int i = 0; i < kVL; ++i) {
+    float& e = reinterpret_cast<float*>(&s)[i];
+    e = reinterpret_cast<const float*>(&o)[i] > 0.0f ? e : 0.0f;
+  }
+  return s;
+}
 
 // The broadcast stays a separate load here (the micro-kernel shares it between the
 // row's FMAs).

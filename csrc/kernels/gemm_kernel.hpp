@@ -20,12 +20,15 @@ namespace fastmlp {
 // Epilogue the micro-kernel may apply as it stores (finished sums only), the same
 // operations in the same order as gemm_store_block, so results match it bitwise:
 //   c = act(s + bias[j]) for act in {Identity, ReLU}, or, with `descent`,
-//   c = c - lr * (s + wd * c)    (c holds W: the plain SGD step of optim.hpp on W)
+//   c = c - lr * (s + wd * c)    (c holds W: the plain SGD step of optim.hpp on W), or,
+//   with `gate`, c = gate[r*ldgate + j] > 0 ? s : +0.0f   (ReLU backward)
 struct GemmStoreOp {
   const float* bias = nullptr;  // (n,) for this tile's columns, or null
   bool relu = false;
   bool descent = false;
   float lr = 0.0f, wd = 0.0f;
+  const float* gate = nullptr;  // (m, n) for this tile, row stride ldgate, or null
+  index_t ldgate = 0;
 };
 
 // c[r*ldc + j] = chain(k steps), starting from c's current value when `accumulate`

@@ -22,6 +22,12 @@ void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, ind
       sgd_step(crow, trow, nr, p.descent_lr, nullptr, 0.0f, false, p.descent_wd);
       continue;
     }
+    if (p.relu_gate != nullptr) {
+      const float* o = p.relu_gate + (i0 + r) * p.ld_relu_gate + j0;
+      for (index_t s = 0; s < nr; ++s) crow[s] = trow[s];
+      activation_backward(Activation::ReLU, crow, p.ldc, o, p.ld_relu_gate, 1, nr);
+      continue;
+    }
     if (p.bias != nullptr) {
       for (index_t s = 0; s < nr; ++s) crow[s] = trow[s] + p.bias[j0 + s];
     } else {
