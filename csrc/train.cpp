@@ -132,9 +132,13 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   for (index_t l = 0; l + 1 < L; ++l) dz[l].resize(Bmax * net.layers[l].fan_out);
   aligned_vector<double> row_loss(Bmax);
   aligned_vector<std::uint8_t> correct(Bmax);
-  index_t n_wrows = 0;  // |W|^2 per row of every W, for the L2 term of the reported loss
-  for (const auto& Ly : net.layers) n_wrows += Ly.fan_in;
-  aligned_vector<double> wsq(opt.alpha > 0 ? n_wrows : 0);
+  // W0's columns go to the threads in whole 32-wide panels, so no register tile is split.
+  constexpr index_t kPanel = 32;
+  const index_t n_panels0 = (H0 + kPanel - 1) / kPanel;
+  // |W|^2 for the L2 term of the reported loss: one sum per panel of W0 and one for the
+  // deeper layers, each on its own cache line (written by different threads).
+  constexpr index_t kPad = kCacheLine / sizeof(double);
+  aligned_vector<double> wsq(opt.alpha > 0 ? (n_panels0 + 1) * kPad : 0);
   index_t max_out = 0;
   for (const auto& Ly : net.layers) max_out = std::max(max_out, Ly.fan_out);
   bool stop = false;  // written by thread 0 only
@@ -164,10 +168,9 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
     aligned_vector<float> bias_grad(max_out);
     long long t = t0;
 
-    // This thread's columns of W0: whole 32-wide panels, so no register tile is split.
-    constexpr index_t kPanel = 32;
+    // This thread's columns of W0: whole panels.
     index_t c0, c1;
-    split_range((H0 + kPanel - 1) / kPanel, ith, nth, &c0, &c1);
+    split_range(n_panels0, ith, nth, &c0, &c1);
     c0 = std::min(H0, c0 * kPanel), c1 = std::min(H0, c1 * kPanel);
 
     // This thread's share of batch b's rows of X, copied into xs[b & 1]. (A software
@@ -269,16 +272,18 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
           sgemm(g, 0, 1);
         }
         if (opt.alpha > 0) {
-          split_range(n_wrows, ith, nth, &r0, &r1);
-          index_t base = 0;
-          for (const auto& Ly : net.layers) {
-            for (index_t i = std::max(r0, base); i < std::min(r1, base + Ly.fan_in); ++i) {
-              const float* w = Ly.W + (i - base) * Ly.fan_out;
-              double sq = 0;
-              for (index_t j = 0; j < Ly.fan_out; ++j) sq += double(w[j]) * w[j];
-              wsq[i] = sq;
+          // |W|^2 before this batch's update, in an order that does not depend on the
+          // thread count: W0 panel by panel, each by the thread that owns it (and has it
+          // in cache); the deeper layers, which every thread has just read, by thread 0.
+          for (index_t c = c0; c < c1; c += kPanel)
+            wsq[c / kPanel * kPad] = sum_squares(L0.W + c, D, std::min(kPanel, H0 - c), H0);
+          if (ith == 0) {
+            double deep = 0;
+            for (index_t l = 1; l < L; ++l) {
+              const LayerView& Ly = net.layers[l];
+              deep += sum_squares(Ly.W, Ly.fan_in, Ly.fan_out, Ly.fan_out);
             }
-            base += Ly.fan_in;
+            wsq[n_panels0 * kPad] = deep;
           }
         }
       }
@@ -291,7 +296,7 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       for (index_t r = 0; r < B; ++r) bloss += row_loss[r], bcorrect += correct[r];
       if (opt.alpha > 0) {
         double sq = 0;
-        for (index_t i = 0; i < n_wrows; ++i) sq += wsq[i];
+        for (index_t p = 0; p <= n_panels0; ++p) sq += wsq[p * kPad];
         bloss += 0.5 * opt.alpha * sq;
       }
       if (!std::isfinite(bloss)) {

@@ -136,6 +136,21 @@ def test_sgd_step_equals_reference(rng, activation):
     np.testing.assert_allclose(clf.loss_curve_[-1], loss, rtol=1e-5)
 
 
+@pytest.mark.parametrize("hidden", [(70,), (33, 40)])
+def test_reported_loss_includes_the_l2_term_of_wide_layers(rng, hidden):
+    # The core sums |W|^2 by 32-column panels of the first layer (each by the thread that
+    # owns it) and layer by layer after it: whole panels, a ragged last panel, and a
+    # hidden layer wider than the first.
+    X, y, coefs, intercepts = small_problem(rng, n=40, d=9, hidden=hidden)
+    alpha = 0.7
+    for n_threads in (1, 2):
+        clf = MLPImageClassifier(hidden_layer_sizes=hidden, solver="sgd", momentum=0.0,
+                                 alpha=alpha, n_threads=n_threads, random_state=0)
+        one_step(clf, X, y, coefs, intercepts)
+        loss = ref_loss_and_grads(coefs, intercepts, X, y, "relu", alpha)[0]
+        np.testing.assert_allclose(clf.loss_curve_[-1], loss, rtol=1e-6)
+
+
 def test_momentum_and_adam_steps_equal_reference(rng):
     X, y, coefs, intercepts = small_problem(rng)
     _, gW, gb = ref_loss_and_grads(coefs, intercepts, X, y, "relu", 0.0)

@@ -76,4 +76,30 @@ void adam_step(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad
   }
 }
 
+namespace {
+
+FASTMLP_SIMD_CLONES
+double sum_squares_lanes(const float* FASTMLP_RESTRICT w, index_t rows, index_t cols,
+                         index_t ld) {
+  constexpr int kL = kSumSquaresLanes;
+  double acc[kL] = {};
+  const index_t body = cols / kL * kL;
+  for (index_t i = 0; i < rows; ++i) {
+    const float* row = w + i * ld;
+    for (index_t j = 0; j < body; j += kL)
+      for (int k = 0; k < kL; ++k) acc[k] += double(row[j + k]) * double(row[j + k]);
+    for (index_t j = body; j < cols; ++j) acc[j - body] += double(row[j]) * double(row[j]);
+  }
+  // ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+  for (int width = kL / 2; width >= 1; width /= 2)
+    for (int k = 0; k < width; ++k) acc[k] = acc[2 * k] + acc[2 * k + 1];
+  return acc[0];
+}
+
+}  // namespace
+
+double sum_squares(const float* w, index_t rows, index_t cols, index_t ld) {
+  return sum_squares_lanes(w, rows, cols, ld);
+}
+
 }  // namespace fastmlp
