@@ -1,6 +1,8 @@
 #include "kernels/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace fastmlp {
 
@@ -78,22 +80,48 @@ void adam_step(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad
 
 namespace {
 
+// Lane k accumulates the squares of the elements with j % kL == k, row after row: each
+// lane's sum is in the same order on every ISA, and vector lanes never mix.
 FASTMLP_SIMD_CLONES
 double sum_squares_lanes(const float* FASTMLP_RESTRICT w, index_t rows, index_t cols,
                          index_t ld) {
   constexpr int kL = kSumSquaresLanes;
-  double acc[kL] = {};
-  const index_t body = cols / kL * kL;
+  alignas(64) double lanes[kL] = {};
+#if defined(__GNUC__) || defined(__clang__)
+  // Eight-double vectors, written with the compiler's vector extensions so the lane
+  // structure is the code's: one zmm per vector on AVX-512, two ymm on AVX2.
+  typedef float v8f __attribute__((vector_size(32)));
+  typedef double v8d __attribute__((vector_size(64)));
+  constexpr int kV = kL / 8;
+  v8d acc[kV] = {};
   for (index_t i = 0; i < rows; ++i) {
     const float* row = w + i * ld;
-    for (index_t j = 0; j < body; j += kL)
-      for (int k = 0; k < kL; ++k) acc[k] += double(row[j + k]) * double(row[j + k]);
-    for (index_t j = body; j < cols; ++j) acc[j - body] += double(row[j]) * double(row[j]);
+    auto add = [&](const float* x) {
+#pragma GCC unroll 4
+      for (int q = 0; q < kV; ++q) {
+        v8f xf;
+        std::memcpy(&xf, x + 8 * q, sizeof xf);
+        const v8d d = __builtin_convertvector(xf, v8d);
+        acc[q] += d * d;
+      }
+    };
+    index_t j = 0;
+    for (; j + kL <= cols; j += kL) add(row + j);
+    if (j < cols) {  // the ragged end, padded with zeros (+0 changes no sum)
+      alignas(32) float x[kL] = {};
+      for (index_t s = j; s < cols; ++s) x[s - j] = row[s];
+      add(x);
+    }
   }
-  // ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+  std::memcpy(lanes, acc, sizeof lanes);
+#else
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) lanes[j % kL] += double(w[i * ld + j]) * w[i * ld + j];
+#endif
+  // Pairwise: ((a0 + a1) + (a2 + a3)) + ..., halving the lanes each round.
   for (int width = kL / 2; width >= 1; width /= 2)
-    for (int k = 0; k < width; ++k) acc[k] = acc[2 * k] + acc[2 * k + 1];
-  return acc[0];
+    for (int k = 0; k < width; ++k) lanes[k] = lanes[2 * k] + lanes[2 * k + 1];
+  return lanes[0];
 }
 
 }  // namespace
