@@ -179,12 +179,12 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
   // about a copy of the operand per call, which a batch of 64 rows does not win back
   // (the 64 x 784 x 256 forward runs 10% faster with A and B in place); it pays when
   // the stride thrashes the cache, and for B when many rows reuse each panel (a packed
-  // panel stays in L1: +15-60% on AVX2 from 256 rows, about even on AVX-512).
+  // panel stays in L1: +15-60% on AVX2 from 256 rows; on AVX-512 the in-place panel,
+  // streamed from L2 with prefetch, is 2-5% faster up to 512 rows: ks.pack_b_rows).
   // A transposed B (NT, TT) is always packed. Edges run in place: the last A tile with
   // its own m-row kernel, the last B panel with masked loads (the 10-column output
   // layer's weights are read without a copy).
-  constexpr index_t kPackBFromRows = 128;
-  const bool b_in_place = !p.trans_b && !conflicting_stride(p.ldb) && M < kPackBFromRows;
+  const bool b_in_place = !p.trans_b && !conflicting_stride(p.ldb) && M < ks.pack_b_rows;
   const bool a_in_place = !conflicting_stride(p.lda);
 
   Workspace& ws = tl_ws;

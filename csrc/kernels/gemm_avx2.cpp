@@ -61,11 +61,12 @@ inline vec v_fma_bcast(const float* p, vec b, vec c) { return v_fma(v_bcast(p), 
 //        2 vector loads and 6 broadcasts. Also used for narrow products (10 columns
 //        fill 10/16 lanes either way).
 //   KC 512, MC 96, NC 1024: as for AVX-512 (the B panel streams from L2, A block in L2).
+//   B is packed from 128 rows (the packed panel stays in L1).
 constexpr GemmKernelSet kSet{
     "avx2",
     gemm_tile<6, 2>(),
     gemm_tile<6, 2>(),
-    512, 96, 1024};
+    512, 96, 1024, 128};
 
 }  // namespace
 

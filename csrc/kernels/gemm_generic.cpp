@@ -72,7 +72,7 @@ constexpr GemmKernelSet kSet{
     "generic",
     gemm_tile<4, kNV>(),
     gemm_tile<4, kNV>(),
-    256, 64, 1024};
+    256, 64, 1024, 128};
 
 }  // namespace
 

@@ -53,6 +53,7 @@ struct GemmKernelSet {
   GemmTile wide;          // the main tile
   GemmTile narrow;        // for N <= narrow.nr (may equal wide)
   index_t kc, mc, nc;     // cache blocks: k run per tile, rows and columns per block
+  index_t pack_b_rows;    // a row-major B is packed from this many product rows on
 };
 
 // Defined by gemm_avx512.cpp / gemm_avx2.cpp (x86-64 builds only) and gemm_generic.cpp.
