@@ -313,10 +313,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       // D. Weight updates, W_l += step(out[l-1]ᵀ · dz_l), fused into the products.
       auto update_bias = [&](const LayerView& Ly, const float* dzl, index_t j0, index_t j1) {
         if (j1 <= j0) return;
-        for (index_t j = j0; j < j1; ++j) bias_acc[j] = 0;
-        for (index_t r = 0; r < B; ++r)
-          for (index_t j = j0; j < j1; ++j) bias_acc[j] += dzl[r * Ly.fan_out + j];
-        for (index_t j = j0; j < j1; ++j) bias_grad[j - j0] = static_cast<float>(bias_acc[j]);
+        column_sums(dzl + j0, B, j1 - j0, Ly.fan_out, bias_acc.data());
+        for (index_t j = 0; j < j1 - j0; ++j) bias_grad[j] = static_cast<float>(bias_acc[j]);
         ue.step(Ly.b + j0, bias_grad.data(), Ly.b_s1 ? Ly.b_s1 + j0 : nullptr,
                 Ly.b_s2 ? Ly.b_s2 + j0 : nullptr, j1 - j0, 0.0f);  // biases: no L2
       };

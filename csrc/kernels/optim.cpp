@@ -126,6 +126,14 @@ double sum_squares_lanes(const float* FASTMLP_RESTRICT w, index_t rows, index_t 
 
 }  // namespace
 
+FASTMLP_SIMD_CLONES
+void column_sums(const float* FASTMLP_RESTRICT a, index_t rows, index_t cols, index_t ld,
+                 double* FASTMLP_RESTRICT sum) {
+  for (index_t j = 0; j < cols; ++j) sum[j] = 0.0;
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t j = 0; j < cols; ++j) sum[j] += a[r * ld + j];
+}
+
 double sum_squares(const float* w, index_t rows, index_t cols, index_t ld) {
   return sum_squares_lanes(w, rows, cols, ld);
 }

@@ -41,6 +41,11 @@ void adam_step(float* param, const float* grad, float* m, float* v, index_t n, c
 // on every instruction set (the order is the code's, not the vectorizer's). Needs
 // cols <= lanes * (anything): any shape works; 32-column blocks fill the lanes exactly.
 constexpr int kSumSquaresLanes = 32;
+
+// sum[j] = a[0][j] + a[1][j] + ... + a[rows-1][j] in double, rows in order, for the cols
+// columns of a (row stride ld): a bias gradient from the batch's deltas. Vectorized
+// across columns only, so every sum has this order on every instruction set.
+void column_sums(const float* a, index_t rows, index_t cols, index_t ld, double* sum);
 double sum_squares(const float* w, index_t rows, index_t cols, index_t ld);
 
 }  // namespace fastmlp
