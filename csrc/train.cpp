@@ -341,7 +341,7 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         split_range(Ly.fan_out, ith, nth, &j0, &j1);
         update_bias(Ly, grad(l), j0, j1);
       }
-      if (c1 > c0) {  // W0[:, c0:c1] from the private rows and own columns of dz_0
+      if (c1 > c0) {  // W0[:, c0:c1] from the batch's rows and own columns of dz_0
         GemmArgs g;
         g.m = D, g.n = c1 - c0, g.k = B;
         g.a = xb, g.lda = D, g.trans_a = true;

@@ -10,7 +10,9 @@
 // batch). A call runs ONE OpenMP parallel region for its whole chunk of batches, with two
 // barriers per batch (the schedule is drawn in train.cpp); each output element has a
 // single writer and every sum a fixed order, so the results do not depend on the thread
-// count.
+// count. Threads split W0, its bias and state by 32-column panels: when those buffers
+// start on a 64-byte line (the estimator allocates them so) and a row is a multiple of
+// 16 floats, no cache line is written by two cores.
 #pragma once
 
 #include <cstdint>
