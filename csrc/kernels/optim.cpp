@@ -1,6 +1,5 @@
 #include "kernels/optim.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -78,13 +77,10 @@ void adam_step(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad
   }
 }
 
-namespace {
-
 // Lane k accumulates the squares of the elements with j % kL == k, row after row: each
 // lane's sum is in the same order on every ISA, and vector lanes never mix.
 FASTMLP_SIMD_CLONES
-double sum_squares_lanes(const float* FASTMLP_RESTRICT w, index_t rows, index_t cols,
-                         index_t ld) {
+double sum_squares(const float* FASTMLP_RESTRICT w, index_t rows, index_t cols, index_t ld) {
   constexpr int kL = kSumSquaresLanes;
   alignas(64) double lanes[kL] = {};
 #if defined(__GNUC__) || defined(__clang__)
@@ -124,18 +120,12 @@ double sum_squares_lanes(const float* FASTMLP_RESTRICT w, index_t rows, index_t 
   return lanes[0];
 }
 
-}  // namespace
-
 FASTMLP_SIMD_CLONES
 void column_sums(const float* FASTMLP_RESTRICT a, index_t rows, index_t cols, index_t ld,
                  double* FASTMLP_RESTRICT sum) {
   for (index_t j = 0; j < cols; ++j) sum[j] = 0.0;
   for (index_t r = 0; r < rows; ++r)
     for (index_t j = 0; j < cols; ++j) sum[j] += a[r * ld + j];
-}
-
-double sum_squares(const float* w, index_t rows, index_t cols, index_t ld) {
-  return sum_squares_lanes(w, rows, cols, ld);
 }
 
 }  // namespace fastmlp

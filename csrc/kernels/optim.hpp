@@ -38,8 +38,8 @@ void adam_step(float* param, const float* grad, float* m, float* v, index_t n, c
 // Sum of w^2 over a (rows, cols) block with row stride ld, in double: the L2 term of the
 // reported loss. Lane k of kSumSquaresLanes accumulates the elements with j % lanes == k,
 // rows in order, and the lanes are combined in a fixed tree, so the result is the same
-// on every instruction set (the order is the code's, not the vectorizer's). Needs
-// cols <= lanes * (anything): any shape works; 32-column blocks fill the lanes exactly.
+// on every instruction set (the order is the code's, not the vectorizer's). Any shape;
+// a 32-column block fills the lanes exactly.
 constexpr int kSumSquaresLanes = 32;
 
 // sum[j] = a[0][j] + a[1][j] + ... + a[rows-1][j] in double, rows in order, for the cols
