@@ -696,7 +696,7 @@ def parse_args(argv):
                    help="epochs per training run (default 5; 2 with --quick); the first is "
                         "not timed")
     p.add_argument("--repeats", type=int, default=None,
-                   help="training runs per system, interleaved (default 3; 1 with --quick)")
+                   help="training runs per system, interleaved (default 5; 1 with --quick)")
     p.add_argument("--systems", default="",
                    help="comma-separated: fastmlp-1t, fastmlp-<cores>t, numpy, sklearn, "
                         "torch-dataloader, torch-preloaded, or the families fastmlp, torch "
@@ -731,7 +731,8 @@ def parse_args(argv):
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(argv)
     args.epochs = args.epochs or (2 if args.quick else 5)
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    # Five: on a shared machine a slow spell can take a whole repeat of one system.
+    args.repeats = args.repeats or (1 if args.quick else 5)
     args.scaling_epochs = args.scaling_epochs or (2 if args.quick else 3)
     args.scaling_repeats = args.scaling_repeats or (1 if args.quick else 2)
     for name in ("epochs", "repeats", "scaling_epochs", "scaling_repeats"):
