@@ -7,7 +7,8 @@
 """
 
 from ._core import active_isa, detected_isa
-from .estimator import MLPImageClassifier, TrainingDivergedError
+from .estimator import MLPImageClassifier
+from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,7 @@ __all__ = [
     "MLPImageClassifier",
     "PixelScaler",
     "TrainingDivergedError",
+    "TrainingInterruptedWarning",
     "__version__",
     "active_isa",
     "detected_isa",

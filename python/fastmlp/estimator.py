@@ -25,17 +25,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
 from ._progress import clear_line, draw_bar, stderr_is_terminal
+from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
-
-class TrainingDivergedError(ValueError):
-    """Training produced an infinite or NaN loss or weights; the model was left unchanged.
-
-    Usually the inputs are not scaled (see :class:`fastmlp.PixelScaler`) or the learning
-    rate is too high.
-    """
 
 _SOLVERS = {"sgd": 0, "adam": 1}
 
@@ -677,7 +671,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                         stacklevel=3)
         except KeyboardInterrupt:
             clear_line()
-            warnings.warn("Training interrupted by user.", UserWarning, stacklevel=3)
+            warnings.warn("Training interrupted by user.", TrainingInterruptedWarning,
+                          stacklevel=3)
         if early_stopping and best["coefs"] is not None:
             coefs[:], intercepts[:] = best["coefs"], best["intercepts"]
         commit()
