@@ -34,7 +34,7 @@ namespace fastmlp {
 
 using index_t = std::int64_t;
 
-// Hidden-layer activations. The integer values are part of the Python binding.
+// Hidden-layer activations; their names are in kernels/activation.hpp.
 enum class Activation : int { Identity = 0, ReLU = 1, Logistic = 2, Tanh = 3 };
 
 // Threads available to a parallel region opened by fastmlp when the caller asked for
@@ -45,6 +45,11 @@ inline int default_num_threads() {
 #else
   return 1;
 #endif
+}
+
+// The team size of a parallel region asked for n_threads (<= 0: all of OpenMP's).
+inline int resolve_threads(int n_threads) {
+  return n_threads > 0 ? n_threads : default_num_threads();
 }
 
 // OpenMP spelled once: a parallel region of n threads, a barrier, and who am I in it.

@@ -176,7 +176,7 @@ def test_momentum_and_adam_steps_equal_reference(rng):
         np.testing.assert_allclose(clf.intercepts_[i],
                                    intercepts[i] - lr_t * m / (np.sqrt(v) + eps),
                                    atol=1e-5, rtol=0)
-    assert clf._optimizer_state["t"] == 1
+    assert clf._optimizer_state.t == 1
 
 
 def test_predict_proba_matches_reference(rng):
@@ -311,7 +311,9 @@ def test_trained_arrays_start_on_cache_lines():
 
     def starts(clf):
         state = clf._optimizer_state
-        arrays = [*clf.coefs_, *clf.intercepts_, *state["s1_coefs"], *state["s2_coefs"]]
+        arrays = [*clf.coefs_, *clf.intercepts_]
+        for slot_coefs, slot_intercepts in state.slots.values():
+            arrays += [*slot_coefs, *slot_intercepts]
         return {a.ctypes.data % 64 for a in arrays}
 
     with warnings.catch_warnings():

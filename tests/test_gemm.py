@@ -16,7 +16,7 @@ from fastmlp import _core, kernels
 ISAS = ["avx512", "avx2", "generic"]
 _RANK = {"generic": 0, "avx2": 1, "avx512": 2}
 FMA_ISAS = ["avx512", "avx2"]  # bitwise-exact paths
-ACT = {"identity": 0, "relu": 1, "logistic": 2, "tanh": 3}
+ACT = kernels.ACTIVATIONS
 
 # (M, K, N): ones, primes, odd, tall, wide, K = 0 and 1, the training shapes, larger.
 SHAPES = [
@@ -88,7 +88,8 @@ def _core_matmul(a, b, trans_a, trans_b, n_threads, **kw):
     """The core's matmul with its test hooks (bias, activation, tile_epilogue, reference)."""
     a, trans_a = kernels._as_kernel_operand(a, trans_a)
     b, trans_b = kernels._as_kernel_operand(b, trans_b)
-    return _core.matmul(a, b, trans_a, trans_b, n_threads, **kw)
+    return _core.testing.matmul(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=n_threads,
+                                **kw)
 
 
 def _reference(a, b, trans_a, trans_b, **kw):
@@ -260,7 +261,7 @@ def test_descent_needs_out_and_excludes_other_epilogues(rng):
         _core_matmul(a, b, False, False, 1, descent=(0.1, 0.0))
     out = np.zeros((4, 5), np.float32)
     with pytest.raises(ValueError, match="replaces"):
-        _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0), activation=1)
+        _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0), activation=_core.Activation.relu)
 
 
 @pytest.mark.parametrize("shape", [(64, 10, 256), (32, 10, 256), (1, 1, 1), (13, 7, 45),
@@ -305,7 +306,7 @@ def test_relu_gate_checks_its_arguments(rng):
         _core_matmul(a, b, False, False, 1, relu_gate=np.ones((5, 4), np.float32))
     with pytest.raises(ValueError, match="replaces"):
         _core_matmul(a, b, False, False, 1, relu_gate=np.ones((4, 5), np.float32),
-                     activation=1)
+                     activation=_core.Activation.relu)
     out = np.zeros((4, 5), np.float32)
     with pytest.raises(ValueError, match="overlap"):
         _core_matmul(a, b, False, False, 1, out=out, relu_gate=out)

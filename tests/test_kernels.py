@@ -427,16 +427,19 @@ def test_core_checks_its_own_arguments(rng):
     with pytest.raises(TypeError, match="logits"):
         _core.softmax_cross_entropy(z.astype(np.float64), y)
     p, g = _randn(rng, 8), _randn(rng, 8)
+    sgd = dict(lr=0.1, velocity=None, momentum=0.0, nesterov=False, l2=0.0)
+    adam = _core.OptimConfig()
+    adam.solver, adam.learning_rate = _core.Solver.adam, 1e-3
     with pytest.raises(TypeError, match="param"):
-        _core.sgd_step(p.astype(np.float64), g, 0.1, None, 0.0, False, 0.0)
+        _core.sgd_step(p.astype(np.float64), g, **sgd)
     with pytest.raises(ValueError, match="param"):
-        _core.sgd_step(p[::2], g[:4], 0.1, None, 0.0, False, 0.0)
+        _core.sgd_step(p[::2], g[:4], **sgd)
     with pytest.raises(ValueError, match="momentum"):
-        _core.sgd_step(p, g, 0.1, None, 0.9, False, 0.0)
+        _core.sgd_step(p, g, **{**sgd, "momentum": 0.9})
     with pytest.raises(ValueError, match="t must"):
-        _core.adam_step(p, g, np.zeros_like(p), np.zeros_like(p), 0, 1e-3, 0.9, 0.999, 1e-8, 0)
+        _core.adam_step(p, g, np.zeros_like(p), np.zeros_like(p), t=0, config=adam, l2=0.0)
     with pytest.raises(TypeError, match="v"):
-        _core.adam_step(p, g, np.zeros_like(p), np.zeros(8), 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+        _core.adam_step(p, g, np.zeros_like(p), np.zeros(8), t=1, config=adam, l2=0.0)
 
 
 # --- optimizers ------------------------------------------------------------------------
@@ -459,13 +462,13 @@ def _within(actual, ref, mag, rtol, name):
 
 
 SGD_CASES = {
-    "plain": dict(momentum=0.0, nesterov=False, weight_decay=0.0, velocity=False),
-    "plain-decay": dict(momentum=0.0, nesterov=False, weight_decay=1e-2, velocity=False),
-    "velocity-momentum0": dict(momentum=0.0, nesterov=False, weight_decay=0.0, velocity=True),
-    "momentum": dict(momentum=0.9, nesterov=False, weight_decay=0.0, velocity=True),
-    "nesterov": dict(momentum=0.9, nesterov=True, weight_decay=0.0, velocity=True),
-    "momentum-decay": dict(momentum=0.5, nesterov=False, weight_decay=3e-2, velocity=True),
-    "nesterov-decay": dict(momentum=0.95, nesterov=True, weight_decay=1e-3, velocity=True),
+    "plain": dict(momentum=0.0, nesterov=False, l2=0.0, velocity=False),
+    "plain-decay": dict(momentum=0.0, nesterov=False, l2=1e-2, velocity=False),
+    "velocity-momentum0": dict(momentum=0.0, nesterov=False, l2=0.0, velocity=True),
+    "momentum": dict(momentum=0.9, nesterov=False, l2=0.0, velocity=True),
+    "nesterov": dict(momentum=0.9, nesterov=True, l2=0.0, velocity=True),
+    "momentum-decay": dict(momentum=0.5, nesterov=False, l2=3e-2, velocity=True),
+    "nesterov-decay": dict(momentum=0.95, nesterov=True, l2=1e-3, velocity=True),
 }
 
 
@@ -473,7 +476,7 @@ SGD_CASES = {
 @pytest.mark.parametrize("case", list(SGD_CASES))
 def test_sgd_step_matches_formula(rng, case, shape):
     cfg = SGD_CASES[case]
-    lr, mom, nest, wd = 0.05, cfg["momentum"], cfg["nesterov"], cfg["weight_decay"]
+    lr, mom, nest, wd = 0.05, cfg["momentum"], cfg["nesterov"], cfg["l2"]
     param = _randn(rng, shape)
     velocity = _randn(rng, shape, scale=0.1) if cfg["velocity"] else None
     p_ref = param.astype(np.float64)
@@ -484,11 +487,11 @@ def test_sgd_step_matches_formula(rng, case, shape):
     for _ in range(5):
         grad = _randn(rng, shape)
         ret = sgd_step(
-            param, grad, lr, velocity=velocity, momentum=mom, nesterov=nest, weight_decay=wd
+            param, grad, lr, velocity=velocity, momentum=mom, nesterov=nest, l2=wd
         )
         assert ret is None
         # optim.hpp, term by term
-        g = grad.astype(np.float64) + wd * p_ref  # g = grad + weight_decay * param
+        g = grad.astype(np.float64) + wd * p_ref  # g = grad + l2 * param
         g_mag = np.abs(grad) + wd * p_mag
         if v_ref is None:
             p_ref = p_ref - lr * g  # param -= lr * g
@@ -529,11 +532,11 @@ def _adam_ref(state, grad, t, lr, b1, b2, eps, wd):
 
 
 ADAM_CASES = {
-    "defaults": dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0),
-    "decay": dict(lr=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=1e-2),
-    "other-betas": dict(lr=3e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-7, weight_decay=0.0),
+    "defaults": dict(lr=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8, l2=0.0),
+    "decay": dict(lr=1e-2, beta_1=0.9, beta_2=0.999, epsilon=1e-8, l2=1e-2),
+    "other-betas": dict(lr=3e-3, beta_1=0.8, beta_2=0.99, epsilon=1e-7, l2=0.0),
     "slow-second-moment": dict(
-        lr=1e-3, beta_1=0.95, beta_2=0.9999, epsilon=1e-6, weight_decay=1e-3
+        lr=1e-3, beta_1=0.95, beta_2=0.9999, epsilon=1e-6, l2=1e-3
     ),
 }
 
@@ -568,7 +571,7 @@ def test_adam_step_matches_formula(rng, case, shape):
             cfg["beta_1"],
             cfg["beta_2"],
             cfg["epsilon"],
-            weight_decay=cfg["weight_decay"],
+            l2=cfg["l2"],
         )
         assert ret is None
         ref = _adam_ref(
@@ -579,7 +582,7 @@ def test_adam_step_matches_formula(rng, case, shape):
             cfg["beta_1"],
             cfg["beta_2"],
             cfg["epsilon"],
-            cfg["weight_decay"],
+            cfg["l2"],
         )
         p_ref, m_ref, v_ref, p_mag, m_mag, v_mag = ref
         _within(m, m_ref, m_mag, 1e-6, f"m at t={t}")
@@ -646,7 +649,7 @@ def test_optimizer_steps_reject_bad_arrays_untouched(rng):
                 0.1,
                 velocity=args["velocity"],
                 momentum=0.9,
-                weight_decay=0.1,
+                l2=0.1,
             )
         _assert_unchanged(arrays, snap, name)
 
@@ -673,7 +676,7 @@ def test_optimizer_steps_reject_bad_arrays_untouched(rng):
         snap = _snapshot(arrays)
         with pytest.raises(exc, match=match):
             adam_step(
-                args["param"], args["grad"], args["m"], args["v"], args["t"], 1e-3, weight_decay=0.1
+                args["param"], args["grad"], args["m"], args["v"], args["t"], 1e-3, l2=0.1
             )
         _assert_unchanged(arrays, snap, name)
 
@@ -682,10 +685,10 @@ def test_optimizer_steps_accept_any_grad_layout(rng):
     """grad is only read: a strided or Fortran gradient is fine and gives the same step."""
     p0, g = _randn(rng, (8, 9)), _randn(rng, (8, 18))[:, ::2]
     expect = p0.copy()
-    sgd_step(expect, np.ascontiguousarray(g), 0.1, weight_decay=0.01)
+    sgd_step(expect, np.ascontiguousarray(g), 0.1, l2=0.01)
     for grad in (g, np.asfortranarray(g)):
         p = p0.copy()
-        sgd_step(p, grad, 0.1, weight_decay=0.01)
+        sgd_step(p, grad, 0.1, l2=0.01)
         assert_array_equal(p, expect)
     p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
     adam_step(p, np.asfortranarray(g), m, v, 1, 1e-3)

@@ -12,6 +12,16 @@
 
 namespace fastmlp {
 
+struct ActivationName {
+  Activation activation;
+  const char* name;   // the estimator's `activation` parameter
+  const char* label;  // as a layer in a model summary ("" for none)
+};
+constexpr ActivationName kActivations[] = {{Activation::Identity, "identity", ""},
+                                           {Activation::ReLU, "relu", "ReLU"},
+                                           {Activation::Logistic, "logistic", "Sigmoid"},
+                                           {Activation::Tanh, "tanh", "Tanh"}};
+
 // x <- f(x), in place.
 void activation_forward(Activation act, float* x, index_t rows, index_t cols, index_t ld);
 

@@ -14,9 +14,11 @@
 #include <cstdlib>
 #include <new>
 
-#include "cpu.hpp"
+#include "isa.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/activation.hpp"
 #include "kernels/gemm_kernel.hpp"
+#include "kernels/optim.hpp"
 
 namespace fastmlp {
 
@@ -160,6 +162,45 @@ const GemmTile& tile_for(const GemmKernelSet& ks, index_t n) {
   return n <= ks.narrow.nr ? ks.narrow : ks.wide;
 }
 
+// Operands already in a layout the micro-kernel reads: a row-major B (NN, TN) gives its
+// panels in place (stride ldb); a transposed A (TN) gives column-stepped tiles in place
+// (stride lda) and a row-major A (NN, NT) row-stepped tiles (stride lda). Packing costs
+// about a copy of the operand per call, which a batch of 64 rows does not win back
+// (the 64 x 784 x 256 forward runs 10% faster with A and B in place); it pays when
+// the stride thrashes the cache, and for B when many rows reuse each panel (a packed
+// panel stays in L1: +15-60% on AVX2 from 256 rows; on AVX-512 the in-place panel,
+// streamed from L2 with prefetch, is 2-5% faster up to 512 rows: ks.pack_b_rows).
+// A transposed B (NT, TT) is always packed. Edges run in place: the last A tile with
+// its own m-row kernel, the last B panel with masked loads (the 10-column output
+// layer's weights are read without a copy).
+struct InPlace {
+  bool a, b;
+};
+InPlace operands_in_place(const GemmKernelSet& ks, const GemmArgs& p, index_t M) {
+  return {!conflicting_stride(p.lda),
+          !p.trans_b && !conflicting_stride(p.ldb) && M < ks.pack_b_rows};
+}
+
+// The epilogue the micro-kernel applies as it stores the last K run of the panel at
+// column col: the descent step, the ReLU gate (its pointer is set per tile), or bias
+// and/or ReLU; null when there is none or it is applied afterwards.
+const GemmStoreOp* store_op(const GemmArgs& p, index_t col, GemmStoreOp* op) {
+  if (p.descent) {
+    op->descent = true, op->lr = p.descent_lr, op->wd = p.descent_wd;
+    return op;
+  }
+  if (p.relu_gate != nullptr) {
+    op->ldgate = p.ld_relu_gate;
+    return op;
+  }
+  if (p.bias != nullptr || p.act == Activation::ReLU) {
+    op->bias = p.bias != nullptr ? p.bias + col : nullptr;
+    op->relu = p.act == Activation::ReLU;
+    return op;
+  }
+  return nullptr;
+}
+
 // This thread's rectangle, all K. See the loop sketch at the top of the file.
 void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
                const Rect& R) {
@@ -173,19 +214,8 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
   const index_t ncmax = std::min(round_up(ks.nc, NR), round_up(N, NR));
   const index_t mcmax = std::min(round_up(ks.mc, MR), round_up(M, MR));
 
-  // Operands already in a layout the micro-kernel reads: a row-major B (NN, TN) gives its
-  // panels in place (stride ldb); a transposed A (TN) gives column-stepped tiles in place
-  // (stride lda) and a row-major A (NN, NT) row-stepped tiles (stride lda). Packing costs
-  // about a copy of the operand per call, which a batch of 64 rows does not win back
-  // (the 64 x 784 x 256 forward runs 10% faster with A and B in place); it pays when
-  // the stride thrashes the cache, and for B when many rows reuse each panel (a packed
-  // panel stays in L1: +15-60% on AVX2 from 256 rows; on AVX-512 the in-place panel,
-  // streamed from L2 with prefetch, is 2-5% faster up to 512 rows: ks.pack_b_rows).
-  // A transposed B (NT, TT) is always packed. Edges run in place: the last A tile with
-  // its own m-row kernel, the last B panel with masked loads (the 10-column output
-  // layer's weights are read without a copy).
-  const bool b_in_place = !p.trans_b && !conflicting_stride(p.ldb) && M < ks.pack_b_rows;
-  const bool a_in_place = !conflicting_stride(p.lda);
+  const InPlace in_place = operands_in_place(ks, p, M);
+  const bool b_in_place = in_place.b, a_in_place = in_place.a;
 
   Workspace& ws = tl_ws;
   float* const bbuf = ws.b.get(std::max<index_t>(kcmax, 1) * ncmax);
@@ -237,18 +267,7 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
             bp = bbuf + t * kc * NR, bs = NR;
           }
           GemmStoreOp op;
-          const GemmStoreOp* opp = nullptr;
-          if (inline_epi && last && p.descent) {
-            op.descent = true, op.lr = p.descent_lr, op.wd = p.descent_wd;
-            opp = &op;
-          } else if (inline_epi && last && p.relu_gate != nullptr) {
-            op.ldgate = p.ld_relu_gate;  // op.gate is set per tile below
-            opp = &op;
-          } else if (inline_epi && last && (p.bias != nullptr || p.act == Activation::ReLU)) {
-            op.bias = p.bias != nullptr ? p.bias + col : nullptr;
-            op.relu = p.act == Activation::ReLU;
-            opp = &op;
-          }
+          const GemmStoreOp* opp = inline_epi && last ? store_op(p, col, &op) : nullptr;
           for (index_t u = 0; u < ntile; ++u) {
             const index_t row = ic + u * MR, mr = std::min(MR, ic + mc - row);
             float* cp;
@@ -284,6 +303,34 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
 }
 
 }  // namespace
+
+void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, index_t nr,
+                      const float* tile, index_t ldt) {
+  if (p.epilogue.fn != nullptr) {
+    p.epilogue.fn(p.epilogue.ctx, i0, j0, mr, nr, tile, ldt);
+    return;
+  }
+  for (index_t r = 0; r < mr; ++r) {
+    float* crow = p.c + (i0 + r) * p.ldc + j0;
+    const float* trow = tile + r * ldt;
+    if (p.descent) {
+      sgd_step(crow, trow, nr, p.descent_lr, nullptr, 0.0f, false, p.descent_wd);
+      continue;
+    }
+    if (p.relu_gate != nullptr) {
+      const float* o = p.relu_gate + (i0 + r) * p.ld_relu_gate + j0;
+      for (index_t s = 0; s < nr; ++s) crow[s] = trow[s];
+      activation_backward(Activation::ReLU, crow, p.ldc, o, p.ld_relu_gate, 1, nr);
+      continue;
+    }
+    if (p.bias != nullptr) {
+      for (index_t s = 0; s < nr; ++s) crow[s] = trow[s] + p.bias[j0 + s];
+    } else {
+      for (index_t s = 0; s < nr; ++s) crow[s] = trow[s];
+    }
+    activation_forward(p.act, crow, 1, nr, p.ldc);
+  }
+}
 
 void sgemm(const GemmArgs& p, int ith, int nth) {
   if (p.m <= 0 || p.n <= 0 || ith < 0 || ith >= nth) return;

@@ -58,6 +58,11 @@
 
 namespace fastmlp {
 
+// Column panels that callers hand to different threads (the training loop splits W0 by
+// them) are multiples of kGemmPanel columns: a multiple of every ISA's register-tile
+// width NR (checked in each gemm_<isa>.cpp), so no register tile straddles two threads.
+constexpr index_t kGemmPanel = 32;
+
 struct TileEpilogue {
   void (*fn)(void* ctx, index_t i0, index_t j0, index_t mr, index_t nr, const float* tile,
              index_t ldt) = nullptr;
@@ -99,7 +104,8 @@ void sgemm(const GemmArgs& args, int ith, int nth);
 void sgemm_parallel(const GemmArgs& args, int n_threads, bool small_serial = true);
 
 // The portable reference: the scalar std::fma chain of the contract, single-threaded,
-// same epilogue semantics. The test oracle and the fallback for exotic inputs.
+// same epilogue semantics. The test oracle (reached through _core.testing); the
+// run-time fallback on CPUs without FMA is the generic micro-kernel, not this.
 void gemm_reference(const GemmArgs& args);
 
 // Apply the built-in epilogue to a finished block (shared by every implementation).

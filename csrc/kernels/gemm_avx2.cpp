@@ -1,10 +1,11 @@
 // AVX2+FMA GEMM micro-kernels: the shared body (gemm_ukernel.inc) on 8-float ymm vectors.
 // Compiled with -mavx2 -mfma (CMakeLists.txt) and only called when the CPU has them
-// (csrc/cpu.cpp).
+// (csrc/isa.cpp).
 #include <immintrin.h>
 
 #include <utility>
 
+#include "kernels/gemm.hpp"
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
@@ -69,6 +70,9 @@ constexpr GemmKernelSet kSet{
     512, 96, 1024, 128};
 
 }  // namespace
+
+static_assert(kGemmPanel % kSet.wide.nr == 0 && kGemmPanel % kSet.narrow.nr == 0,
+              "thread panels must hold whole register tiles");
 
 const GemmKernelSet& gemm_kernels_avx2() { return kSet; }
 

@@ -1,10 +1,11 @@
 // AVX-512 GEMM micro-kernels: the shared body (gemm_ukernel.inc) on 16-float zmm vectors.
 // Compiled with -mavx512f/vl/bw/dq -mfma (CMakeLists.txt) and only called when the CPU
-// has them (csrc/cpu.cpp).
+// has them (csrc/isa.cpp).
 #include <immintrin.h>
 
 #include <utility>
 
+#include "kernels/gemm.hpp"
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
@@ -73,6 +74,9 @@ constexpr GemmKernelSet kSet{
     512, 112, 1024, 512};
 
 }  // namespace
+
+static_assert(kGemmPanel % kSet.wide.nr == 0 && kGemmPanel % kSet.narrow.nr == 0,
+              "thread panels must hold whole register tiles");
 
 const GemmKernelSet& gemm_kernels_avx512() { return kSet; }
 

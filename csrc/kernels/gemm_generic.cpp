@@ -4,6 +4,7 @@
 // as the contract, so results agree with the reference to rounding, not bitwise.
 #include <utility>
 
+#include "kernels/gemm.hpp"
 #include "kernels/gemm_kernel.hpp"
 
 namespace fastmlp {
@@ -75,6 +76,9 @@ constexpr GemmKernelSet kSet{
     256, 64, 1024, 128};
 
 }  // namespace
+
+static_assert(kGemmPanel % kSet.wide.nr == 0 && kGemmPanel % kSet.narrow.nr == 0,
+              "thread panels must hold whole register tiles");
 
 const GemmKernelSet& gemm_kernels_generic() { return kSet; }
 

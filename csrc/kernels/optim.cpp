@@ -5,14 +5,66 @@
 
 namespace fastmlp {
 
+bool needs_slot(const OptimConfig& c, Slot slot) {
+  switch (c.solver) {
+    case Solver::SGD: return slot == Slot::Velocity && c.momentum != 0.0;
+    case Solver::Adam: return slot == Slot::FirstMoment || slot == Slot::SecondMoment;
+  }
+  return false;
+}
+
+const char* invalid_config(const OptimConfig& c) {
+  if (!(c.learning_rate > 0.0 && std::isfinite(c.learning_rate)))
+    return "learning_rate must be positive and finite";
+  if (!(c.momentum >= 0.0 && c.momentum <= 1.0)) return "momentum must lie in [0, 1]";
+  if (!(c.alpha >= 0.0 && std::isfinite(c.alpha))) return "alpha must be non-negative";
+  if (!(c.beta_1 >= 0.0 && c.beta_1 < 1.0)) return "beta_1 must lie in [0, 1)";
+  if (!(c.beta_2 >= 0.0 && c.beta_2 < 1.0)) return "beta_2 must lie in [0, 1)";
+  if (!(c.epsilon >= 0.0 && std::isfinite(c.epsilon))) return "epsilon must be non-negative";
+  return nullptr;
+}
+
+StepRule StepRule::make(const OptimConfig& c, long long t, double batch_weight) {
+  StepRule s;
+  s.solver = c.solver;
+  s.lr = static_cast<float>(c.learning_rate);
+  s.momentum = static_cast<float>(c.momentum);
+  s.nesterov = c.nesterov;
+  s.stateless = c.solver == Solver::SGD && !needs_slot(c, Slot::Velocity);
+  s.l2 = batch_weight > 0 ? static_cast<float>(c.alpha / batch_weight) : 0.0f;
+  const double td = static_cast<double>(t);
+  s.lr_t = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, td)) /
+                              (1.0 - std::pow(c.beta_1, td)));
+  s.beta_1 = static_cast<float>(c.beta_1);
+  s.beta_2 = static_cast<float>(c.beta_2);
+  s.epsilon = static_cast<float>(c.epsilon);
+  s.one_minus_beta_1 = static_cast<float>(1.0 - c.beta_1);
+  s.one_minus_beta_2 = static_cast<float>(1.0 - c.beta_2);
+  return s;
+}
+
+void StepRule::apply(float* param, const float* grad, const ParamState& state, index_t n,
+                     bool is_weight) const {
+  const float decay = is_weight ? l2 : 0.0f;  // biases are not penalized
+  switch (solver) {
+    case Solver::SGD:
+      sgd_step(param, grad, n, lr, state[Slot::Velocity], momentum, nesterov, decay);
+      return;
+    case Solver::Adam:
+      adam_step(param, grad, state[Slot::FirstMoment], state[Slot::SecondMoment], n, *this,
+                decay);
+      return;
+  }
+}
+
 namespace {
 
 // The loops proper, with the arrays declared unaliased so they vectorize.
 FASTMLP_SIMD_CLONES
 void sgd_plain(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad, index_t n,
-               float lr, float weight_decay) {
+               float lr, float l2) {
   for (index_t i = 0; i < n; ++i) {
-    const float g = grad[i] + weight_decay * param[i];
+    const float g = grad[i] + l2 * param[i];
     param[i] -= lr * g;
   }
 }
@@ -20,17 +72,17 @@ void sgd_plain(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad
 FASTMLP_SIMD_CLONES
 void sgd_momentum(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad,
                   float* FASTMLP_RESTRICT velocity, index_t n, float lr, float momentum,
-                  bool nesterov, float weight_decay) {
+                  bool nesterov, float l2) {
   if (nesterov) {
     for (index_t i = 0; i < n; ++i) {
-      const float g = grad[i] + weight_decay * param[i];
+      const float g = grad[i] + l2 * param[i];
       const float v = momentum * velocity[i] - lr * g;  // new velocity
       velocity[i] = v;
       param[i] += momentum * v - lr * g;
     }
   } else {
     for (index_t i = 0; i < n; ++i) {
-      const float g = grad[i] + weight_decay * param[i];
+      const float g = grad[i] + l2 * param[i];
       const float v = momentum * velocity[i] - lr * g;
       velocity[i] = v;
       param[i] += v;
@@ -41,34 +93,21 @@ void sgd_momentum(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT g
 }  // namespace
 
 void sgd_step(float* param, const float* grad, index_t n, float lr, float* velocity,
-              float momentum, bool nesterov, float weight_decay) {
+              float momentum, bool nesterov, float l2) {
   if (velocity == nullptr)
-    sgd_plain(param, grad, n, lr, weight_decay);
+    sgd_plain(param, grad, n, lr, l2);
   else
-    sgd_momentum(param, grad, velocity, n, lr, momentum, nesterov, weight_decay);
-}
-
-AdamStep AdamStep::make(double lr, double beta_1, double beta_2, double epsilon, long long t) {
-  AdamStep s;
-  const double td = static_cast<double>(t);
-  s.lr_t = static_cast<float>(lr * std::sqrt(1.0 - std::pow(beta_2, td)) /
-                              (1.0 - std::pow(beta_1, td)));
-  s.beta_1 = static_cast<float>(beta_1);
-  s.beta_2 = static_cast<float>(beta_2);
-  s.epsilon = static_cast<float>(epsilon);
-  s.one_minus_beta_1 = static_cast<float>(1.0 - beta_1);
-  s.one_minus_beta_2 = static_cast<float>(1.0 - beta_2);
-  return s;
+    sgd_momentum(param, grad, velocity, n, lr, momentum, nesterov, l2);
 }
 
 FASTMLP_SIMD_CLONES
 void adam_step(float* FASTMLP_RESTRICT param, const float* FASTMLP_RESTRICT grad,
                float* FASTMLP_RESTRICT m, float* FASTMLP_RESTRICT v, index_t n,
-               const AdamStep& s, float weight_decay) {
+               const StepRule& s, float l2) {
   const float b1 = s.beta_1, b2 = s.beta_2, lr_t = s.lr_t, eps = s.epsilon;
   const float c1 = s.one_minus_beta_1, c2 = s.one_minus_beta_2;
   for (index_t i = 0; i < n; ++i) {
-    const float g = grad[i] + weight_decay * param[i];
+    const float g = grad[i] + l2 * param[i];
     const float mi = b1 * m[i] + c1 * g;           // first moment
     const float vi = b2 * v[i] + c2 * (g * g);     // second moment
     m[i] = mi;

@@ -25,35 +25,25 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
 from ._progress import clear_line, draw_bar, stderr_is_terminal
+from ._memory import cache_aligned
+from ._optim import OPTIMIZERS, make_optimizer
+from ._training import (
+    BestWeights,
+    ChunkSizer,
+    EpochTotals,
+    FitRecord,
+    Run,
+    TrainingData,
+    ValidationData,
+)
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
 
-_SOLVERS = {"sgd": 0, "adam": 1}
-
-# Samples per call into the core before the first timing is known; later chunks are sized
-# to take about _CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
-_FIRST_CHUNK_SAMPLES = 4096
-_CHUNK_SECONDS = 0.25
 # Rows per call into the core at prediction (float32 copies of at most this many rows).
 _PREDICT_BLOCK_ROWS = 32768
-
-
-def _cache_aligned(a):
-    """A C-contiguous float32 copy of ``a`` whose data starts on a 64-byte cache line.
-
-    The core splits the first layer's weights, biases and optimizer state between
-    threads by columns; with every row starting on a cache line (widths that are
-    multiples of 16), no line is written by two cores in the same batch.
-    """
-    a = np.asarray(a, dtype=np.float32)
-    buf = np.empty(a.size + 16, dtype=np.float32)
-    start = (-buf.ctypes.data % 64) // 4  # float32 buffers start 4-byte aligned
-    out = buf[start:start + a.size].reshape(a.shape)
-    out[...] = a
-    return out
 
 
 def _flatten_images(X):
@@ -210,7 +200,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "solver": [StrOptions(set(_SOLVERS))],
+        "solver": [StrOptions(set(OPTIMIZERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
@@ -370,12 +360,12 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             n_classes = self.n_outputs_ if n_classes is None else n_classes
         sizes = [int(n_features), *self._hidden_sizes(), int(n_classes)]
         rows = [("Flatten", (None, sizes[0]), 0)]
-        act_name = {"relu": "ReLU", "logistic": "Sigmoid", "tanh": "Tanh", "identity": None}
+        label = _core.ACTIVATION_LABELS[self.activation]
         for i in range(len(sizes) - 1):
             rows.append((f"Linear({sizes[i]}, {sizes[i + 1]})", (None, sizes[i + 1]),
                          sizes[i] * sizes[i + 1] + sizes[i + 1]))
-            if i + 2 < len(sizes) and act_name[self.activation]:
-                rows.append((act_name[self.activation], (None, sizes[i + 1]), 0))
+            if i + 2 < len(sizes) and label:
+                rows.append((label, (None, sizes[i + 1]), 0))
         return ModelSummary(rows)
 
     def __sklearn_tags__(self):
@@ -414,6 +404,9 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     def _n_threads(self):
         return 0 if self.n_threads is None else int(self.n_threads)
 
+    def _activation_code(self):
+        return ACTIVATIONS[self.activation]
+
     def _init_params(self, sizes, rng):
         """Weights and biases of every layer, drawn from ``rng`` as float32."""
         coefs, intercepts = [], []
@@ -423,36 +416,33 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             else:
                 factor = 2.0 if self.activation == "logistic" else 6.0
                 bound = np.sqrt(factor / (fan_in + fan_out))
-            coefs.append(_cache_aligned(rng.uniform(-bound, bound, (fan_in, fan_out))))
-            intercepts.append(_cache_aligned(rng.uniform(-bound, bound, fan_out)))
+            coefs.append(cache_aligned(rng.uniform(-bound, bound, (fan_in, fan_out))))
+            intercepts.append(cache_aligned(rng.uniform(-bound, bound, fan_out)))
         return coefs, intercepts
 
-    def _new_optimizer_state(self, coefs, intercepts):
-        zeros = lambda arrs: [_cache_aligned(np.zeros_like(a)) for a in arrs]  # noqa: E731
-        state = {"solver": self.solver, "t": 0, "learning_rate": float(self.learning_rate_init),
-                 "s1_coefs": None, "s1_intercepts": None, "s2_coefs": None, "s2_intercepts": None}
-        if self.solver == "adam" or self.momentum != 0:
-            state["s1_coefs"], state["s1_intercepts"] = zeros(coefs), zeros(intercepts)
-        if self.solver == "adam":
-            state["s2_coefs"], state["s2_intercepts"] = zeros(coefs), zeros(intercepts)
-        return state
-
-    def _state_matches(self, state):
-        """Whether kept optimizer state fits the current solver settings."""
-        if state is None or state["solver"] != self.solver:
-            return False
-        need_s1 = self.solver == "adam" or self.momentum != 0
-        return (state["s1_coefs"] is not None) == need_s1
-
     # ----------------------------------------------------------------------------------
-    # Training
+    # Training: _fit and its steps
     # ----------------------------------------------------------------------------------
 
     def _fit(self, X, y, incremental, classes, callback):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
         X, y = self._validate_X_y(X, y, reset=first_call)
+        classes = self._resolve_classes(y, classes, incremental, first_call)
+        data = self._encode(X, y, classes)
+        optimizer = make_optimizer(self)
+        run = (self._new_run(data, hidden, classes, optimizer) if first_call
+               else self._resume_run(hidden, optimizer, reset_lr=not incremental))
+        early_stopping = self.early_stopping and not incremental
+        validation = self._split_validation(data, run) if early_stopping else None
+        data.batch_size = self._batch_size(data.n)
+        self._train_epochs(run, data, validation, optimizer, incremental, callback)
+        self._commit(run)
+        return self
 
+    def _resolve_classes(self, y, classes, incremental, first_call):
+        """The classes of the problem: y's on a first fit, kept on later ones, as given
+        (and checked against the first call's) with partial_fit."""
         if incremental:
             if classes is not None:
                 classes = np.unique(np.asarray(classes))
@@ -474,189 +464,84 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         unseen = np.setdiff1d(np.unique(y), classes)
         if unseen.size:
             raise ValueError(f"y contains labels not in classes_: {unseen!r}")
-        y_enc = np.searchsorted(classes, y).astype(np.int32)
+        return classes
+
+    def _encode(self, X, y, classes):
+        """Labels as int32 indices into classes, and the class weights as sample weights."""
         sample_weight = None
         if self.class_weight is not None:
             sample_weight = compute_sample_weight(self.class_weight, y).astype(np.float32)
+        return TrainingData(X, np.searchsorted(classes, y).astype(np.int32), sample_weight)
 
-        if first_call:
-            rng = check_random_state(self.random_state)
-            sizes = [X.shape[1], *hidden, len(classes)]
-            coefs, intercepts = self._init_params(sizes, rng)
-            state = self._new_optimizer_state(coefs, intercepts)
-            record = {"loss_curve_": [], "history_": [], "n_iter_": 0, "t_": 0,
-                      "best_loss_": np.inf, "_no_improvement_count": 0,
-                      "validation_scores_": None, "validation_loss_curve_": None,
-                      "best_validation_score_": None}
-        else:
-            rng = self._rng
-            if [c.shape[1] for c in self.coefs_[:-1]] != hidden:
-                raise ValueError(
-                    f"hidden_layer_sizes changed from {[c.shape[1] for c in self.coefs_[:-1]]} "
-                    f"to {hidden}; fit without warm_start to start over")
-            # Work on copies: an error leaves the fitted model as it was.
-            coefs = [_cache_aligned(c) for c in self.coefs_]
-            intercepts = [_cache_aligned(b) for b in self.intercepts_]
-            state = self._optimizer_state
-            if self._state_matches(state):
-                state = {k: ([_cache_aligned(a) for a in v] if isinstance(v, list) else v)
-                         for k, v in state.items()}
-            else:
-                state = self._new_optimizer_state(coefs, intercepts)
-            if not incremental:
-                state["learning_rate"] = float(self.learning_rate_init)
-            record = {k: getattr(self, k) for k in (
-                "n_iter_", "t_", "best_loss_", "_no_improvement_count",
-                "best_validation_score_")}
-            record["loss_curve_"] = list(self.loss_curve_)
-            record["history_"] = list(self.history_)
-            for k in ("validation_scores_", "validation_loss_curve_"):
-                v = getattr(self, k)
-                record[k] = None if v is None else list(v)
+    def _new_run(self, data, hidden, classes, optimizer):
+        rng = check_random_state(self.random_state)
+        coefs, intercepts = self._init_params([data.X.shape[1], *hidden, len(classes)], rng)
+        return Run(classes, coefs, intercepts, optimizer.new_state(coefs, intercepts), rng,
+                   FitRecord())
 
-        early_stopping = self.early_stopping and not incremental
-        X_val = y_val = None
-        if early_stopping:
-            # Stratify when every class can appear on both sides of the split.
-            n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
-            counts = np.bincount(y_enc)
-            counts = counts[counts > 0]
-            can_stratify = counts.min() >= 2 and len(counts) <= min(n_val, X.shape[0] - n_val)
-            stratify = y_enc if can_stratify else None
-            idx_train, idx_val = train_test_split(
-                np.arange(X.shape[0]), random_state=rng, test_size=self.validation_fraction,
-                stratify=stratify)
-            if idx_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            X_val, y_val = X[idx_val], y_enc[idx_val]
-            X = np.ascontiguousarray(X[idx_train])
-            y_enc = y_enc[idx_train]
-            if sample_weight is not None:
-                sample_weight = sample_weight[idx_train]
-            if record["validation_scores_"] is None:
-                record["validation_scores_"], record["validation_loss_curve_"] = [], []
-            record["best_loss_"] = None
-            best = {"metric": None, "coefs": None, "intercepts": None}
+    def _resume_run(self, hidden, optimizer, reset_lr):
+        """The fitted model as a new run, on copies: an error leaves the model as it was."""
+        fitted = [c.shape[1] for c in self.coefs_[:-1]]
+        if fitted != hidden:
+            raise ValueError(f"hidden_layer_sizes changed from {fitted} to {hidden}; fit "
+                             "without warm_start to start over")
+        coefs = [cache_aligned(c) for c in self.coefs_]
+        intercepts = [cache_aligned(b) for b in self.intercepts_]
+        if optimizer.fits(self._optimizer_state):
+            state = self._optimizer_state.copy()
+            if reset_lr:
+                state.learning_rate = optimizer.learning_rate_init
+        else:  # another solver, or other state slots: start its state afresh
+            state = optimizer.new_state(coefs, intercepts)
+        return Run(self.classes_, coefs, intercepts, state, self._rng, FitRecord.of(self))
 
-        n = X.shape[0]
+    def _split_validation(self, data, run):
+        """Hold out validation_fraction of the rows (stratified where every class can be
+        on both sides); data keeps the rest. Returns the held-out ValidationData."""
+        n = data.n
+        n_val = int(np.ceil(self.validation_fraction * n))
+        counts = np.bincount(data.y)
+        counts = counts[counts > 0]
+        can_stratify = counts.min() >= 2 and len(counts) <= min(n_val, n - n_val)
+        idx_train, idx_val = train_test_split(
+            np.arange(n), random_state=run.rng, test_size=self.validation_fraction,
+            stratify=data.y if can_stratify else None)
+        if idx_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        validation = ValidationData(data.X[idx_val], data.y[idx_val])
+        data.X, data.y = np.ascontiguousarray(data.X[idx_train]), data.y[idx_train]
+        if data.sample_weight is not None:
+            data.sample_weight = data.sample_weight[idx_train]
+        record = run.record
+        if record.validation_scores is None:
+            record.validation_scores, record.validation_loss_curve = [], []
+        record.best_loss = None
+        return validation
+
+    def _batch_size(self, n):
         if self.batch_size == "auto":
-            batch_size = min(n, max(16, min(128, n // 16)))
-        else:
-            batch_size = int(self.batch_size)
-        if batch_size > n:
-            if self.batch_size != "auto":
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                              "It is going to be clipped", UserWarning, stacklevel=3)
-            batch_size = n
+            return min(n, max(16, min(128, n // 16)))
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                          "It is going to be clipped", UserWarning, stacklevel=4)
+            return n
+        return int(self.batch_size)
 
-        # Commit the model as it is (used on success and on Ctrl-C).
-        def commit():
-            self.classes_ = classes
-            self.coefs_, self.intercepts_ = coefs, intercepts
-            self._optimizer_state = state
-            self._rng = rng
-            for k, v in record.items():
-                setattr(self, k, v)
-            self.n_layers_ = len(coefs) + 1
-            self.n_outputs_ = len(classes)
-            self.out_activation_ = "softmax"
-
+    def _train_epochs(self, run, data, validation, optimizer, incremental, callback):
+        """Up to max_iter epochs (one with partial_fit), stopping early when asked; Ctrl-C
+        keeps what was trained. Early stopping's best weights are restored at the end."""
         n_epochs = 1 if incremental else self.max_iter
-        progress_bar = bool(self.verbose) and stderr_is_terminal()
-        last_epoch = record["n_iter_"] + n_epochs
-        chunk_samples = max(batch_size, _FIRST_CHUNK_SAMPLES // batch_size * batch_size)
+        last_epoch = run.record.n_iter + n_epochs
+        best = BestWeights() if validation is not None else None
+        sizer = ChunkSizer(data.batch_size)
         stop_reason = None
         try:
             for _ in range(n_epochs):
-                epoch_start = time.perf_counter()
-                order = rng.permutation(n) if self.shuffle else np.arange(n)
-                order = order.astype(np.int64, copy=False)
-                totals = np.zeros(4)  # loss_sum, weight_sum, n_correct, n_samples
-                done = 0
-                while done < n:
-                    stop = min(n, done + chunk_samples)
-                    t0 = time.perf_counter()
-                    res = self._train_chunk(coefs, intercepts, state, X, y_enc, sample_weight,
-                                            order[done:stop], batch_size)
-                    if not res["finite"]:
-                        raise TrainingDivergedError(
-                            "Training diverged: the loss became infinite or NaN after "
-                            f"{record['n_iter_']} epochs and {done + res['n_samples']} samples. "
-                            "Scale the inputs (e.g. fastmlp.PixelScaler) or lower "
-                            f"learning_rate_init (now {self.learning_rate_init}).")
-                    totals += (res["loss_sum"], res["weight_sum"], res["n_correct"],
-                               res["n_samples"])
-                    done = stop
-                    per_sample = (time.perf_counter() - t0) / max(1, res["n_samples"])
-                    chunk_samples = max(batch_size, int(_CHUNK_SECONDS / max(per_sample, 1e-9))
-                                        // batch_size * batch_size)
-                    if progress_bar:
-                        draw_bar(record["n_iter_"] + 1, last_epoch, done, n,
-                                 totals[0] / max(totals[1], 1e-300),
-                                 totals[2] / max(totals[3], 1),
-                                 time.perf_counter() - epoch_start)
-                    if callback is not None:
-                        callback(self, {"event": "progress", "epoch": record["n_iter_"] + 1,
-                                        "samples_done": done, "n_samples": n,
-                                        "loss": totals[0] / max(totals[1], 1e-300),
-                                        "accuracy": totals[2] / max(totals[3], 1)})
-                if not all(np.isfinite(c).all() for c in coefs):
-                    raise TrainingDivergedError(
-                        "Training diverged: the weights are no longer finite. Scale the "
-                        "inputs (e.g. fastmlp.PixelScaler) or lower learning_rate_init "
-                        f"(now {self.learning_rate_init}).")
-
-                record["n_iter_"] += 1
-                record["t_"] += n
-                loss = float(totals[0] / totals[1]) if totals[1] > 0 else 0.0
-                record["loss_curve_"].append(loss)
-                entry = {"epoch": record["n_iter_"], "loss": loss,
-                         "accuracy": float(totals[2] / max(totals[3], 1)),
-                         "learning_rate": state["learning_rate"],
-                         "time": time.perf_counter() - epoch_start}
-                if early_stopping:
-                    val_loss, val_acc = self._evaluate(coefs, intercepts, X_val, y_val)
-                    record["validation_scores_"].append(val_acc)
-                    record["validation_loss_curve_"].append(val_loss)
-                    entry.update(val_loss=val_loss, val_accuracy=val_acc)
-                    metric = val_acc if self.early_stopping_metric == "accuracy" else -val_loss
-                    improved = best["metric"] is None or metric >= best["metric"] + self.tol
-                    if best["metric"] is None or metric > best["metric"]:
-                        best.update(metric=metric, coefs=[c.copy() for c in coefs],
-                                    intercepts=[b.copy() for b in intercepts])
-                    record["best_validation_score_"] = max(
-                        val_acc, record["best_validation_score_"] or -np.inf)
-                else:
-                    best_loss = np.inf if record["best_loss_"] is None else record["best_loss_"]
-                    improved = loss <= best_loss - self.tol
-                    record["best_loss_"] = min(best_loss, loss)
-                record["_no_improvement_count"] = (
-                    0 if improved else record["_no_improvement_count"] + 1)
-                record["history_"].append(entry)
-                clear_line()
-                if self.verbose:
-                    line = f"Iteration {entry['epoch']}, loss = {loss:.8f}"
-                    if early_stopping:
-                        line += f", validation accuracy = {entry['val_accuracy']:.6f}"
-                    print(line + f" ({entry['time']:.2f}s)")
-
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    state["learning_rate"] = (self.learning_rate_init
-                                              / (record["t_"] + 1) ** self.power_t)
-                if record["_no_improvement_count"] > self.n_iter_no_change:
-                    if self.solver == "sgd" and self.learning_rate == "adaptive" and \
-                            state["learning_rate"] > 1e-6:
-                        state["learning_rate"] /= 5.0
-                        record["_no_improvement_count"] = 0
-                        if self.verbose:
-                            print(f"Setting learning rate to {state['learning_rate']:f}")
-                    else:
-                        what = ("Validation score" if early_stopping else "Training loss")
-                        stop_reason = (f"{what} did not improve more than tol={self.tol} for "
-                                       f"{self.n_iter_no_change} consecutive epochs.")
+                entry = self._run_epoch(run, data, optimizer, sizer, last_epoch, callback)
+                stop_reason = self._end_epoch(run, entry, data.n, validation, best, optimizer)
                 if callback is not None:
-                    commit()
+                    self._commit(run)
                     if callback(self, {"event": "epoch", **entry}):
                         stop_reason = stop_reason or "Stopped by the callback."
                 if stop_reason:
@@ -664,43 +549,140 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                         print(stop_reason + " Stopping.")
                     break
             else:
-                if not incremental and self.max_iter > 0 and stop_reason is None:
+                if not incremental:
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
-                        stacklevel=3)
+                        stacklevel=4)
         except KeyboardInterrupt:
             clear_line()
             warnings.warn("Training interrupted by user.", TrainingInterruptedWarning,
-                          stacklevel=3)
-        if early_stopping and best["coefs"] is not None:
-            coefs[:], intercepts[:] = best["coefs"], best["intercepts"]
-        commit()
-        return self
+                          stacklevel=4)
+        if best is not None:
+            best.restore(run)
 
-    def _train_chunk(self, coefs, intercepts, state, X, y_enc, sample_weight, order,
-                     batch_size):
+    def _run_epoch(self, run, data, optimizer, sizer, last_epoch, callback):
+        """One pass over the data in chunks of batches; returns the epoch's history entry.
+        Raises TrainingDivergedError (the model untouched) when the loss or the weights
+        stop being finite."""
+        epoch_start = time.perf_counter()
+        epoch = run.record.n_iter + 1
+        n = data.n
+        order = run.rng.permutation(n) if self.shuffle else np.arange(n)
+        order = order.astype(np.int64, copy=False)
+        totals = EpochTotals()
+        progress_bar = bool(self.verbose) and stderr_is_terminal()
+        done = 0
+        while done < n:
+            stop = min(n, done + sizer.samples)
+            sizer.start()
+            res = self._train_chunk(run, data, order[done:stop], optimizer)
+            if not res.finite:
+                self._diverged(f"the loss became infinite or NaN after {run.record.n_iter} "
+                               f"epochs and {done + res.n_samples} samples")
+            totals.add(res)
+            done = stop
+            sizer.done(res.n_samples)
+            if progress_bar:
+                draw_bar(epoch, last_epoch, done, n, totals.loss, totals.accuracy,
+                         time.perf_counter() - epoch_start)
+            if callback is not None:
+                callback(self, {"event": "progress", "epoch": epoch, "samples_done": done,
+                                "n_samples": n, "loss": totals.loss,
+                                "accuracy": totals.accuracy})
+        if not run.finite():
+            self._diverged("the weights are no longer finite")
+        return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
+                "learning_rate": run.optimizer.learning_rate,
+                "time": time.perf_counter() - epoch_start}
+
+    def _diverged(self, what):
+        raise TrainingDivergedError(
+            f"Training diverged: {what}. Scale the inputs (e.g. fastmlp.PixelScaler) or "
+            f"lower learning_rate_init (now {self.learning_rate_init}).")
+
+    def _end_epoch(self, run, entry, n_samples, validation, best, optimizer):
+        """Record the epoch, judge improvement, step the schedule; the stop reason or None."""
+        record = run.record
+        record.n_iter += 1
+        record.t += n_samples
+        record.loss_curve.append(entry["loss"])
+        if validation is not None:
+            val_loss, val_acc = self._evaluate(run.coefs, run.intercepts, validation)
+            record.validation_scores.append(val_acc)
+            record.validation_loss_curve.append(val_loss)
+            entry.update(val_loss=val_loss, val_accuracy=val_acc)
+            metric = val_acc if self.early_stopping_metric == "accuracy" else -val_loss
+            improved = best.improved(metric, self.tol)
+            best.offer(metric, run.coefs, run.intercepts)
+            record.best_validation_score = max(val_acc, record.best_validation_score or -np.inf)
+        else:
+            best_loss = np.inf if record.best_loss is None else record.best_loss
+            improved = entry["loss"] <= best_loss - self.tol
+            record.best_loss = min(best_loss, entry["loss"])
+        record.no_improvement_count = 0 if improved else record.no_improvement_count + 1
+        record.history.append(entry)
+        clear_line()
+        if self.verbose:
+            self._print_epoch(entry, validation is not None)
+        optimizer.iteration_ends(run.optimizer, record.t)
+        if record.no_improvement_count <= self.n_iter_no_change:
+            return None
+        if not optimizer.trigger_stopping(run.optimizer, self.verbose):
+            record.no_improvement_count = 0
+            return None
+        what = "Validation score" if validation is not None else "Training loss"
+        return (f"{what} did not improve more than tol={self.tol} for "
+                f"{self.n_iter_no_change} consecutive epochs.")
+
+    @staticmethod
+    def _print_epoch(entry, with_validation):
+        line = f"Iteration {entry['epoch']}, loss = {entry['loss']:.8f}"
+        if with_validation:
+            line += f", validation accuracy = {entry['val_accuracy']:.6f}"
+        print(line + f" ({entry['time']:.2f}s)")
+
+    def _commit(self, run):
+        """The run's parameters, state and record become the fitted model."""
+        record = run.record
+        self.classes_ = run.classes
+        self.coefs_ = run.coefs
+        self.intercepts_ = run.intercepts
+        self._optimizer_state = run.optimizer
+        self._rng = run.rng
+        self.n_iter_ = record.n_iter
+        self.t_ = record.t
+        self.loss_curve_ = record.loss_curve
+        self.history_ = record.history
+        self.best_loss_ = record.best_loss
+        self._no_improvement_count = record.no_improvement_count
+        self.validation_scores_ = record.validation_scores
+        self.validation_loss_curve_ = record.validation_loss_curve
+        self.best_validation_score_ = record.best_validation_score
+        self.n_layers_ = len(run.coefs) + 1
+        self.n_outputs_ = len(run.classes)
+        self.out_activation_ = "softmax"
+
+    def _train_chunk(self, run, data, order, optimizer):
         """Train on the batches of ``order`` in one call into the core (GIL released).
-
-        Parameters and optimizer state are updated in place; returns the core's totals
-        (loss_sum, weight_sum, n_correct, n_samples, n_batches, t, finite).
-        """
+        Parameters and optimizer state are updated in place; returns the core's totals."""
+        state = run.optimizer
         res = _core.train_batches(
-            coefs, intercepts, state["s1_coefs"], state["s1_intercepts"], state["s2_coefs"],
-            state["s2_intercepts"], X, y_enc, sample_weight, order, batch_size,
-            ACTIVATIONS[self.activation], _SOLVERS[self.solver], state["learning_rate"],
-            float(self.momentum), bool(self.nesterovs_momentum), float(self.alpha),
-            float(self.beta_1), float(self.beta_2), float(self.epsilon), int(state["t"]),
-            self._n_threads())
-        state["t"] = res["t"]
+            coefs=run.coefs, intercepts=run.intercepts, state=state.slots, X=data.X, y=data.y,
+            sample_weight=data.sample_weight, order=order, batch_size=data.batch_size,
+            activation=self._activation_code(), optimizer=optimizer.config(state), t=state.t,
+            n_threads=self._n_threads())
+        state.t = res.t
         return res
 
-    def _evaluate(self, coefs, intercepts, X, y_enc):
-        """(mean log-loss, accuracy) of the given parameters on encoded labels."""
-        logp = _core.predict_proba(coefs, intercepts, X, ACTIVATIONS[self.activation], True,
-                                   self._n_threads())
-        loss = float(-np.mean(logp[np.arange(len(y_enc)), y_enc], dtype=np.float64))
-        acc = float(np.mean(np.argmax(logp, axis=1) == y_enc))
+    def _evaluate(self, coefs, intercepts, validation):
+        """(mean log-loss, accuracy) of the given parameters on held-out rows."""
+        logp = _core.predict_proba(coefs, intercepts, validation.X,
+                                   activation=self._activation_code(), log=True,
+                                   n_threads=self._n_threads())
+        y = validation.y
+        loss = float(-np.mean(logp[np.arange(len(y)), y], dtype=np.float64))
+        acc = float(np.mean(np.argmax(logp, axis=1) == y))
         return loss, acc
 
     def _forward(self, X, log):
@@ -714,6 +696,6 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             block = np.ascontiguousarray(X[start:start + _PREDICT_BLOCK_ROWS],
                                          dtype=np.float32)
             out[start:start + block.shape[0]] = _core.predict_proba(
-                self.coefs_, self.intercepts_, block, ACTIVATIONS[self.activation], log,
-                self._n_threads())
+                self.coefs_, self.intercepts_, block, activation=self._activation_code(),
+                log=log, n_threads=self._n_threads())
         return out

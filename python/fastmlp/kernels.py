@@ -26,8 +26,8 @@ __all__ = [
     "adam_step",
 ]
 
-# Codes of the C++ enum Activation (csrc/common.hpp).
-ACTIVATIONS = {"identity": 0, "relu": 1, "logistic": 2, "tanh": 3}
+# The activations by name, as the core's enum (defined once, in csrc/kernels/activation.hpp).
+ACTIVATIONS = dict(_core.Activation.__members__)
 
 
 _F32 = np.dtype(np.float32)
@@ -121,7 +121,7 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
         # everything itself; anything it rejects is retried below with full validation
         # and, where possible, a view or copy it accepts.
         try:
-            res = _core.matmul(a, b, trans_a, trans_b, nt, False, out)
+            res = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=nt, out=out)
         except (TypeError, ValueError):
             pass
         else:
@@ -146,7 +146,7 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
         return np.empty((m, n), dtype=np.float32)
     a, trans_a = _as_kernel_operand(a, trans_a)
     b, trans_b = _as_kernel_operand(b, trans_b)
-    res = _core.matmul(a, b, trans_a, trans_b, nt, False, out)
+    res = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=nt, out=out)
     return out if out is not None else res
 
 
@@ -269,11 +269,11 @@ def _same_shape(x, ref, name):
     return np.ascontiguousarray(x)
 
 
-def sgd_step(param, grad, lr, *, velocity=None, momentum=0.0, nesterov=False, weight_decay=0.0):
+def sgd_step(param, grad, lr, *, velocity=None, momentum=0.0, nesterov=False, l2=0.0):
     """One SGD step in place: ``v = momentum*v - lr*g; param += v`` (or the Nesterov form).
 
-    ``g = grad + weight_decay * param``. With ``velocity=None`` (momentum 0):
-    ``param -= lr * g``.
+    ``g = grad + l2 * param`` (the coupled L2 penalty's gradient). With ``velocity=None``
+    (momentum 0): ``param -= lr * g``.
     """
     param = _inplace(param, "param")
     grad = _same_shape(grad, param, "grad")
@@ -283,15 +283,14 @@ def sgd_step(param, grad, lr, *, velocity=None, momentum=0.0, nesterov=False, we
             raise ValueError(f"velocity has shape {velocity.shape}, param has {param.shape}")
     elif momentum != 0:
         raise ValueError("momentum != 0 needs a velocity array")
-    _core.sgd_step(param, grad, float(lr), velocity, float(momentum), bool(nesterov),
-                   float(weight_decay))
+    _core.sgd_step(param, grad, lr=float(lr), velocity=velocity, momentum=float(momentum),
+                   nesterov=bool(nesterov), l2=float(l2))
 
 
-def adam_step(param, grad, m, v, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-              weight_decay=0.0):
+def adam_step(param, grad, m, v, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, l2=0.0):
     """One Adam step in place (scikit-learn's formulation); t is the 1-based step number.
 
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``g = grad + l2 * param``, ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``param -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + epsilon)``.
     """
     param = _inplace(param, "param")
@@ -302,5 +301,8 @@ def adam_step(param, grad, m, v, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
             raise ValueError(f"{name} has shape {s.shape}, param has {param.shape}")
     if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
         raise ValueError(f"t must be an integer >= 1, got {t!r}")
-    _core.adam_step(param, grad, m, v, int(t), float(lr), float(beta_1), float(beta_2),
-                    float(epsilon), float(weight_decay))
+    config = _core.OptimConfig()
+    config.solver = _core.Solver.adam
+    config.learning_rate, config.beta_1, config.beta_2 = float(lr), float(beta_1), float(beta_2)
+    config.epsilon = float(epsilon)
+    _core.adam_step(param, grad, m, v, t=int(t), config=config, l2=float(l2))

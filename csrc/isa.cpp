@@ -1,8 +1,9 @@
-#include "cpu.hpp"
+#include "isa.hpp"
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace fastmlp {
 
@@ -24,10 +25,8 @@ Isa probe() {
 Isa from_env(Isa best) {
   const char* s = std::getenv("FASTMLP_ISA");
   if (s == nullptr || *s == '\0') return best;
-  Isa want = best;
-  if (std::strcmp(s, "generic") == 0) want = Isa::Generic;
-  else if (std::strcmp(s, "avx2") == 0) want = Isa::AVX2;
-  else if (std::strcmp(s, "avx512") == 0) want = Isa::AVX512;
+  Isa want = best;  // an unknown name keeps the best (the variable only ever lowers)
+  parse_isa(s, &want);
   return static_cast<int>(want) < static_cast<int>(best) ? want : best;
 }
 
@@ -53,6 +52,28 @@ void set_isa(Isa isa) {
   const Isa best = detected_isa();
   const Isa v = static_cast<int>(isa) < static_cast<int>(best) ? isa : best;
   g_active.store(static_cast<int>(v), std::memory_order_relaxed);
+}
+
+constexpr Isa kAll[] = {Isa::AVX512, Isa::AVX2, Isa::Generic};
+
+bool parse_isa(const char* name, Isa* isa) {
+  for (Isa candidate : kAll)
+    if (std::strcmp(name, isa_name(candidate)) == 0) {
+      *isa = candidate;
+      return true;
+    }
+  return false;
+}
+
+const char* isa_names() {
+  static const std::string names = [] {
+    std::string s;
+    const int n = static_cast<int>(sizeof kAll / sizeof kAll[0]);
+    for (int i = 0; i < n; ++i)
+      s += (i == 0 ? "'" : i + 1 == n ? " or '" : ", '") + std::string(isa_name(kAll[i])) + "'";
+    return s;
+  }();
+  return names.c_str();
 }
 
 const char* isa_name(Isa isa) {

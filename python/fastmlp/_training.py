@@ -1,0 +1,163 @@
+"""The state of one training run and the bookkeeping around the core's batch loop.
+
+``MLPImageClassifier._fit`` reads as a sequence of steps over these: a :class:`Run`
+holds the parameters, the optimizer state, the random generator and the
+:class:`FitRecord` of fitted attributes; :class:`EpochTotals` sums the core's chunk
+results over an epoch; :class:`ChunkSizer` keeps calls into the core about a quarter of a
+second long (so Ctrl-C and progress bars answer quickly); :class:`BestWeights` keeps
+early stopping's best parameters. Nothing here touches the estimator: it commits a run
+onto itself when training succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._memory import cache_aligned
+from ._optim import OptimizerState
+
+__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "Run", "TrainingData"]
+
+# Samples per call into the core before the first timing is known; later chunks are sized
+# to take about CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
+FIRST_CHUNK_SAMPLES = 4096
+CHUNK_SECONDS = 0.25
+
+
+@dataclass
+class FitRecord:
+    """The fitted attributes a run advances; the estimator's ``<name>_`` attributes."""
+
+    n_iter: int = 0
+    t: int = 0
+    loss_curve: list = field(default_factory=list)
+    history: list = field(default_factory=list)
+    best_loss: float | None = np.inf
+    no_improvement_count: int = 0
+    validation_scores: list | None = None
+    validation_loss_curve: list | None = None
+    best_validation_score: float | None = None
+
+    @classmethod
+    def of(cls, est):
+        """A copy of a fitted estimator's record (lists copied: an error leaves it)."""
+        def copied(v):
+            return None if v is None else list(v)
+
+        return cls(
+            n_iter=est.n_iter_, t=est.t_, loss_curve=list(est.loss_curve_),
+            history=list(est.history_), best_loss=est.best_loss_,
+            no_improvement_count=est._no_improvement_count,
+            validation_scores=copied(est.validation_scores_),
+            validation_loss_curve=copied(est.validation_loss_curve_),
+            best_validation_score=est.best_validation_score_)
+
+
+@dataclass
+class Run:
+    """Everything one call of ``fit``/``partial_fit`` trains and records."""
+
+    classes: np.ndarray
+    coefs: list
+    intercepts: list
+    optimizer: OptimizerState
+    rng: np.random.RandomState
+    record: FitRecord
+
+    def finite(self):
+        return all(np.isfinite(c).all() for c in self.coefs)
+
+
+@dataclass
+class TrainingData:
+    """The rows trained on: float32 C-contiguous X, encoded labels, optional weights."""
+
+    X: np.ndarray
+    y: np.ndarray  # int32 in [0, n_classes)
+    sample_weight: np.ndarray | None
+    batch_size: int = 0
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+
+@dataclass
+class ValidationData:
+    """Early stopping's held-out rows and encoded labels."""
+
+    X: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class EpochTotals:
+    """The core's chunk results summed over an epoch."""
+
+    loss_sum: float = 0.0
+    weight_sum: float = 0.0
+    n_correct: int = 0
+    n_samples: int = 0
+
+    def add(self, res):
+        self.loss_sum += res.loss_sum
+        self.weight_sum += res.weight_sum
+        self.n_correct += res.n_correct
+        self.n_samples += res.n_samples
+
+    @property
+    def loss(self):
+        """Mean training loss per unit of sample weight (with the L2 term)."""
+        return self.loss_sum / max(self.weight_sum, 1e-300)
+
+    @property
+    def accuracy(self):
+        return self.n_correct / max(self.n_samples, 1)
+
+    def epoch_loss(self):
+        return float(self.loss_sum / self.weight_sum) if self.weight_sum > 0 else 0.0
+
+
+class ChunkSizer:
+    """Chunk lengths (in samples, whole batches) that take about CHUNK_SECONDS each."""
+
+    def __init__(self, batch_size):
+        self.batch_size = batch_size
+        self.samples = max(batch_size, FIRST_CHUNK_SAMPLES // batch_size * batch_size)
+        self._t0 = 0.0
+
+    def start(self):
+        self._t0 = time.perf_counter()
+
+    def done(self, n_samples):
+        """Re-size the next chunk from how long this one of n_samples took."""
+        per_sample = (time.perf_counter() - self._t0) / max(1, n_samples)
+        self.samples = max(self.batch_size, int(CHUNK_SECONDS / max(per_sample, 1e-9))
+                           // self.batch_size * self.batch_size)
+
+
+@dataclass
+class BestWeights:
+    """Early stopping's best validation metric and a copy of its parameters."""
+
+    metric: float | None = None
+    coefs: list | None = None
+    intercepts: list | None = None
+
+    def improved(self, metric, tol):
+        """Whether metric beats the best by at least tol (any metric beats none)."""
+        return self.metric is None or metric >= self.metric + tol
+
+    def offer(self, metric, coefs, intercepts):
+        """Keep a copy of the parameters if metric is the best so far."""
+        if self.metric is None or metric > self.metric:
+            self.metric = metric
+            self.coefs = [cache_aligned(c) for c in coefs]
+            self.intercepts = [cache_aligned(b) for b in intercepts]
+
+    def restore(self, run):
+        if self.coefs is not None:
+            run.coefs[:], run.intercepts[:] = self.coefs, self.intercepts
