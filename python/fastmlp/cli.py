@@ -31,24 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import datasets
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
 
 __all__ = ["main", "build_parser"]
 
-_DATASETS = {
-    "fashion-mnist": ("Fashion-MNIST", "load_fashion_mnist"),
-    "mnist": ("MNIST", "load_mnist"),
-}
-# The four files of a data set, as their original names; the loaders also accept each
-# name without ".gz".
-_IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 _NORMALIZATIONS = {
     "none": "raw pixels 0..255",
     "unit": "pixels scaled to [0, 1]",
@@ -121,15 +110,14 @@ def _hidden_sizes(text):
 def _add_data_options(parser, default_dataset):
     group = parser.add_argument_group("data")
     group.add_argument(
-        "--dataset", choices=sorted(_DATASETS), default=default_dataset,
+        "--dataset", choices=sorted(datasets._DATASETS), default=default_dataset,
         help="data set to use" + (" (default: %(default)s)" if default_dataset else
                                   " (default: the one the model was trained on)"))
     group.add_argument(
         "--data-dir", metavar="DIR",
-        help="directory holding the four IDX files (train-images-idx3-ubyte.gz, "
-             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-             "t10k-labels-idx1-ubyte.gz, gzipped or not); default: the loaders' lookup "
-             "($FASTMLP_DATA, /usr/share/datasets, the user cache)")
+        help=f"directory holding the four IDX files ({', '.join(datasets._FILE_NAMES)}, "
+             f"gzipped or not); default: the loaders' lookup ($FASTMLP_DATA, "
+             f"/usr/share/datasets, the user cache)")
     group.add_argument(
         "--download", action="store_true",
         help="download the data set (checksum-verified) when it is found nowhere")
@@ -261,34 +249,25 @@ def main(argv=None):
 # Data and model construction
 # --------------------------------------------------------------------------------------
 
-def _holds_idx_files(directory):
-    return all(os.path.isfile(os.path.join(directory, name))
-               or os.path.isfile(os.path.join(directory, name[:-3])) for name in _IDX_FILES)
-
-
 def _load_data(dataset, data_dir, download):
     """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts."""
-    from . import datasets
-
-    title, function = _DATASETS[dataset]
-    loader = getattr(datasets, function)
+    spec = datasets._DATASETS[dataset]
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
-        if not download and not (_holds_idx_files(data_dir)
-                                 or _holds_idx_files(os.path.join(data_dir, dataset))):
+        if not download and not datasets._in_data_home(dataset, data_dir):
             raise CommandError(
-                f"{data_dir} does not hold the four IDX files of {title} "
-                f"({', '.join(_IDX_FILES)}, gzipped or not), neither directly nor in "
-                f"{os.path.join(data_dir, dataset)}; add --download to fetch them there")
+                f"{data_dir} does not hold the four IDX files of {spec.title} "
+                f"({', '.join(datasets._FILE_NAMES)}, gzipped or not), neither directly nor "
+                f"in {os.path.join(data_dir, dataset)}; add --download to fetch them there")
     try:
-        return loader(data_home=data_dir, download=download)
+        return spec.loader(data_home=data_dir, download=download)
     except FileNotFoundError as exc:
         message = str(exc)
         if not download:
             message += "\n  - or let fastmlp download it: add --download to this command"
         raise CommandError(message) from None
     except (OSError, ValueError) as exc:
-        raise CommandError(f"could not load {title}: {exc}") from None
+        raise CommandError(f"could not load {spec.title}: {exc}") from None
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -417,7 +396,7 @@ def _cmd_train(args):
     _check_output_path(args.json, "JSON file")
 
     data = _load_data(args.dataset, args.data_dir, args.download)
-    title = _DATASETS[args.dataset][0]
+    title = datasets._DATASETS[args.dataset].title
     y_train, y_test = data.target, data.target_test
     missing = np.setdiff1d(np.unique(y_test), np.unique(y_train))
     if len(np.unique(y_train)) < 2 or missing.size:
@@ -691,7 +670,7 @@ def _cmd_evaluate(args):
 
     model, meta = _load_model(args.model)
     dataset = args.dataset or meta.get("dataset") or "fashion-mnist"
-    if dataset not in _DATASETS:
+    if dataset not in datasets._DATASETS:
         raise CommandError(f"the model names an unknown data set {dataset!r}; pass --dataset")
     data = _load_data(dataset, args.data_dir, args.download)
     names = [str(n) for n in data.target_names]
@@ -701,7 +680,7 @@ def _cmd_evaluate(args):
     except ValueError as exc:
         raise CommandError(f"the model does not fit this data: {exc}") from None
 
-    title = _DATASETS[dataset][0]
+    title = datasets._DATASETS[dataset].title
     arch = meta.get("architecture")
     print(f"Model: {args.model}" + (f" ({arch})" if arch else ""))
     print(f"{title} test set: {len(y_test):,} images")

@@ -18,6 +18,10 @@ Where the loaders look, in order (the first directory holding all four files win
 where ``<name>`` is ``fashion-mnist`` or ``mnist``. Downloads (only with ``download=True``)
 go to ``data_home/<name>``, or to the user cache when ``data_home`` is not given; each file
 is checked against the MD5 sums in :data:`CHECKSUMS` before it is moved into place.
+
+The command line asks this module, never a copy of it, what the data sets are called and
+which files they need: :data:`_DATASETS` (one :class:`_DataSet` per name), :data:`_FILE_NAMES`
+and :func:`_in_data_home`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils import Bunch
@@ -79,42 +84,69 @@ _FILES = {
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 _IMAGE_SHAPE = (28, 28)
+#: The four original file names, in the order of ``_FILES``.
+_FILE_NAMES = tuple(_FILES.values())
+
+
+@dataclass(frozen=True)
+class _DataSet:
+    """What fastmlp knows about one data set: its names, where to get it, its classes."""
+
+    key: str  # the name in directories and on the command line
+    title: str  # the name in messages
+    function: str  # the name of its loader in this module
+    url: str  # the default download mirror
+    apt: str | None  # the Debian/Ubuntu package that installs it, if any
+    target_names: tuple[str, ...]
+    what: str  # one paragraph for DESCR
+
+    @property
+    def loader(self):
+        """The public loader, e.g. :func:`load_fashion_mnist`."""
+        return globals()[self.function]
+
+
 _DATASETS = {
-    "fashion-mnist": {
-        "title": "Fashion-MNIST",
-        "function": "load_fashion_mnist",
-        "url": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-        "apt": "dataset-fashion-mnist",
-        "target_names": (
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
+    spec.key: spec
+    for spec in (
+        _DataSet(
+            key="fashion-mnist",
+            title="Fashion-MNIST",
+            function="load_fashion_mnist",
+            url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            apt="dataset-fashion-mnist",
+            target_names=(
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
+            what=(
+                "Grayscale images of clothing articles (tops, trousers, shoes, bags, ...), "
+                "one article per image, centred, 28x28 pixels, pixel values 0 (background) "
+                "to 255, in ten classes of equal size. A drop-in replacement for MNIST that "
+                "is harder to classify."
+            ),
         ),
-        "what": (
-            "Grayscale images of clothing articles (tops, trousers, shoes, bags, ...), one "
-            "article per image, centred, 28x28 pixels, pixel values 0 (background) to 255, "
-            "in ten classes of equal size. A drop-in replacement for MNIST that is harder "
-            "to classify."
+        _DataSet(
+            key="mnist",
+            title="MNIST",
+            function="load_mnist",
+            url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+            apt=None,
+            target_names=tuple(str(d) for d in range(10)),
+            what=(
+                "Grayscale images of handwritten digits 0-9, size-normalised and centred, "
+                "28x28 pixels, pixel values 0 (background) to 255."
+            ),
         ),
-    },
-    "mnist": {
-        "title": "MNIST",
-        "function": "load_mnist",
-        "url": "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "apt": None,
-        "target_names": tuple(str(d) for d in range(10)),
-        "what": (
-            "Grayscale images of handwritten digits 0-9, size-normalised and centred, "
-            "28x28 pixels, pixel values 0 (background) to 255."
-        ),
-    },
+    )
 }
 
 
@@ -130,16 +162,20 @@ def _cache_home():
     return os.path.join(base, "fastmlp")
 
 
+def _data_home_dirs(key, data_home):
+    """The directories a data_home (or $FASTMLP_DATA) stands for: itself, then <it>/<key>."""
+    home = os.path.expanduser(os.fspath(data_home))
+    return [home, os.path.join(home, key)]
+
+
 def _search_dirs(key, data_home):
     """[(directory, origin)] in lookup order."""
     dirs = []
     if data_home is not None:
-        home = os.path.expanduser(os.fspath(data_home))
-        dirs += [(home, "data_home"), (os.path.join(home, key), "data_home")]
+        dirs += [(d, "data_home") for d in _data_home_dirs(key, data_home)]
     env = os.environ.get("FASTMLP_DATA", "")
     if env:
-        env = os.path.expanduser(env)
-        dirs += [(env, "$FASTMLP_DATA"), (os.path.join(env, key), "$FASTMLP_DATA")]
+        dirs += [(d, "$FASTMLP_DATA") for d in _data_home_dirs(key, env)]
     dirs += [(os.path.join(d, key), "system") for d in SYSTEM_DATA_DIRS]
     dirs.append((os.path.join(_cache_home(), key), "user cache"))
     return dirs
@@ -159,12 +195,18 @@ def _files_in(directory):
     return found, missing
 
 
+def _in_data_home(key, data_home):
+    """Whether data_home holds all four files of data set ``key``, directly or in
+    ``data_home/<key>``: whether the loaders would find them there."""
+    return any(not _files_in(d)[1] for d in _data_home_dirs(key, data_home))
+
+
 def _not_found_message(key, data_home, searched):
     spec = _DATASETS[key]
-    fn = spec["function"]
+    fn = spec.function
     names = list(_FILES.values())
     lines = [
-        f"{spec['title']} was not found. fastmlp looks for the four files "
+        f"{spec.title} was not found. fastmlp looks for the four files "
         f"{', '.join(names[:3])} and {names[3]} (or the same names without .gz) in:"
     ]
     if data_home is None:
@@ -181,8 +223,8 @@ def _not_found_message(key, data_home, searched):
         lines.append(f"  - {directory} ({origin}): {state}")
     target = _download_dir(key, data_home)
     lines.append("To get the data, do one of:")
-    if spec["apt"]:
-        lines.append(f"  - install the system package: sudo apt-get install {spec['apt']}")
+    if spec.apt:
+        lines.append(f"  - install the system package: sudo apt-get install {spec.apt}")
     lines += [
         f"  - download it: fastmlp.datasets.{fn}(download=True) (saves to {target})",
         f"  - put the four files in a directory DIR and call {fn}(data_home=DIR), or "
@@ -259,7 +301,7 @@ def _download(key, target, base_url, timeout, verbose):
     failure the temporary files (and directories this call created) are removed.
     """
     spec = _DATASETS[key]
-    base = (base_url if base_url is not None else spec["url"]).rstrip("/") + "/"
+    base = (base_url if base_url is not None else spec.url).rstrip("/") + "/"
     checksums = CHECKSUMS[key]
     show_progress = sys.stderr.isatty() if verbose is None else bool(verbose)
     created = []
@@ -276,7 +318,7 @@ def _download(key, target, base_url, timeout, verbose):
             staged = StagedFile(os.path.join(target, name))
             pending.append(staged)
             with staged.write() as f:
-                digest = _fetch(url, f, name, timeout, show_progress, spec["function"])
+                digest = _fetch(url, f, name, timeout, show_progress, spec.function)
             expected = checksums.get(name)
             if expected is not None and digest != expected:
                 raise OSError(
@@ -326,17 +368,17 @@ def _load(key, data_home, download, return_X_y, base_url, timeout, verbose):
     if return_X_y:
         return data, target, data_test, target_test
 
-    target_names = np.asarray(spec["target_names"])
+    target_names = np.asarray(spec.target_names)
     counts = np.bincount(target, minlength=10)
     classes = "\n".join(
         f"  {i}  {name:<12} {counts[i]:>6} training images" for i, name in enumerate(target_names)
     )
     descr = "\n".join(
         [
-            f"{spec['title']}",
-            "=" * len(spec["title"]),
+            spec.title,
+            "=" * len(spec.title),
             "",
-            textwrap.fill(spec["what"], 88),
+            textwrap.fill(spec.what, 88),
             "",
             f"Training set: {len(target)} images; test set: {len(target_test)} images.",
             f"Each image is {_IMAGE_SHAPE[0]}x{_IMAGE_SHAPE[1]} uint8 pixels (0-255) in "
