@@ -1,10 +1,53 @@
-"""The package's small shared helpers: the atomic file writer."""
+"""The package's small shared helpers: the one progress bar and the atomic file writer."""
 
 import os
 
 import pytest
 
-from fastmlp import _atomic
+from fastmlp import _atomic, _progress
+
+
+@pytest.fixture
+def bar(capsys):
+    """What the progress bar wrote to stderr since the last call."""
+    _progress.clear_line()
+    capsys.readouterr()
+    yield lambda: capsys.readouterr().err
+    _progress.clear_line()
+
+
+def test_training_and_download_draw_the_same_bar(bar):
+    _progress.draw_bar(2, 5, 300, 600, 0.5, 0.875, 1.25)
+    train = bar()
+    assert train == ("\rEpoch 2/5 [" + "#" * 15 + "." * 15 + "] 300/600  loss 0.5000  "
+                     "acc 87.50%  1.2s\033[K")
+    _progress.draw_transfer("t10k-labels-idx1-ubyte.gz", 3_000_000, 4_000_000)
+    download = bar()
+    assert download.startswith("\rt10k-labels-idx1-ubyte.gz: [" + "#" * 22 + "." * 8 + "]")
+    assert download.endswith("   3.0/4.0 MB\033[K")
+    _progress.draw_transfer("x", 2_500_000, None)  # size unknown: no bar
+    assert bar() == "\rx:    2.5 MB\033[K"
+
+
+def test_the_bar_is_full_at_and_past_the_end(bar):
+    _progress.draw_transfer("x", 5, 4)  # a server that sent more than it announced
+    assert "[" + "#" * 30 + "]" in bar()
+    _progress.draw_bar(1, 1, 0, 0, 0.0, 0.0, 0.0)  # nothing to do
+    assert "[" + "." * 30 + "]" in bar()
+
+
+def test_clear_line_and_end_line_act_only_on_a_shown_bar(bar):
+    _progress.clear_line()
+    _progress.end_line()
+    assert bar() == ""
+    _progress.draw_transfer("x", 1, 2)
+    _progress.end_line()
+    assert bar().endswith("MB\033[K\n")
+    _progress.end_line()  # the bar is no longer shown
+    assert bar() == ""
+    _progress.draw_bar(1, 1, 1, 2, 0.0, 0.0, 0.0)
+    _progress.clear_line()
+    assert bar().endswith("\r\033[K")
 
 
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])

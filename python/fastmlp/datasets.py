@@ -30,7 +30,6 @@ import contextlib
 import hashlib
 import http.client
 import os
-import sys
 import textwrap
 import time
 import urllib.error
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import Bunch
 
+from . import _progress
 from ._atomic import StagedFile
 from ._idx import _describe, read_idx, write_idx
 
@@ -239,18 +239,6 @@ def _download_dir(key, data_home):
     return os.path.join(_cache_home(), key)
 
 
-def _progress(stream, name, done, total):
-    width = 30
-    if total:
-        filled = min(width, width * done // total)
-        bar = "#" * filled + "-" * (width - filled)
-        text = f"\r{name}: [{bar}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB"
-    else:
-        text = f"\r{name}: {done / 1e6:6.1f} MB"
-    stream.write(text)
-    stream.flush()
-
-
 def _fetch(url, f, name, timeout, show_progress, function):
     """Stream url into the open file f; returns the MD5 hex digest of what was written.
 
@@ -273,7 +261,7 @@ def _fetch(url, f, name, timeout, show_progress, function):
                 done += len(chunk)
                 if show_progress and time.monotonic() - last > 0.1:
                     last = time.monotonic()
-                    _progress(sys.stderr, name, done, total)
+                    _progress.draw_transfer(name, done, total)
     except urllib.error.HTTPError as exc:
         exc.close()  # the error carries the open response
         raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
@@ -285,9 +273,9 @@ def _fetch(url, f, name, timeout, show_progress, function):
             f"without download=True)"
         ) from exc
     finally:
-        if show_progress:
-            _progress(sys.stderr, name, done, total)
-            sys.stderr.write("\n")
+        if show_progress:  # the final state stays on screen
+            _progress.draw_transfer(name, done, total)
+            _progress.end_line()
     if total is not None and done != total:
         raise OSError(f"download of {url} was cut short: received {done} of {total} bytes")
     return md5.hexdigest()
@@ -303,7 +291,7 @@ def _download(key, target, base_url, timeout, verbose):
     spec = _DATASETS[key]
     base = (base_url if base_url is not None else spec.url).rstrip("/") + "/"
     checksums = CHECKSUMS[key]
-    show_progress = sys.stderr.isatty() if verbose is None else bool(verbose)
+    show_progress = _progress.stderr_is_terminal() if verbose is None else bool(verbose)
     created = []
     d = os.path.abspath(target)
     while not os.path.isdir(d):
