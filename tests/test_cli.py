@@ -303,6 +303,19 @@ def test_bench_forwards_its_arguments(capsys, tmp_path, monkeypatch):
     assert status == 0 and "bench args ['--quick', '-n', '3']" in out
 
 
+def test_json_record_describes_the_machine(capsys, data_dir, tmp_path):
+    import fastmlp
+
+    path = tmp_path / "run.json"
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", "-q",
+                         "--json", path)
+    assert status == 0, err
+    machine = json.loads(path.read_text())["machine"]
+    assert machine["cpus"] == os.cpu_count() and machine["python"] and machine["platform"]
+    assert machine["fastmlp_isa"] == fastmlp.active_isa()
+    assert machine["cores"] >= 1 and isinstance(machine["cpu_features"], list)
+
+
 def test_python_dash_m(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     proc = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], capture_output=True,

@@ -1,10 +1,12 @@
-"""The package's small shared helpers: the one progress bar and the atomic file writer."""
+"""The package's small shared helpers: the one progress bar, the machine record and the
+atomic file writer."""
 
 import os
 
 import pytest
 
-from fastmlp import _atomic, _progress
+import fastmlp
+from fastmlp import _atomic, _machine, _progress
 
 
 @pytest.fixture
@@ -48,6 +50,37 @@ def test_clear_line_and_end_line_act_only_on_a_shown_bar(bar):
     _progress.draw_bar(1, 1, 1, 2, 0.0, 0.0, 0.0)
     _progress.clear_line()
     assert bar().endswith("\r\033[K")
+
+
+def test_machine_info():
+    info = _machine.machine_info()
+    assert info["fastmlp"] == fastmlp.__version__
+    assert info["fastmlp_isa"] == fastmlp.active_isa()
+    assert info["fastmlp_detected_isa"] == fastmlp.detected_isa()
+    assert 1 <= info["cores"] <= (os.cpu_count() or 1) and info["cpu"]
+    assert set(info["cpu_features"]) <= set(_machine._FEATURES)
+    for lib in info["blas"]:  # which package ships it, never where this machine keeps it
+        assert lib["library"] is None or not os.path.isabs(lib["library"])
+    assert all(isinstance(n, int) for n in info["numpy_blas_threads"])
+
+
+def test_cpuinfo_fields_and_features(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 3.0GHz\n"
+                       "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16 avx512_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU @ 3.0GHz\n")
+    monkeypatch.setattr(_machine, "_CPUINFO", str(cpuinfo))
+    assert _machine.cpu_model() == "Test CPU @ 3.0GHz"
+    assert _machine.cpu_features() == ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
+                                       "amx_bf16"]
+    monkeypatch.setattr(_machine, "_CPUINFO", str(tmp_path / "missing"))
+    assert _machine.cpu_features() == [] and _machine.cpu_model()
+
+
+def test_library_name_keeps_the_folder_and_file_only():
+    assert _machine.library_name("/opt/x/numpy.libs/libopenblas.so") == os.path.join(
+        "numpy.libs", "libopenblas.so")
+    assert _machine.library_name(None) is None and _machine.library_name("") is None
 
 
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])

@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
+from . import _machine, datasets
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
@@ -516,9 +515,7 @@ def _cmd_train(args):
                "architecture": arch, "n_parameters": n_params,
                "n_train": len(y_train), "n_test": len(y_test),
                "history": reporter.rows, "final": final, "wall_time": wall_time,
-               "interrupted": interrupted,
-               "machine": {"python": platform.python_version(),
-                           "platform": platform.platform(), "cpus": os.cpu_count()}}
+               "interrupted": interrupted, "machine": _machine.machine_info()}
         try:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(doc, f, indent=2)
