@@ -34,6 +34,7 @@ from . import _machine, datasets
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
+from .exceptions import TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
 
@@ -454,7 +455,7 @@ def _cmd_train(args):
     for w in caught:
         if issubclass(w.category, ConvergenceWarning):
             continue  # the run length is what the user asked for
-        if "interrupted" in str(w.message):
+        if issubclass(w.category, TrainingInterruptedWarning):
             interrupted = True
             continue
         _clear_line()
