@@ -303,6 +303,22 @@ def test_bench_forwards_its_arguments(capsys, tmp_path, monkeypatch):
     assert status == 0 and "bench args ['--quick', '-n', '3']" in out
 
 
+def test_an_interrupted_fit_is_told_by_the_warning_class_not_its_text(capsys):
+    import warnings
+
+    from fastmlp.exceptions import TrainingInterruptedWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("stopped early", TrainingInterruptedWarning, stacklevel=1)
+    assert cli._report_warnings(caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("Training interrupted by user.", UserWarning, stacklevel=1)
+    assert not cli._report_warnings(caught)
+    assert "fastmlp: warning: Training interrupted by user." in capsys.readouterr().err
+
+
 def test_json_record_describes_the_machine(capsys, data_dir, tmp_path):
     import fastmlp
 
