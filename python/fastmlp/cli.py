@@ -11,7 +11,8 @@ Subcommands:
   record of the run and PNG plots.
 - ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model.
 - ``summary``: the per-layer table of an architecture.
-- ``bench``: runs ``bench/bench_training.py`` of a source checkout.
+- ``bench``: runs ``bench/bench_training.py`` of the source checkout fastmlp is installed
+  from (an editable install); never a file found from the current directory.
 
 Errors a user can fix (missing data, bad values, unwritable paths, divergence) end with a
 message on stderr and exit status 1; argparse reports bad usage with status 2.
@@ -710,13 +711,20 @@ def _cmd_summary(args):
 
 
 def _bench_script():
-    """bench/bench_training.py of the working directory or of the package's checkout."""
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), *here.parents[1:3]):
-        candidate = root / "bench" / "bench_training.py"
-        if candidate.is_file():
-            return candidate
-    return None
+    """bench/bench_training.py of the source checkout this module runs from, or None.
+
+    Only the checkout that holds this very file counts (an in-tree or editable install,
+    where this file is <checkout>/python/fastmlp/cli.py): never one found from the current
+    directory, whose bench/ could hold any code at all.
+    """
+    package = Path(__file__).resolve().parent
+    if package.parent.name != "python":
+        return None  # installed from a wheel: no checkout around it
+    root = package.parent.parent
+    script = root / "bench" / "bench_training.py"
+    if not ((root / "pyproject.toml").is_file() and script.is_file()):
+        return None
+    return script
 
 
 def _cmd_bench(argv):
@@ -725,8 +733,10 @@ def _cmd_bench(argv):
     script = _bench_script()
     if script is None:
         raise CommandError(
-            "the training benchmark is not installed with the package: run `fastmlp bench` "
-            "from a fastmlp source checkout (it runs bench/bench_training.py)")
+            "the training benchmark is not installed with the package: `fastmlp bench` runs "
+            "bench/bench_training.py of the source checkout fastmlp was installed from "
+            "(pip install -e . in a checkout), and this fastmlp was not; in a checkout, run "
+            "python bench/bench_training.py")
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *argv]
     sys.path.insert(0, str(script.parent))
