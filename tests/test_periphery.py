@@ -1,7 +1,9 @@
-"""The package's small shared helpers: the one progress bar, the machine record and the
-atomic file writer."""
+"""The package's small shared helpers: the one progress bar, the machine record, the
+version and license metadata, and the atomic file writer."""
 
+import importlib.metadata
 import os
+import re
 
 import pytest
 
@@ -81,6 +83,22 @@ def test_library_name_keeps_the_folder_and_file_only():
     assert _machine.library_name("/opt/x/numpy.libs/libopenblas.so") == os.path.join(
         "numpy.libs", "libopenblas.so")
     assert _machine.library_name(None) is None and _machine.library_name("") is None
+
+
+def test_version_comes_from_the_distribution():
+    assert fastmlp.__version__ == importlib.metadata.version("fastmlp")
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", fastmlp.__version__)
+
+
+def test_the_wheel_ships_the_license():
+    meta = importlib.metadata.metadata("fastmlp")
+    assert meta["License-Expression"] == "BSD-3-Clause"
+    assert "LICENSE" in meta.get_all("License-File", [])
+    files = [f for f in importlib.metadata.files("fastmlp") if f.name == "LICENSE"]
+    assert files, "LICENSE is not in the installed distribution"
+    text = files[0].read_text()
+    assert "Redistribution and use in source and binary forms" in text
+    assert "the fastmlp developers" in text
 
 
 @pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
