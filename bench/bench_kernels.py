@@ -31,19 +31,11 @@ from pathlib import Path
 import numpy as np
 import threadpoolctl
 
-from fastmlp import _core, kernels
+from fastmlp import _core, _machine, kernels
 
 HERE = Path(__file__).resolve().parent
 PAUSE = 0.15  # seconds before each block of samples; see time_pair
 
-
-
-def library_name(path):
-    """A shared library as "<folder>/<file>" (e.g. numpy.libs/libscipy_openblas...so):
-    enough to tell which package ships it, without the machine's absolute paths."""
-    if not path:
-        return None
-    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 def cases(quick, big):
     """(name, M, K, N, trans_a, trans_b) with op(A) (M, K) and op(B) (K, N)."""
@@ -117,13 +109,7 @@ def main(argv=None):
     rows = []
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
         # numpy's own BLAS (scipy's, also loaded, is another copy).
-        blas = [
-            {**{k: info.get(k) for k in ("internal_api", "version", "architecture",
-                                         "num_threads", "threading_layer")},
-             "library": library_name(info.get("filepath"))}
-            for info in threadpoolctl.threadpool_info()
-            if info.get("user_api") == "blas" and "numpy" in info.get("filepath", "")
-        ]
+        blas = _machine.blas_libraries(numpy_only=True)
         for name, m, k, n, trans_a, trans_b in cases(args.quick, args.big):
             a = rng.standard_normal((k, m) if trans_a else (m, k), dtype=np.float32)
             b = rng.standard_normal((n, k) if trans_b else (k, n), dtype=np.float32)
@@ -165,7 +151,8 @@ def main(argv=None):
         "numpy": np.__version__,
         "numpy_blas": blas,
         "machine": platform.machine(),
-        "processor": _cpu_model(),
+        "processor": _machine.cpu_model(),
+        "cpu_features": _machine.cpu_features(),
         "cpu_count": os.cpu_count(),
         "repeats": repeats,
         "command": " ".join(["python", "bench/bench_kernels.py", *(argv or sys.argv[1:])]),
@@ -182,16 +169,6 @@ def main(argv=None):
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     print(f"\nwrote {args.json}", file=sys.stderr)
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from fastmlp._machine import machine_info as fastmlp_machine_info
+from fastmlp._machine import n_cores
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "training.json"
@@ -58,13 +60,6 @@ def _load_sibling(name):
     spec.loader.exec_module(module)
     sys.modules[name] = module
     return module
-
-
-def n_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def flops_per_sample(sizes):
@@ -258,47 +253,11 @@ def reference_name(names):
 
 
 def machine_info():
-    import sklearn
-    import threadpoolctl
-
-    import fastmlp
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # threadpoolctl may warn about mixed OpenMP runtimes
-        pools = threadpoolctl.threadpool_info()
-    # Which package ships each library, without the machine's absolute paths.
-    blas = [{**{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
-                                      "threading_layer")},
-             "library": os.path.join(os.path.basename(os.path.dirname(p.get("filepath") or "")),
-                                     os.path.basename(p.get("filepath") or ""))}
-            for p in pools if p.get("user_api") == "blas"]
-    info = {
-        "cpu": cpu,
-        "cores": n_cores(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "threadpoolctl": threadpoolctl.__version__,
-        "fastmlp": fastmlp.__version__,
-        "fastmlp_isa": fastmlp.active_isa(),
-        "fastmlp_detected_isa": fastmlp.detected_isa(),
-        "blas": blas,
-        "numpy_blas_threads": [p["num_threads"] for p in blas
-                               if "numpy" in (p.get("library") or "")] or
-                              [p["num_threads"] for p in blas],
-        "torch": None,
-        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
+    """fastmlp's machine record, plus what this benchmark alone needs: torch's version and
+    the load when the run starts."""
+    info = fastmlp_machine_info()
+    info["torch"] = None
+    info["load_average_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     try:  # the version without importing torch: the other systems run without it loaded
         info["torch"] = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:

@@ -303,6 +303,72 @@ def test_bench_forwards_its_arguments(capsys, tmp_path, monkeypatch):
     assert status == 0 and "bench args ['--quick', '-n', '3']" in out
 
 
+def test_bench_never_runs_a_script_found_from_the_working_directory(capsys, tmp_path,
+                                                                    monkeypatch):
+    work = tmp_path / "work"  # looks like a checkout, but fastmlp is not installed from it
+    planted = work / "bench" / "bench_training.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    (work / "pyproject.toml").write_text("[project]\nname = 'fastmlp'\n")
+    (work / "python" / "fastmlp").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    # As installed from a wheel, whatever this test run's own layout is.
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "fastmlp" / "cli.py"))
+    status, out, err = run(capsys, "bench", "--quick")
+    assert not (tmp_path / "ran").exists()
+    assert status == 1 and "source checkout" in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_bench_script_is_the_one_of_the_checkout_holding_the_package(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "python" / "fastmlp").mkdir(parents=True)
+    (checkout / "bench").mkdir()
+    (checkout / "pyproject.toml").write_text("[project]\nname = 'fastmlp'\n")
+    script = checkout / "bench" / "bench_training.py"
+    script.write_text("")
+    monkeypatch.setattr(cli, "__file__", str(checkout / "python" / "fastmlp" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    assert cli._bench_script() == script.resolve()
+    (checkout / "pyproject.toml").unlink()  # not a checkout after all
+    assert cli._bench_script() is None
+    # Installed from a wheel: site-packages/fastmlp/cli.py has no checkout around it.
+    (tmp_path / "site-packages" / "fastmlp").mkdir(parents=True)
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench_training.py").write_text("")
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "fastmlp" / "cli.py"))
+    assert cli._bench_script() is None
+
+
+def test_an_interrupted_fit_is_told_by_the_warning_class_not_its_text(capsys):
+    import warnings
+
+    from fastmlp.exceptions import TrainingInterruptedWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("stopped early", TrainingInterruptedWarning, stacklevel=1)
+    assert cli._report_warnings(caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("Training interrupted by user.", UserWarning, stacklevel=1)
+    assert not cli._report_warnings(caught)
+    assert "fastmlp: warning: Training interrupted by user." in capsys.readouterr().err
+
+
+def test_json_record_describes_the_machine(capsys, data_dir, tmp_path):
+    import fastmlp
+
+    path = tmp_path / "run.json"
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", "-q",
+                         "--json", path)
+    assert status == 0, err
+    machine = json.loads(path.read_text())["machine"]
+    assert machine["cpus"] == os.cpu_count() and machine["python"] and machine["platform"]
+    assert machine["fastmlp_isa"] == fastmlp.active_isa()
+    assert machine["cores"] >= 1 and isinstance(machine["cpu_features"], list)
+
+
 def test_python_dash_m(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     proc = subprocess.run([sys.executable, "-m", "fastmlp", "--help"], capture_output=True,

@@ -442,6 +442,27 @@ def test_data_home_itself_beats_its_subdirectory(env, rng):
     assert loaded_from(load_fashion_mnist(env.tmp / "d")) == env.tmp / "d"
 
 
+def test_the_registry_the_command_line_asks(env, rng):
+    from fastmlp import _idx
+
+    assert datasets.read_idx is _idx.read_idx and datasets.write_idx is _idx.write_idx
+    assert datasets._DATASETS["fashion-mnist"].loader is load_fashion_mnist
+    assert datasets._DATASETS["mnist"].loader is load_mnist
+    assert datasets._DATASETS["fashion-mnist"].title == "Fashion-MNIST"
+    assert list(datasets._DATASETS["fashion-mnist"].target_names) == FASHION_NAMES
+    assert datasets._FILE_NAMES == tuple(FILES.values())
+    # _in_data_home says what the loaders would find in data_home: the four files directly
+    # in it or in data_home/<name>, raw or gzipped.
+    d = env.tmp / "d"
+    assert not datasets._in_data_home("mnist", d)
+    make_dataset(d / "mnist", rng, compress=False)
+    assert datasets._in_data_home("mnist", d) and datasets._in_data_home("mnist", d / "mnist")
+    assert not datasets._in_data_home("fashion-mnist", d)
+    assert loaded_from(load_mnist(d)) == d / "mnist"
+    (d / "mnist" / "t10k-labels-idx1-ubyte").unlink()
+    assert not datasets._in_data_home("mnist", d)
+
+
 def test_incomplete_directory_is_skipped_and_reported(env, rng, monkeypatch):
     make_dataset(env.tmp / "partial", rng)
     (env.tmp / "partial" / FILES["test_labels"]).unlink()

@@ -6,11 +6,17 @@
 - :mod:`fastmlp.kernels` — the compiled kernels on NumPy arrays.
 """
 
+from importlib import metadata as _metadata
+
 from ._core import active_isa, detected_isa
 from .estimator import MLPImageClassifier
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
-__version__ = "0.1.0"
+# The version has one home, pyproject.toml; an installed fastmlp reads it from its metadata.
+try:
+    __version__ = _metadata.version("fastmlp")
+except _metadata.PackageNotFoundError:  # imported from a build tree, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "MLPImageClassifier",

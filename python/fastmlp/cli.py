@@ -11,7 +11,8 @@ Subcommands:
   record of the run and PNG plots.
 - ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model.
 - ``summary``: the per-layer table of an architecture.
-- ``bench``: runs ``bench/bench_training.py`` of a source checkout.
+- ``bench``: runs ``bench/bench_training.py`` of the source checkout fastmlp is installed
+  from (an editable install); never a file found from the current directory.
 
 Errors a user can fix (missing data, bad values, unwritable paths, divergence) end with a
 message on stderr and exit status 1; argparse reports bad usage with status 2.
@@ -23,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 import warnings
@@ -31,24 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _machine, _plots, datasets
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
+from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
 
-_DATASETS = {
-    "fashion-mnist": ("Fashion-MNIST", "load_fashion_mnist"),
-    "mnist": ("MNIST", "load_mnist"),
-}
-# The four files of a data set, as their original names; the loaders also accept each
-# name without ".gz".
-_IDX_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
 _NORMALIZATIONS = {
     "none": "raw pixels 0..255",
     "unit": "pixels scaled to [0, 1]",
@@ -59,7 +49,6 @@ _NORMALIZATIONS = {
 _ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "logistic": "logistic",
                 "tanh": "tanh", "identity": "identity"}
 _ACTIVATION_LABEL = {"relu": "ReLU", "logistic": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
-_PLOT_HINT = 'pip install "fastmlp[plot]" (or pip install ".[plot]" in a source checkout)'
 
 
 class CommandError(Exception):
@@ -121,15 +110,14 @@ def _hidden_sizes(text):
 def _add_data_options(parser, default_dataset):
     group = parser.add_argument_group("data")
     group.add_argument(
-        "--dataset", choices=sorted(_DATASETS), default=default_dataset,
+        "--dataset", choices=sorted(datasets._DATASETS), default=default_dataset,
         help="data set to use" + (" (default: %(default)s)" if default_dataset else
                                   " (default: the one the model was trained on)"))
     group.add_argument(
         "--data-dir", metavar="DIR",
-        help="directory holding the four IDX files (train-images-idx3-ubyte.gz, "
-             "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-             "t10k-labels-idx1-ubyte.gz, gzipped or not); default: the loaders' lookup "
-             "($FASTMLP_DATA, /usr/share/datasets, the user cache)")
+        help=f"directory holding the four IDX files ({', '.join(datasets._FILE_NAMES)}, "
+             f"gzipped or not); default: the loaders' lookup ($FASTMLP_DATA, "
+             f"/usr/share/datasets, the user cache)")
     group.add_argument(
         "--download", action="store_true",
         help="download the data set (checksum-verified) when it is found nowhere")
@@ -146,7 +134,16 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_train_command(sub)
+    _add_evaluate_command(sub)
+    _add_summary_command(sub)
+    sub.add_parser(
+        "bench", add_help=False, help="run the training benchmark (source checkout only)",
+        description="Run bench/bench_training.py with the remaining arguments.")
+    return parser
 
+
+def _add_train_command(sub):
     train = sub.add_parser(
         "train",
         help="train a model and print per-epoch training and test results",
@@ -207,6 +204,8 @@ def build_parser():
                      help="print only the final test accuracy (and errors)")
     train.set_defaults(handler=_cmd_train)
 
+
+def _add_evaluate_command(sub):
     evaluate = sub.add_parser(
         "evaluate", help="evaluate a saved model on the test split",
         description="Print the test accuracy, the per-class precision/recall/F1 report and "
@@ -216,6 +215,8 @@ def build_parser():
     _add_data_options(evaluate, None)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
+
+def _add_summary_command(sub):
     summary = sub.add_parser(
         "summary", help="print the per-layer table of an architecture",
         description="Print the layers, output shapes and parameter counts of an MLP.")
@@ -229,11 +230,6 @@ def build_parser():
     summary.add_argument("--classes", type=_positive_int, default=10, metavar="N",
                          help="output classes (default: %(default)s)")
     summary.set_defaults(handler=_cmd_summary)
-
-    sub.add_parser(
-        "bench", add_help=False, help="run the training benchmark (source checkout only)",
-        description="Run bench/bench_training.py with the remaining arguments.")
-    return parser
 
 
 def main(argv=None):
@@ -261,34 +257,25 @@ def main(argv=None):
 # Data and model construction
 # --------------------------------------------------------------------------------------
 
-def _holds_idx_files(directory):
-    return all(os.path.isfile(os.path.join(directory, name))
-               or os.path.isfile(os.path.join(directory, name[:-3])) for name in _IDX_FILES)
-
-
 def _load_data(dataset, data_dir, download):
     """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts."""
-    from . import datasets
-
-    title, function = _DATASETS[dataset]
-    loader = getattr(datasets, function)
+    spec = datasets._DATASETS[dataset]
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
-        if not download and not (_holds_idx_files(data_dir)
-                                 or _holds_idx_files(os.path.join(data_dir, dataset))):
+        if not download and not datasets._in_data_home(dataset, data_dir):
             raise CommandError(
-                f"{data_dir} does not hold the four IDX files of {title} "
-                f"({', '.join(_IDX_FILES)}, gzipped or not), neither directly nor in "
-                f"{os.path.join(data_dir, dataset)}; add --download to fetch them there")
+                f"{data_dir} does not hold the four IDX files of {spec.title} "
+                f"({', '.join(datasets._FILE_NAMES)}, gzipped or not), neither directly nor "
+                f"in {os.path.join(data_dir, dataset)}; add --download to fetch them there")
     try:
-        return loader(data_home=data_dir, download=download)
+        return spec.loader(data_home=data_dir, download=download)
     except FileNotFoundError as exc:
         message = str(exc)
         if not download:
             message += "\n  - or let fastmlp download it: add --download to this command"
         raise CommandError(message) from None
     except (OSError, ValueError) as exc:
-        raise CommandError(f"could not load {title}: {exc}") from None
+        raise CommandError(f"could not load {spec.title}: {exc}") from None
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -399,15 +386,61 @@ def _summary_table(rows):
 # --------------------------------------------------------------------------------------
 
 def _cmd_train(args):
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import Pipeline
 
-    from . import __version__
-    from .estimator import MLPImageClassifier
-
     wall_start = time.perf_counter()
+    _prepare_outputs(args)
+    data = _load_data(args.dataset, args.data_dir, args.download)
+    title = datasets._DATASETS[args.dataset].title
+    y_train, y_test = data.target, data.target_test
+    _check_classes(y_train, y_test)
+    scaler, X_train, X_test = _scale(args.normalize, data)
+    load_time = time.perf_counter() - wall_start
+
+    activation = _ACTIVATIONS[args.activation]
+    classifier = _make_classifier(args, activation)
+    n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
+    arch = _architecture(n_features, args.hidden, activation, n_classes)
+    n_params = classifier.summary(n_features, n_classes).total_params
+    if not args.quiet:
+        _print_header(args, data, title, arch, n_params)
+
+    reporter = _EpochReporter(X_test, y_test, args.epochs, args.quiet,
+                              progress=not args.quiet and _stderr_is_terminal())
+    train_time, interrupted = _train(classifier, X_train, y_train, reporter, args)
+    test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
+    wall_time = time.perf_counter() - wall_start
+    _print_results(args, reporter.rows, test_loss, test_acc, n_classes,
+                   wall_time, train_time, load_time)
+
+    config = _run_config(args, activation)
+    final = {"train_loss": reporter.rows[-1]["loss"],
+             "train_accuracy": reporter.rows[-1]["accuracy"],
+             "test_loss": test_loss, "test_accuracy": test_acc,
+             "epochs_trained": len(reporter.rows)}
+    if args.save is not None:
+        pipeline = Pipeline([("scaler", scaler), ("classifier", classifier)])
+        _save_model(args, {"model": pipeline, "dataset": args.dataset,
+                           "target_names": [str(n) for n in data.target_names],
+                           "architecture": arch, "config": config, "history": reporter.rows,
+                           "final": final})
+    if args.json is not None:
+        _write_json(args, {"command": "train", "config": config, "architecture": arch,
+                           "n_parameters": n_params, "n_train": len(y_train),
+                           "n_test": len(y_test), "history": reporter.rows, "final": final,
+                           "wall_time": wall_time, "interrupted": interrupted})
     if args.plots is not None:
-        _require_matplotlib()
+        _save_plots(args, reporter.rows, y_test, y_pred, data, title)
+    return 0
+
+
+def _prepare_outputs(args):
+    """Fail before training, not after it, when an output cannot be written."""
+    if args.plots is not None:
+        try:
+            _plots.require_matplotlib()
+        except ImportError as exc:
+            raise CommandError(str(exc)) from None
         try:
             os.makedirs(args.plots, exist_ok=True)
         except OSError as exc:
@@ -416,27 +449,28 @@ def _cmd_train(args):
     _check_output_path(args.save, "model file")
     _check_output_path(args.json, "JSON file")
 
-    data = _load_data(args.dataset, args.data_dir, args.download)
-    title = _DATASETS[args.dataset][0]
-    y_train, y_test = data.target, data.target_test
+
+def _check_classes(y_train, y_test):
     missing = np.setdiff1d(np.unique(y_test), np.unique(y_train))
     if len(np.unique(y_train)) < 2 or missing.size:
         raise CommandError(f"the training split must hold at least two classes and every "
                            f"class of the test split (missing: {missing.tolist()})")
 
-    scaler = _make_scaler(args.normalize)
-    if scaler == "passthrough":
-        X_train = data.data.astype(np.float32)
-        X_test = data.data_test.astype(np.float32)
-    else:
-        X_train = scaler.fit_transform(data.data)
-        X_test = scaler.transform(data.data_test)
-    load_time = time.perf_counter() - wall_start
 
-    activation = _ACTIVATIONS[args.activation]
+def _scale(normalize, data):
+    """(scaler, X_train, X_test): the scaler fitted on the training split, both splits."""
+    scaler = _make_scaler(normalize)
+    if scaler == "passthrough":
+        return scaler, data.data.astype(np.float32), data.data_test.astype(np.float32)
+    return scaler, scaler.fit_transform(data.data), scaler.transform(data.data_test)
+
+
+def _make_classifier(args, activation):
+    from .estimator import MLPImageClassifier
+
     # Training runs exactly --epochs epochs unless --early-stopping: with tol=0 and a
     # patience longer than the run, the loss-based stopping rule can never fire.
-    classifier = MLPImageClassifier(
+    return MLPImageClassifier(
         hidden_layer_sizes=args.hidden, activation=activation, solver=args.solver,
         alpha=args.alpha, batch_size=args.batch_size, learning_rate="constant",
         learning_rate_init=args.lr, max_iter=args.epochs, shuffle=True,
@@ -446,24 +480,35 @@ def _cmd_train(args):
         n_iter_no_change=args.patience if args.early_stopping else args.epochs + 1,
         weight_init=args.init, n_threads=args.threads)
 
-    n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
-    arch = _architecture(n_features, args.hidden, activation, n_classes)
-    n_params = classifier.summary(n_features, n_classes).total_params
-    optimizer = args.solver.upper() if args.solver == "sgd" else "Adam"
-    if args.solver == "sgd" and args.momentum:
-        optimizer += f" (momentum {args.momentum:g}{', Nesterov' if args.nesterov else ''})"
-    if not args.quiet:
-        print(f"{title}: {len(y_train):,} training and {len(y_test):,} test images "
-              f"from {os.path.dirname(data.filenames['train_images'])}")
-        print(f"Model: {arch}, {n_params:,} parameters, {args.init} initialization")
-        print(f"Training: {optimizer}, lr {args.lr:g}, batch {args.batch_size}, "
-              f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
-              f"{_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
-              + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
-              + (", early stopping" if args.early_stopping else ""), flush=True)
 
-    reporter = _EpochReporter(X_test, y_test, args.epochs, args.quiet,
-                              progress=not args.quiet and _stderr_is_terminal())
+def _optimizer_label(args):
+    """E.g. "SGD", "SGD (momentum 0.9, Nesterov)", "Adam"."""
+    if args.solver != "sgd":
+        return "Adam"
+    label = "SGD"
+    if args.momentum:
+        label += f" (momentum {args.momentum:g}{', Nesterov' if args.nesterov else ''})"
+    return label
+
+
+def _print_header(args, data, title, arch, n_params):
+    """The data, the model and the training configuration, before the first epoch."""
+    print(f"{title}: {len(data.target):,} training and {len(data.target_test):,} test images "
+          f"from {os.path.dirname(data.filenames['train_images'])}")
+    print(f"Model: {arch}, {n_params:,} parameters, {args.init} initialization")
+    print(f"Training: {_optimizer_label(args)}, lr {args.lr:g}, batch {args.batch_size}, "
+          f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
+          f"{_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
+          + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
+          + (", early stopping" if args.early_stopping else ""), flush=True)
+
+
+def _train(classifier, X_train, y_train, reporter, args):
+    """Fit, reporting every epoch; return (seconds, whether Ctrl-C cut it short).
+
+    An interrupt before the first epoch ended exits with status 130; one after it keeps
+    the epochs trained, and the run is reported and saved as usual.
+    """
     train_start = reporter.epoch_start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -472,40 +517,52 @@ def _cmd_train(args):
         except ValueError as exc:
             raise CommandError(_training_failed(exc, args, reporter)) from None
     train_time = time.perf_counter() - train_start
-    interrupted = False
-    for w in caught:
-        if issubclass(w.category, ConvergenceWarning):
-            continue  # the run length is what the user asked for
-        if "interrupted" in str(w.message):
-            interrupted = True
-            continue
-        _clear_line()
-        print(f"fastmlp: warning: {w.message}", file=sys.stderr)
+    interrupted = _report_warnings(caught)
     if interrupted:
         _clear_line()
         print(f"fastmlp: interrupted after {len(reporter.rows)} of {args.epochs} epochs",
               file=sys.stderr)
         if not reporter.rows:
             raise SystemExit(130)
+    return train_time, interrupted
 
-    test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
-    wall_time = time.perf_counter() - wall_start
-    note = _poor_result_note(test_acc, n_classes, args)
+
+def _report_warnings(caught):
+    """Print the warnings fit raised; return whether one says that it was interrupted."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    interrupted = False
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            continue  # the run length is what the user asked for
+        if issubclass(w.category, TrainingInterruptedWarning):
+            interrupted = True
+            continue
+        _clear_line()
+        print(f"fastmlp: warning: {w.message}", file=sys.stderr)
+    return interrupted
+
+
+def _print_results(args, rows, test_loss, test_acc, n_classes, wall_time, train_time,
+                   load_time):
     if args.quiet:
         print(f"Test Accuracy: {100 * test_acc:.2f}%")
     else:
         print()
-        print(_summary_table(reporter.rows))
+        print(_summary_table(rows))
         if args.early_stopping:
             print(f"Kept the weights of the best validation epoch: test loss "
                   f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%")
         print(f"Total wall time: {wall_time:.1f} s (training and per-epoch tests "
               f"{train_time:.1f} s, data loading and scaling {load_time:.1f} s)", flush=True)
+    note = _poor_result_note(test_acc, n_classes, args)
     if note:
         print(f"fastmlp: note: {note}", file=sys.stderr)
 
-    pipeline = Pipeline([("scaler", scaler), ("classifier", classifier)])
-    config = {
+
+def _run_config(args, activation):
+    """The options of the run, as saved with the model and in the JSON record."""
+    return {
         "dataset": args.dataset, "data_dir": args.data_dir, "hidden": list(args.hidden),
         "activation": activation, "init": args.init, "normalize": args.normalize,
         "solver": args.solver, "lr": args.lr, "momentum": args.momentum,
@@ -513,47 +570,45 @@ def _cmd_train(args):
         "epochs": args.epochs, "early_stopping": args.early_stopping,
         "patience": args.patience, "seed": args.seed, "threads": args.threads,
     }
-    final = {"train_loss": reporter.rows[-1]["loss"],
-             "train_accuracy": reporter.rows[-1]["accuracy"],
-             "test_loss": test_loss, "test_accuracy": test_acc,
-             "epochs_trained": len(reporter.rows)}
-    if args.save is not None:
-        import joblib
 
-        record = {"model": pipeline, "dataset": args.dataset,
-                  "target_names": [str(n) for n in data.target_names], "architecture": arch,
-                  "config": config, "history": reporter.rows, "final": final,
-                  "fastmlp_version": __version__}
-        try:
-            joblib.dump(record, args.save)
-        except OSError as exc:
-            raise CommandError(f"cannot save the model to {args.save}: "
-                               f"{exc.strerror or exc}") from None
-        if not args.quiet:
-            print(f"Saved the model to {args.save} "
-                  f"(evaluate it with: fastmlp evaluate {args.save})")
-    if args.json is not None:
-        doc = {"fastmlp_version": __version__, "command": "train", "config": config,
-               "architecture": arch, "n_parameters": n_params,
-               "n_train": len(y_train), "n_test": len(y_test),
-               "history": reporter.rows, "final": final, "wall_time": wall_time,
-               "interrupted": interrupted,
-               "machine": {"python": platform.python_version(),
-                           "platform": platform.platform(), "cpus": os.cpu_count()}}
-        try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=2)
-                f.write("\n")
-        except OSError as exc:
-            raise CommandError(f"cannot write {args.json}: {exc.strerror or exc}") from None
-        if not args.quiet:
-            print(f"Wrote the run's history to {args.json}")
-    if args.plots is not None:
-        paths = _write_plots(args.plots, reporter.rows, y_test, y_pred, data.images_test,
-                             [str(n) for n in data.target_names], title)
-        if not args.quiet:
-            print(f"Wrote plots: {', '.join(str(p) for p in paths)}")
-    return 0
+
+def _save_model(args, record):
+    import joblib
+
+    from . import __version__
+
+    try:
+        joblib.dump({**record, "fastmlp_version": __version__}, args.save)
+    except OSError as exc:
+        raise CommandError(f"cannot save the model to {args.save}: "
+                           f"{exc.strerror or exc}") from None
+    if not args.quiet:
+        print(f"Saved the model to {args.save} (evaluate it with: fastmlp evaluate {args.save})")
+
+
+def _write_json(args, doc):
+    from . import __version__
+
+    doc = {"fastmlp_version": __version__, **doc, "machine": _machine.machine_info()}
+    try:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+    except OSError as exc:
+        raise CommandError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        print(f"Wrote the run's history to {args.json}")
+
+
+def _save_plots(args, rows, y_test, y_pred, data, title):
+    names = [str(n) for n in data.target_names]
+    try:
+        paths = _plots.write_plots(args.plots, rows, y_test, y_pred, data.images_test, names,
+                                   title)
+    except OSError as exc:
+        raise CommandError(str(exc)) from None
+    if not args.quiet:
+        print(f"Wrote plots: {', '.join(str(p) for p in paths)}")
 
 
 def _advice(args):
@@ -566,8 +621,6 @@ def _advice(args):
 
 def _training_failed(exc, args, reporter):
     """The message for a ValueError raised by fit, with advice when training diverged."""
-    from .estimator import TrainingDivergedError
-
     if not isinstance(exc, TrainingDivergedError):
         return f"training failed: {exc}"
     where = ""
@@ -586,81 +639,6 @@ def _poor_result_note(test_accuracy, n_classes, args):
         return None
     return (f"the test accuracy {100 * test_accuracy:.2f}% is barely above chance "
             f"({100 * chance:.0f}%); {_advice(args)}")
-
-
-# --------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------
-
-def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise CommandError(f"--plots needs matplotlib, which is not installed; install it "
-                           f"with: {_PLOT_HINT}") from None
-
-
-def _write_plots(directory, rows, y_test, y_pred, images_test, target_names, title):
-    """Write loss.png, accuracy.png, confusion_matrix.png and samples.png; return paths."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # files only, never a window
-    from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    directory = Path(directory)
-    epochs = [r["epoch"] for r in rows]
-    written = []
-
-    def save(fig, name):
-        path = directory / name
-        try:
-            fig.savefig(path, dpi=100)
-        except OSError as exc:
-            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-        written.append(path)
-
-    for name, key, label, scale in (("loss.png", "loss", "Loss (cross-entropy)", 1),
-                                    ("accuracy.png", "accuracy", "Accuracy (%)", 100)):
-        fig = Figure(figsize=(6, 4), layout="constrained")
-        ax = fig.add_subplot()
-        ax.plot(epochs, [scale * r[key] for r in rows], "o-", label="train (during epoch)")
-        ax.plot(epochs, [scale * r[f"test_{key}"] for r in rows], "s-",
-                label="test (after epoch)")
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(label)
-        ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
-        ax.set_title(f"{title}: {label.split(' ')[0].lower()} per epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        save(fig, name)
-
-    fig = Figure(figsize=(8, 7), layout="constrained")
-    ax = fig.add_subplot()
-    labels = np.arange(len(target_names))
-    ConfusionMatrixDisplay.from_predictions(
-        y_test, y_pred, labels=labels, display_labels=target_names, ax=ax, cmap="Blues",
-        colorbar=False, xticks_rotation=45)
-    ax.set_title(f"{title}: confusion matrix on the test set "
-                 f"(accuracy {100 * np.mean(y_pred == y_test):.2f}%)")
-    save(fig, "confusion_matrix.png")
-
-    n_rows, n_cols = 4, 8
-    fig = Figure(figsize=(12, 7.2), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols)
-    for i, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
-        if i >= len(y_test):
-            continue
-        ax.imshow(images_test[i], cmap="gray_r", vmin=0, vmax=255)
-        wrong = y_pred[i] != y_test[i]
-        ax.set_title(f"true: {target_names[y_test[i]]}\npred: {target_names[y_pred[i]]}",
-                     fontsize=8, color="red" if wrong else "black")
-    fig.suptitle(f"{title}: the first {min(len(y_test), n_rows * n_cols)} test images "
-                 f"(red: wrong prediction)")
-    save(fig, "samples.png")
-    return written
 
 
 # --------------------------------------------------------------------------------------
@@ -691,7 +669,7 @@ def _cmd_evaluate(args):
 
     model, meta = _load_model(args.model)
     dataset = args.dataset or meta.get("dataset") or "fashion-mnist"
-    if dataset not in _DATASETS:
+    if dataset not in datasets._DATASETS:
         raise CommandError(f"the model names an unknown data set {dataset!r}; pass --dataset")
     data = _load_data(dataset, args.data_dir, args.download)
     names = [str(n) for n in data.target_names]
@@ -701,7 +679,7 @@ def _cmd_evaluate(args):
     except ValueError as exc:
         raise CommandError(f"the model does not fit this data: {exc}") from None
 
-    title = _DATASETS[dataset][0]
+    title = datasets._DATASETS[dataset].title
     arch = meta.get("architecture")
     print(f"Model: {args.model}" + (f" ({arch})" if arch else ""))
     print(f"{title} test set: {len(y_test):,} images")
@@ -733,13 +711,20 @@ def _cmd_summary(args):
 
 
 def _bench_script():
-    """bench/bench_training.py of the working directory or of the package's checkout."""
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), *here.parents[1:3]):
-        candidate = root / "bench" / "bench_training.py"
-        if candidate.is_file():
-            return candidate
-    return None
+    """bench/bench_training.py of the source checkout this module runs from, or None.
+
+    Only the checkout that holds this very file counts (an in-tree or editable install,
+    where this file is <checkout>/python/fastmlp/cli.py): never one found from the current
+    directory, whose bench/ could hold any code at all.
+    """
+    package = Path(__file__).resolve().parent
+    if package.parent.name != "python":
+        return None  # installed from a wheel: no checkout around it
+    root = package.parent.parent
+    script = root / "bench" / "bench_training.py"
+    if not ((root / "pyproject.toml").is_file() and script.is_file()):
+        return None
+    return script
 
 
 def _cmd_bench(argv):
@@ -748,8 +733,10 @@ def _cmd_bench(argv):
     script = _bench_script()
     if script is None:
         raise CommandError(
-            "the training benchmark is not installed with the package: run `fastmlp bench` "
-            "from a fastmlp source checkout (it runs bench/bench_training.py)")
+            "the training benchmark is not installed with the package: `fastmlp bench` runs "
+            "bench/bench_training.py of the source checkout fastmlp was installed from "
+            "(pip install -e . in a checkout), and this fastmlp was not; in a checkout, run "
+            "python bench/bench_training.py")
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *argv]
     sys.path.insert(0, str(script.parent))

@@ -1,0 +1,124 @@
+"""The package's small shared helpers: the one progress bar, the machine record, the
+version and license metadata, and the atomic file writer."""
+
+import importlib.metadata
+import os
+import re
+
+import pytest
+
+import fastmlp
+from fastmlp import _atomic, _machine, _progress
+
+
+@pytest.fixture
+def bar(capsys):
+    """What the progress bar wrote to stderr since the last call."""
+    _progress.clear_line()
+    capsys.readouterr()
+    yield lambda: capsys.readouterr().err
+    _progress.clear_line()
+
+
+def test_training_and_download_draw_the_same_bar(bar):
+    _progress.draw_bar(2, 5, 300, 600, 0.5, 0.875, 1.25)
+    train = bar()
+    assert train == ("\rEpoch 2/5 [" + "#" * 15 + "." * 15 + "] 300/600  loss 0.5000  "
+                     "acc 87.50%  1.2s\033[K")
+    _progress.draw_transfer("t10k-labels-idx1-ubyte.gz", 3_000_000, 4_000_000)
+    download = bar()
+    assert download.startswith("\rt10k-labels-idx1-ubyte.gz: [" + "#" * 22 + "." * 8 + "]")
+    assert download.endswith("   3.0/4.0 MB\033[K")
+    _progress.draw_transfer("x", 2_500_000, None)  # size unknown: no bar
+    assert bar() == "\rx:    2.5 MB\033[K"
+
+
+def test_the_bar_is_full_at_and_past_the_end(bar):
+    _progress.draw_transfer("x", 5, 4)  # a server that sent more than it announced
+    assert "[" + "#" * 30 + "]" in bar()
+    _progress.draw_bar(1, 1, 0, 0, 0.0, 0.0, 0.0)  # nothing to do
+    assert "[" + "." * 30 + "]" in bar()
+
+
+def test_clear_line_and_end_line_act_only_on_a_shown_bar(bar):
+    _progress.clear_line()
+    _progress.end_line()
+    assert bar() == ""
+    _progress.draw_transfer("x", 1, 2)
+    _progress.end_line()
+    assert bar().endswith("MB\033[K\n")
+    _progress.end_line()  # the bar is no longer shown
+    assert bar() == ""
+    _progress.draw_bar(1, 1, 1, 2, 0.0, 0.0, 0.0)
+    _progress.clear_line()
+    assert bar().endswith("\r\033[K")
+
+
+def test_machine_info():
+    info = _machine.machine_info()
+    assert info["fastmlp"] == fastmlp.__version__
+    assert info["fastmlp_isa"] == fastmlp.active_isa()
+    assert info["fastmlp_detected_isa"] == fastmlp.detected_isa()
+    assert 1 <= info["cores"] <= (os.cpu_count() or 1) and info["cpu"]
+    assert set(info["cpu_features"]) <= set(_machine._FEATURES)
+    for lib in info["blas"]:  # which package ships it, never where this machine keeps it
+        assert lib["library"] is None or not os.path.isabs(lib["library"])
+    assert all(isinstance(n, int) for n in info["numpy_blas_threads"])
+
+
+def test_cpuinfo_fields_and_features(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 3.0GHz\n"
+                       "flags\t\t: fpu sse2 avx2 fma avx512f amx_tile amx_bf16 avx512_bf16\n\n"
+                       "processor\t: 1\nmodel name\t: Test CPU @ 3.0GHz\n")
+    monkeypatch.setattr(_machine, "_CPUINFO", str(cpuinfo))
+    assert _machine.cpu_model() == "Test CPU @ 3.0GHz"
+    assert _machine.cpu_features() == ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
+                                       "amx_bf16"]
+    monkeypatch.setattr(_machine, "_CPUINFO", str(tmp_path / "missing"))
+    assert _machine.cpu_features() == [] and _machine.cpu_model()
+
+
+def test_library_name_keeps_the_folder_and_file_only():
+    assert _machine.library_name("/opt/x/numpy.libs/libopenblas.so") == os.path.join(
+        "numpy.libs", "libopenblas.so")
+    assert _machine.library_name(None) is None and _machine.library_name("") is None
+
+
+def test_version_comes_from_the_distribution():
+    assert fastmlp.__version__ == importlib.metadata.version("fastmlp")
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", fastmlp.__version__)
+
+
+def test_the_wheel_ships_the_license():
+    meta = importlib.metadata.metadata("fastmlp")
+    assert meta["License-Expression"] == "BSD-3-Clause"
+    assert "LICENSE" in meta.get_all("License-File", [])
+    files = [f for f in importlib.metadata.files("fastmlp") if f.name == "LICENSE"]
+    assert files, "LICENSE is not in the installed distribution"
+    text = files[0].read_text()
+    assert "Redistribution and use in source and binary forms" in text
+    assert "the fastmlp developers" in text
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_staged_files_land_only_on_commit(tmp_path, failure):
+    first, second = _atomic.StagedFile(tmp_path / "a"), _atomic.StagedFile(tmp_path / "b")
+    with first.write() as f:
+        f.write(b"one")
+    with pytest.raises(type(failure)), second.write() as f:
+        f.write(b"two")
+        raise failure
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        os.path.basename(s.tmp) for s in (first, second))
+    assert all(p.name.startswith(".") and p.name.endswith(".part") for p in tmp_path.iterdir())
+    first.discard()
+    second.discard()
+    second.discard()  # twice, or never created: no error
+    assert list(tmp_path.iterdir()) == []
+    staged = _atomic.StagedFile(tmp_path / "c")
+    with staged.write() as f:
+        f.write(b"three")
+    staged.commit()
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+    assert (tmp_path / "c").read_bytes() == b"three"
