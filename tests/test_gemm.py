@@ -261,7 +261,8 @@ def test_descent_needs_out_and_excludes_other_epilogues(rng):
         _core_matmul(a, b, False, False, 1, descent=(0.1, 0.0))
     out = np.zeros((4, 5), np.float32)
     with pytest.raises(ValueError, match="replaces"):
-        _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0), activation=_core.Activation.relu)
+        _core_matmul(a, b, False, False, 1, out=out, descent=(0.1, 0.0),
+                     activation=_core.Activation.relu)
 
 
 @pytest.mark.parametrize("shape", [(64, 10, 256), (32, 10, 256), (1, 1, 1), (13, 7, 45),

@@ -15,9 +15,9 @@ namespace fastmlp {
 struct ActivationName {
   Activation activation;
   const char* name;   // the estimator's `activation` parameter
-  const char* label;  // as a layer in a model summary ("" for none)
+  const char* label;  // as a layer in an architecture or a model summary
 };
-constexpr ActivationName kActivations[] = {{Activation::Identity, "identity", ""},
+constexpr ActivationName kActivations[] = {{Activation::Identity, "identity", "Identity"},
                                            {Activation::ReLU, "relu", "ReLU"},
                                            {Activation::Logistic, "logistic", "Sigmoid"},
                                            {Activation::Tanh, "tanh", "Tanh"}};

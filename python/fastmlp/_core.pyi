@@ -6,8 +6,6 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _core_testing as testing
-
 F32 = NDArray[np.float32]
 
 class Activation:
@@ -28,7 +26,7 @@ class Solver:
     @property
     def name(self) -> str: ...
 
-# Display label of each activation as a layer of a model summary ("" for identity).
+# Display label of each activation ("ReLU", "Sigmoid", ...).
 ACTIVATION_LABELS: dict[str, str]
 # Every optimizer state slot the core knows ("velocity", "first_moment", ...).
 STATE_SLOTS: list[str]

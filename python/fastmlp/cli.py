@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _machine, _plots, datasets
+from . import _core, _machine, _plots, datasets
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
@@ -46,9 +46,8 @@ _NORMALIZATIONS = {
     "standard": "pixels standardized with the training mean and standard deviation",
 }
 # Command-line name -> estimator name.
-_ACTIVATIONS = {"relu": "relu", "sigmoid": "logistic", "logistic": "logistic",
-                "tanh": "tanh", "identity": "identity"}
-_ACTIVATION_LABEL = {"relu": "ReLU", "logistic": "Sigmoid", "tanh": "Tanh", "identity": "Identity"}
+# Command-line name -> estimator name: the core's names, and "sigmoid" as the lecture says.
+_ACTIVATIONS = {**{name: name for name in _core.ACTIVATION_LABELS}, "sigmoid": "logistic"}
 
 
 class CommandError(Exception):
@@ -279,7 +278,7 @@ def _load_data(dataset, data_dir, download):
 
 
 def _architecture(n_features, hidden, activation, n_classes):
-    label = _ACTIVATION_LABEL[activation]
+    label = _core.ACTIVATION_LABELS[activation]
     inner = "".join(f"-{h}({label})" for h in hidden)
     text = f"{n_features}{inner}-{n_classes}"
     return text + (" (softmax regression)" if not hidden else "")

@@ -24,9 +24,9 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
-from ._progress import clear_line, draw_bar, stderr_is_terminal
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
+from ._progress import clear_line, draw_bar, stderr_is_terminal
 from ._training import (
     BestWeights,
     ChunkSizer,
@@ -364,7 +364,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         for i in range(len(sizes) - 1):
             rows.append((f"Linear({sizes[i]}, {sizes[i + 1]})", (None, sizes[i + 1]),
                          sizes[i] * sizes[i + 1] + sizes[i + 1]))
-            if i + 2 < len(sizes) and label:
+            if i + 2 < len(sizes) and self.activation != "identity":
                 rows.append((label, (None, sizes[i + 1]), 0))
         return ModelSummary(rows)
 
