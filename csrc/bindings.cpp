@@ -164,14 +164,22 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
   return net;
 }
 
+// steps (1,) int64 holds the optimizer's step count and totals (4,) float64 the epoch's
+// sums (loss, sample weight, correct, samples); both advance here, with the GIL held and
+// before Python regains control, so a KeyboardInterrupt arriving as the call returns
+// cannot leave the weights trained and their step count behind.
 ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state, py::handle X_obj,
                              py::handle y_obj, py::object sw_obj, py::handle order_obj,
                              index_t batch_size, Activation activation, const OptimConfig& optimizer,
-                             long long t, int n_threads) {
+                             py::handle steps_obj, py::handle totals_obj, int n_threads) {
   const Network net = make_network(coefs, intercepts, state, activation, kWritable);
   const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
   const View<std::int32_t> y = checked<std::int32_t>(y_obj, "y", 1);
   const View<std::int64_t> order = checked<std::int64_t>(order_obj, "order", 1);
+  const View<std::int64_t> steps = checked<std::int64_t>(steps_obj, "steps", 1, kWritable);
+  const View<double> totals = checked<double>(totals_obj, "totals", 1, kWritable);
+  if (steps.cols != 1 || totals.cols != 4)
+    throw std::invalid_argument("steps must have 1 entry and totals 4");
   if (y.cols != X.rows) throw std::invalid_argument("X and y have different lengths");
   BatchPlan plan;
   plan.X = X.data, plan.n_samples = X.rows, plan.n_features = X.cols, plan.y = y.data;
@@ -181,8 +189,15 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
     plan.sample_weight = sw.data;
   }
   plan.order = order.data, plan.n_order = order.cols, plan.batch_size = batch_size;
-  py::gil_scoped_release nogil;
-  return train_batches(net, plan, optimizer, t, n_threads);
+  ChunkResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = train_batches(net, plan, optimizer, steps.data[0], n_threads);
+  }
+  steps.data[0] = r.t;
+  totals.data[0] += r.loss_sum, totals.data[1] += r.weight_sum;
+  totals.data[2] += static_cast<double>(r.n_correct), totals.data[3] += static_cast<double>(r.n_samples);
+  return r;
 }
 
 py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
@@ -264,14 +279,15 @@ PYBIND11_MODULE(_core, m) {
         py::kw_only(), py::arg("t"), py::arg("config"), py::arg("l2"));
   m.def("train_batches", &train_batches_py, py::kw_only(), py::arg("coefs"), py::arg("intercepts"),
         py::arg("state"), py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("order"),
-        py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("t"),
-        py::arg("n_threads"));
+        py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("steps"),
+        py::arg("totals"), py::arg("n_threads"));
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
         py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"));
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));
   m.def("max_threads", &default_num_threads);
+  m.attr("MAX_THREADS") = kMaxThreads;
 #if defined(_OPENMP)
   m.attr("openmp") = true;
 #else

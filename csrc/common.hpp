@@ -47,9 +47,21 @@ inline int default_num_threads() {
 #endif
 }
 
+// The largest team fastmlp opens. Results do not depend on the thread count, so a larger
+// request (n_threads=100000, OMP_NUM_THREADS=100000) is clamped instead of handed to the
+// OpenMP runtime, which crashes or exits the process on such counts.
+constexpr int kMaxThreads = 256;
+
+// True in a process forked from one that had started OpenMP threads (threads.cpp): the
+// runtime's thread pool does not survive fork(), and a parallel region in the child
+// waits forever for it, so the child runs every region on its own thread.
+bool in_forked_child();
+
 // The team size of a parallel region asked for n_threads (<= 0: all of OpenMP's).
 inline int resolve_threads(int n_threads) {
-  return n_threads > 0 ? n_threads : default_num_threads();
+  if (in_forked_child()) return 1;
+  const int n = n_threads > 0 ? n_threads : default_num_threads();
+  return n < 1 ? 1 : n > kMaxThreads ? kMaxThreads : n;
 }
 
 // OpenMP spelled once: a parallel region of n threads, a barrier, and who am I in it.

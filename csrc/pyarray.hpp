@@ -36,6 +36,7 @@ enum ArrayFlags : unsigned { kRead = 0, kWritable = 1, kContiguous = 2 };
 template <class T>
 const char* dtype_name();
 template <> inline const char* dtype_name<float>() { return "float32"; }
+template <> inline const char* dtype_name<double>() { return "float64"; }
 template <> inline const char* dtype_name<std::int32_t>() { return "int32"; }
 template <> inline const char* dtype_name<std::int64_t>() { return "int64"; }
 

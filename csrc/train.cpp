@@ -326,13 +326,14 @@ void predict_proba(const Network& net, const float* X, index_t n, float* out, bo
   const index_t width = net.widest(), C = net.n_outputs();
   std::vector<aligned_vector<float>> buf(2 * static_cast<size_t>(nt));
   for (auto& v : buf) v.resize(rows * width);
+  bool failed = false;  // an allocation in a GEMM's packing buffers (a few MiB at most)
 
   FASTMLP_PARALLEL(nt)
   {
     const int ith = thread_index(), nth = team_size();
     index_t c0, c1;
     split_range(n_chunks, ith, nth, &c0, &c1);
-    for (index_t c = c0; c < c1; ++c) {
+    for (index_t c = c0; c < c1; ++c) try {
       const index_t r0 = c * kChunk, R = std::min(kChunk, n - r0);
       const float* in = X + r0 * net.n_inputs();
       float* cur = buf[2 * ith].data();
@@ -344,8 +345,14 @@ void predict_proba(const Network& net, const float* X, index_t n, float* out, bo
         std::swap(cur, nxt);
       }
       softmax_rows(in, C, R, C, log, out + r0 * C, C);
+    } catch (const std::bad_alloc&) {  // an exception must not leave the region
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+      failed = true;
     }
   }
+  if (failed) throw std::bad_alloc();
 }
 
 }  // namespace fastmlp

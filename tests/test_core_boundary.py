@@ -62,13 +62,18 @@ def _train_args(rng, slots):
                 X=rng.normal(size=(6, 4)).astype(np.float32),
                 y=np.arange(6, dtype=np.int32) % 3, sample_weight=None,
                 order=np.arange(6, dtype=np.int64), batch_size=4,
-                activation=_core.Activation.relu, optimizer=config, t=0, n_threads=1)
+                activation=_core.Activation.relu, optimizer=config,
+                steps=np.zeros(1, np.int64), totals=np.zeros(4), n_threads=1)
 
 
 def test_train_batches_takes_named_arguments_only(rng):
     args = _train_args(rng, ["first_moment", "second_moment"])
     res = _core.train_batches(**args)
     assert (res.n_samples, res.n_batches, res.t, res.finite) == (6, 2, 2, True)
+    # The step count and the totals advance in place, inside the call.
+    assert args["steps"][0] == 2
+    np.testing.assert_array_equal(args["totals"][[2, 3]], [res.n_correct, 6])
+    assert args["totals"][0] == res.loss_sum and args["totals"][1] == 6.0
     with pytest.raises(TypeError):
         _core.train_batches(*args.values())
 

@@ -354,7 +354,7 @@ void sgemm(const GemmArgs& p, int ith, int nth) {
 }
 
 void sgemm_parallel(const GemmArgs& p, int n_threads, bool small_serial) {
-  int nt = n_threads > 0 ? n_threads : default_num_threads();
+  int nt = resolve_threads(n_threads);
   // Opening and joining a parallel region costs a few microseconds, and much more when
   // another process holds a core (the join waits for a descheduled thread): products
   // below 1 MFLOP (the 64 x 256 x 10 output layer, ~6 us) run on this thread.

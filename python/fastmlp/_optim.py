@@ -22,22 +22,32 @@ from ._memory import cache_aligned
 __all__ = ["OPTIMIZERS", "OptimizerState", "make_optimizer"]
 
 
+def _no_steps():
+    return np.zeros(1, dtype=np.int64)
+
+
 @dataclass
 class OptimizerState:
     """What an optimizer carries from one call of ``fit`` to the next (pickled with the
-    estimator): the solver's name, steps taken, the current learning rate, and per state
-    slot (e.g. "velocity") one float32 array per weight and per bias."""
+    estimator): the solver's name, the current learning rate, per state slot (e.g.
+    "velocity") one float32 array per weight and per bias, and the step count. The core
+    advances ``steps`` in place together with the weights it updates."""
 
     solver: str
-    t: int = 0
     learning_rate: float = 0.0
     slots: dict = field(default_factory=dict)  # name -> (coefs-shaped, intercepts-shaped)
+    steps: np.ndarray = field(default_factory=_no_steps)  # (1,) int64
+
+    @property
+    def t(self):
+        """Optimizer steps taken (batches trained)."""
+        return int(self.steps[0])
 
     def copy(self):
         """A deep copy of the arrays, so a failed fit leaves the original as it was."""
         slots = {name: ([cache_aligned(a) for a in w], [cache_aligned(a) for a in b])
                  for name, (w, b) in self.slots.items()}
-        return OptimizerState(self.solver, self.t, self.learning_rate, slots)
+        return OptimizerState(self.solver, self.learning_rate, slots, self.steps.copy())
 
 
 class _Optimizer:
@@ -63,14 +73,14 @@ class _Optimizer:
         raise NotImplementedError
 
     def slots(self):
-        return self.config(OptimizerState(self.name, 0, self.learning_rate_init)).slots()
+        return self.config(OptimizerState(self.name, self.learning_rate_init)).slots()
 
     def new_state(self, coefs, intercepts):
         def zeros(arrays):
             return [cache_aligned(np.zeros_like(a)) for a in arrays]
 
         slots = {name: (zeros(coefs), zeros(intercepts)) for name in self.slots()}
-        return OptimizerState(self.name, 0, self.learning_rate_init, slots)
+        return OptimizerState(self.name, self.learning_rate_init, slots)
 
     def fits(self, state):
         """Whether kept state belongs to this solver with these settings."""

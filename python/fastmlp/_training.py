@@ -57,21 +57,6 @@ class FitRecord:
 
 
 @dataclass
-class Run:
-    """Everything one call of ``fit``/``partial_fit`` trains and records."""
-
-    classes: np.ndarray
-    coefs: list
-    intercepts: list
-    optimizer: OptimizerState
-    rng: np.random.RandomState
-    record: FitRecord
-
-    def finite(self):
-        return all(np.isfinite(c).all() for c in self.coefs)
-
-
-@dataclass
 class TrainingData:
     """The rows trained on: float32 C-contiguous X, encoded labels, optional weights."""
 
@@ -93,20 +78,17 @@ class ValidationData:
     y: np.ndarray
 
 
-@dataclass
 class EpochTotals:
-    """The core's chunk results summed over an epoch."""
+    """The core's chunk results summed over an epoch, in the array the core adds each
+    chunk's sums to itself (so an interrupt cannot separate them from the weights)."""
 
-    loss_sum: float = 0.0
-    weight_sum: float = 0.0
-    n_correct: int = 0
-    n_samples: int = 0
+    def __init__(self):
+        self.values = np.zeros(4)  # loss_sum, weight_sum, n_correct, n_samples
 
-    def add(self, res):
-        self.loss_sum += res.loss_sum
-        self.weight_sum += res.weight_sum
-        self.n_correct += res.n_correct
-        self.n_samples += res.n_samples
+    loss_sum = property(lambda self: float(self.values[0]))
+    weight_sum = property(lambda self: float(self.values[1]))
+    n_correct = property(lambda self: int(self.values[2]))
+    n_samples = property(lambda self: int(self.values[3]))
 
     @property
     def loss(self):
@@ -119,6 +101,21 @@ class EpochTotals:
 
     def epoch_loss(self):
         return float(self.loss_sum / self.weight_sum) if self.weight_sum > 0 else 0.0
+
+
+@dataclass
+class Run:
+    """Everything one call of ``fit``/``partial_fit`` trains and records."""
+
+    classes: np.ndarray
+    coefs: list
+    intercepts: list
+    optimizer: OptimizerState
+    rng: np.random.RandomState
+    record: FitRecord
+    epoch_totals: EpochTotals | None = None  # the epoch in progress
+    def finite(self):
+        return all(np.isfinite(c).all() for c in self.coefs)
 
 
 class ChunkSizer:

@@ -10,6 +10,7 @@ gives bitwise-identical weights with any number of threads.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from numbers import Integral, Real
@@ -42,6 +43,7 @@ from .kernels import ACTIVATIONS
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Rows per call into the core at prediction (float32 copies of at most this many rows).
 _PREDICT_BLOCK_ROWS = 32768
 
@@ -402,7 +404,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         return X, y
 
     def _n_threads(self):
-        return 0 if self.n_threads is None else int(self.n_threads)
+        # Results do not depend on it; the core clamps larger teams to MAX_THREADS.
+        return 0 if self.n_threads is None else min(int(self.n_threads), _core.MAX_THREADS)
 
     def _activation_code(self):
         return ACTIVATIONS[self.activation]
@@ -425,6 +428,20 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------------
 
     def _fit(self, X, y, incremental, classes, callback):
+        """Train, or on any error leave every fitted attribute as it was before the call
+        (a failed refit must not mix the new data's n_features_in_ with the old weights,
+        nor a diverging run keep the epochs a callback saw committed)."""
+        params = set(self._get_param_names())
+        before = {k: v for k, v in self.__dict__.items() if k not in params}
+        try:
+            return self._fit_steps(X, y, incremental, classes, callback)
+        except BaseException:
+            for k in [k for k in self.__dict__ if k not in params]:
+                del self.__dict__[k]
+            self.__dict__.update(before)
+            raise
+
+    def _fit_steps(self, X, y, incremental, classes, callback):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
         X, y = self._validate_X_y(X, y, reset=first_call)
@@ -493,7 +510,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                 state.learning_rate = optimizer.learning_rate_init
         else:  # another solver, or other state slots: start its state afresh
             state = optimizer.new_state(coefs, intercepts)
-        return Run(self.classes_, coefs, intercepts, state, self._rng, FitRecord.of(self))
+        return Run(self.classes_, coefs, intercepts, state, copy.deepcopy(self._rng),
+                   FitRecord.of(self))
 
     def _split_validation(self, data, run):
         """Hold out validation_fraction of the rows (stratified where every class can be
@@ -555,6 +573,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
                         stacklevel=4)
         except KeyboardInterrupt:
+            if run.epoch_totals is not None:  # the samples the interrupted epoch trained
+                run.record.t += run.epoch_totals.n_samples
             clear_line()
             warnings.warn("Training interrupted by user.", TrainingInterruptedWarning,
                           stacklevel=4)
@@ -570,17 +590,16 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         n = data.n
         order = run.rng.permutation(n) if self.shuffle else np.arange(n)
         order = order.astype(np.int64, copy=False)
-        totals = EpochTotals()
+        totals = run.epoch_totals = EpochTotals()
         progress_bar = bool(self.verbose) and stderr_is_terminal()
         done = 0
         while done < n:
             stop = min(n, done + sizer.samples)
             sizer.start()
-            res = self._train_chunk(run, data, order[done:stop], optimizer)
+            res = self._train_chunk(run, data, order[done:stop], optimizer, totals)
             if not res.finite:
                 self._diverged(f"the loss became infinite or NaN after {run.record.n_iter} "
                                f"epochs and {done + res.n_samples} samples")
-            totals.add(res)
             done = stop
             sizer.done(res.n_samples)
             if progress_bar:
@@ -604,8 +623,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     def _end_epoch(self, run, entry, n_samples, validation, best, optimizer):
         """Record the epoch, judge improvement, step the schedule; the stop reason or None."""
         record = run.record
+        run.epoch_totals, record.t = None, record.t + n_samples
         record.n_iter += 1
-        record.t += n_samples
         record.loss_curve.append(entry["loss"])
         if validation is not None:
             val_loss, val_acc = self._evaluate(run.coefs, run.intercepts, validation)
@@ -663,17 +682,15 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = len(run.classes)
         self.out_activation_ = "softmax"
 
-    def _train_chunk(self, run, data, order, optimizer):
+    def _train_chunk(self, run, data, order, optimizer, totals):
         """Train on the batches of ``order`` in one call into the core (GIL released).
-        Parameters and optimizer state are updated in place; returns the core's totals."""
+        Parameters, optimizer state, its step count and ``totals`` are updated in place."""
         state = run.optimizer
-        res = _core.train_batches(
+        return _core.train_batches(
             coefs=run.coefs, intercepts=run.intercepts, state=state.slots, X=data.X, y=data.y,
             sample_weight=data.sample_weight, order=order, batch_size=data.batch_size,
-            activation=self._activation_code(), optimizer=optimizer.config(state), t=state.t,
-            n_threads=self._n_threads())
-        state.t = res.t
-        return res
+            activation=self._activation_code(), optimizer=optimizer.config(state),
+            steps=state.steps, totals=totals.values, n_threads=self._n_threads())
 
     def _evaluate(self, coefs, intercepts, validation):
         """(mean log-loss, accuracy) of the given parameters on held-out rows."""
@@ -691,6 +708,10 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         each row's result does not depend on the block it is in."""
         check_is_fitted(self)
         X = validate_data(self, _flatten_images(X), reset=False, dtype="numeric")
+        if X.dtype.itemsize > 4 and X.dtype.kind == "f" and X.size and (
+                X.max() > _FLOAT32_MAX or X.min() < -_FLOAT32_MAX):
+            raise ValueError("Input X contains a value too large for dtype('float32'), the "
+                             "precision the model computes in; scale the inputs as for fit.")
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
         for start in range(0, X.shape[0], _PREDICT_BLOCK_ROWS):
             block = np.ascontiguousarray(X[start:start + _PREDICT_BLOCK_ROWS],

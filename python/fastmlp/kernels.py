@@ -74,7 +74,7 @@ def _n_threads(n_threads):
         raise TypeError(f"n_threads must be an int or None, got {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1 or None, got {n_threads}")
-    return int(n_threads)
+    return min(int(n_threads), _core.MAX_THREADS)  # results do not depend on it
 
 
 def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
@@ -112,7 +112,7 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
     trans_b = bool(trans_b)
     if n_threads is None:
         nt = 0
-    elif type(n_threads) is int and n_threads > 0:  # skip the slow ABC checks
+    elif type(n_threads) is int and 0 < n_threads <= _core.MAX_THREADS:  # no ABC checks
         nt = n_threads
     else:
         nt = _n_threads(n_threads)
