@@ -9,6 +9,7 @@ import os
 import pathlib
 import re
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import data_required
-from fastmlp import datasets
+from fastmlp import _idx, datasets
 from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -197,6 +198,118 @@ def test_write_is_atomic(tmp_path, monkeypatch, failure):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["labels.gz"]
+
+
+# What write_idx must not write, or not write over: refused before any byte is written.
+
+
+@pytest.mark.parametrize(
+    "masked",
+    [
+        np.ma.array([1, 2, 3], mask=[False, True, False], dtype=np.uint8),
+        np.ma.array(np.zeros((2, 2), dtype=np.float32)),  # no value masked: still refused
+    ],
+)
+def test_write_refuses_masked_arrays(tmp_path, masked):
+    with pytest.raises(TypeError, match=r"masked array.*filled\(value\)"):
+        write_idx(tmp_path / "m.gz", masked)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _make_target(tmp_path, kind):
+    target = tmp_path / "target"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        os.mkfifo(target)
+    elif kind == "link to the null device":
+        target.symlink_to(os.devnull)  # the real device is only looked at, never opened
+    else:
+        target.mkdir()
+    return target
+
+
+@pytest.mark.parametrize("kind, what", [("fifo", "a FIFO"),
+                                        ("link to the null device", "a character device"),
+                                        ("directory", "a directory")])
+def test_write_refuses_targets_that_are_not_regular_files(tmp_path, kind, what):
+    target = _make_target(tmp_path, kind)
+    before = os.lstat(target)
+    with pytest.raises(OSError, match="not a regular file") as info:
+        write_idx(target, np.arange(3, dtype=np.uint8))
+    assert str(target) in str(info.value) and what in str(info.value)
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]  # no temporary file left
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_write_keeps_the_permissions_of_the_file_it_replaces(tmp_path, mode):
+    path = tmp_path / "private.gz"
+    write_idx(path, np.arange(3, dtype=np.uint8))
+    os.chmod(path, mode)
+    write_idx(path, np.arange(7, dtype=np.uint8))
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert read_idx(path).tolist() == list(range(7))
+
+
+def test_new_files_get_the_mode_open_would_give(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_idx(tmp_path / "new", np.arange(3, dtype=np.uint8))
+        (tmp_path / "by-open").write_bytes(b"")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "new").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "by-open").st_mode) == 0o640
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    "view",
+    [
+        np.broadcast_to(np.zeros(1, np.uint8), (2**31, 2**31)),  # 2**62 bytes in 1 byte
+        np.broadcast_to(np.zeros((1, 1, 1), np.float64), (2**20, 2**20, 2**19)),
+    ],
+    ids=["uint8", "float64"],
+)
+def test_write_refuses_arrays_larger_than_the_disk_up_front(tmp_path, compress, view):
+    nbytes = 4 + 4 * view.ndim + int(np.prod(view.shape, dtype=object)) * view.itemsize
+    with pytest.raises(ValueError, match=f"would hold {nbytes} bytes.*free on the file system"):
+        write_idx(tmp_path / "huge", view, compress=compress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_compares_with_the_free_space_of_the_target(tmp_path, monkeypatch):
+    def statvfs(path):  # a file system with 1000 bytes free
+        return types.SimpleNamespace(f_blocks=100, f_bavail=1, f_frsize=1000)
+
+    monkeypatch.setattr(_idx.os, "statvfs", statvfs)
+    zeros = np.zeros(2000, dtype=np.uint8)
+    with pytest.raises(ValueError, match="2008 bytes.*the 1000 bytes free"):
+        write_idx(tmp_path / "raw", zeros)
+    write_idx(tmp_path / "small", zeros[:900])
+    write_idx(tmp_path / "zeros.gz", zeros)  # compressed, it may fit: it is tried
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small", "zeros.gz"]
+    assert np.array_equal(read_idx(tmp_path / "zeros.gz"), zeros)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_write_streams_views_without_copying_them(tmp_path, suffix):
+    rows = np.arange(256, dtype=np.int16)
+    views = [np.broadcast_to(rows, (32, 1024, 256)),  # 16 MiB described by 512 bytes
+             np.broadcast_to(rows[:, None], (256, 4096)).T[::2]]  # strided and transposed
+    for i, view in enumerate(views):
+        path = tmp_path / f"view{i}{suffix}"
+        tracemalloc.start()
+        try:
+            write_idx(path, view)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 2**20, f"write_idx held {peak} bytes for a {view.nbytes}-byte view"
+        assert np.array_equal(read_idx(path), view)
 
 
 # ---------------------------------------------------------------------------------------
