@@ -15,6 +15,7 @@ import threading
 import time
 import tracemalloc
 import types
+import zlib
 
 import numpy as np
 import pytest
@@ -405,6 +406,39 @@ def test_corrupt_gzip_raises_value_error(tmp_path, rng, damage, patterns):
         read_idx(path)
     for pattern in patterns:
         assert pattern in str(info.value), (pattern, str(info.value))
+
+
+def _gzip_member(*parts):
+    """One gzip member of the concatenated parts, compressed as they come (never joined)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return b"".join([*(deflate.compress(p) for p in parts), deflate.flush()])
+
+
+@pytest.mark.parametrize("where", ["in the same member", "in another member"])
+def test_trailing_gzip_data_is_rejected_without_inflating_it(tmp_path, monkeypatch, where):
+    data = header(0x08, [100]) + bytes(range(100))
+    padding = [bytes(1 << 20)] * 64  # 64 MiB of zeros, about 64 kB compressed
+    if where == "in the same member":
+        content = _gzip_member(data, *padding)
+    else:
+        content = _gzip_member(data) + _gzip_member(*padding)
+    path = put(tmp_path, "padded.gz", content)
+    inflated = []
+    read = _idx._GzipSource.read
+
+    def counting_read(self, n):
+        out = read(self, n)
+        inflated.append(len(out))
+        return out
+
+    monkeypatch.setattr(_idx._GzipSource, "read", counting_read)
+    with pytest.raises(ValueError) as info:
+        read_idx(path)
+    message = str(info.value)
+    assert "trailing bytes" in message and str(path) in message
+    assert "should end at byte offset 108 (decompressed)" in message
+    assert f"more than {1 << 20} more bytes follow" in message
+    assert sum(inflated) <= len(data) + (1 << 20) + 1, "the trailing data was inflated"
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])

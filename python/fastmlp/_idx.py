@@ -242,7 +242,8 @@ def read_idx(path, *, mmap=True):
         If the file is not a well-formed IDX file: bad magic number, unknown type code,
         zero or too many dimensions, a dimension of size 0, truncated header or data,
         trailing bytes, or corrupt gzip data (bad CRC, truncated or damaged stream). The
-        message names the problem and its byte offset.
+        message names the problem and its byte offset. Trailing data in a gzip file is
+        found after inflating at most 1 MiB past the declared size.
     OSError
         If the file cannot be opened or read.
 
@@ -307,19 +308,17 @@ def _read_gzip(f, path, file_size):
             f"byte offset {header_len} (decompressed), but the gzip stream ends after "
             f"{len(buf)} bytes of data, at byte offset {header_len + len(buf)} (decompressed)"
         )
-    # Read on to the end of the stream: that is where the CRC is checked, and any
-    # decompressed byte past the data is an error.
-    extra = 0
-    while True:
-        chunk = src.read(_CHUNK)
-        if not chunk:
-            break
-        extra += len(chunk)
+    # Read on to the end of the stream: that is where the CRC is checked. Any
+    # decompressed byte past the data is an error, so at most one chunk more is inflated
+    # (to say how much follows when it is little): trailing data of any length is
+    # rejected at once, never decompressed whole.
+    extra = len(src.read(_CHUNK + 1))
     if extra:
+        more = f"{extra}" if extra <= _CHUNK else f"more than {_CHUNK}"
         raise ValueError(
             f"trailing bytes in {path}: the header claims {_describe(dtype, shape)}, so the "
             f"data should end at byte offset {header_len + nbytes} (decompressed), but "
-            f"{extra} more bytes follow"
+            f"{more} more bytes follow"
         )
     arr = np.frombuffer(buf, dtype=dtype)
     return _to_native(arr).reshape(shape)
