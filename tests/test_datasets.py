@@ -1,6 +1,7 @@
 """Tests of fastmlp.datasets: IDX round trips and malformed files, the loaders' lookup
 order and validation, downloads against a local HTTP server, and the real Fashion-MNIST."""
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -698,11 +699,17 @@ def test_malformed_data_file_names_it(env, rng):
 def server():
     """A threaded HTTP server on 127.0.0.1 serving ``state.files`` ({path: bytes});
     paths in ``state.truncate`` announce their full length but send only half."""
-    state = types.SimpleNamespace(files={}, truncate=set(), requests=[])
+    state = types.SimpleNamespace(files={}, truncate=set(), requests=[], behaviours={},
+                                  stop=threading.Event())
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             state.requests.append(self.path)
+            behaviour = state.behaviours.get(self.path)
+            if behaviour is not None:
+                with contextlib.suppress(OSError):  # the client hung up: done
+                    behaviour(self, state.stop)
+                return
             data = state.files.get(self.path)
             if data is None:
                 self.send_error(404)
@@ -722,6 +729,7 @@ def server():
     try:
         yield state
     finally:
+        state.stop.set()  # ends the hostile behaviours still running
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
@@ -851,6 +859,102 @@ def test_download_keeps_existing_directories(env, served):
         load_fashion_mnist(env.tmp / "dh", download=True, base_url=served.url, timeout=5)
     assert (env.tmp / "dh").is_dir() and files_under(env.tmp / "dh") == []
     assert not (env.tmp / "dh" / "fashion-mnist").exists()
+
+
+# Hostile servers: each behaviour writes at most for _BOUND seconds, and stops when the
+# client hangs up or the test ends.
+_BOUND = 15
+
+
+def _drip(handler, stop, data):
+    """data, one byte every 0.2 s."""
+    deadline = time.monotonic() + _BOUND
+    for i in range(len(data)):
+        if stop.wait(0.2) or time.monotonic() > deadline:
+            return
+        handler.wfile.write(data[i : i + 1])
+        handler.wfile.flush()
+
+
+def _slow_headers(handler, stop):
+    _drip(handler, stop, b"HTTP/1.0 200 OK\r\n" + b"X-Padding: slow\r\n" * 100)
+
+
+def _slow_body(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    _drip(handler, stop, bytes(1000))
+
+
+def _stall(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(bytes(10))
+    handler.wfile.flush()
+    stop.wait(_BOUND)
+
+
+def _endless_body(handler, stop):
+    handler.send_response(200)  # no Content-Length: the body runs until the connection ends
+    handler.end_headers()
+    deadline = time.monotonic() + _BOUND
+    while not stop.is_set() and time.monotonic() < deadline:
+        handler.wfile.write(bytes(1 << 16))
+
+
+def _announces_a_gigabyte(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(10**9))
+    handler.end_headers()
+    stop.wait(_BOUND)
+
+
+@pytest.mark.parametrize("behaviour", [_slow_headers, _slow_body, _stall],
+                         ids=["slow headers", "slow body", "stall"])
+def test_download_has_a_deadline_for_the_whole_file(env, served, behaviour):
+    served.behaviours[f"/mirror/{FILES['train_images']}"] = behaviour
+    start = time.monotonic()
+    with pytest.raises(OSError, match="did not arrive within timeout=1 s") as info:
+        load_fashion_mnist(download=True, base_url=served.url, timeout=1)
+    assert time.monotonic() - start < 1 + 2, "the deadline did not end the download"
+    assert "larger timeout" in str(info.value)
+    assert_nothing_left(env)
+
+
+def test_download_stops_one_byte_past_the_known_size(env, served):
+    name = FILES["test_labels"]  # the published registry: 5148 bytes
+    served.behaviours[f"/mirror/{name}"] = _endless_body
+    with pytest.raises(OSError, match="the server sent more than 5148 bytes") as info:
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert f"{name} has 5148" in str(info.value)
+    assert_nothing_left(env)
+
+
+def test_download_refuses_an_announced_size_beyond_the_known_one(env, served, monkeypatch):
+    monkeypatch.setitem(datasets.SIZES["fashion-mnist"], FILES["train_images"], 1000)
+    served.behaviours[f"/mirror/{FILES['train_images']}"] = _announces_a_gigabyte
+    start = time.monotonic()
+    with pytest.raises(OSError, match=f"announces {10**9} bytes, but .* has 1000"):
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert time.monotonic() - start < 5, "the body was waited for"
+    assert_nothing_left(env)
+
+
+def test_sizes_are_known_for_every_checksummed_file():
+    assert datasets.SIZES.keys() == datasets.CHECKSUMS.keys()
+    for key, sums in datasets.CHECKSUMS.items():
+        assert datasets.SIZES[key].keys() == sums.keys()
+        assert all(isinstance(n, int) and n > 0 for n in datasets.SIZES[key].values())
+    assert all(spec.url.startswith("https://") for spec in datasets._DATASETS.values())
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+def test_download_timeout_must_be_a_positive_number(env, timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        load_fashion_mnist(download=True, base_url="http://127.0.0.1:9/", timeout=timeout)
+    assert_nothing_left(env)
 
 
 # ---------------------------------------------------------------------------------------
