@@ -1,9 +1,11 @@
 """The ``fastmlp`` command line, end to end on a small generated IDX data set, and the
 reference run on the real Fashion-MNIST."""
 
+import errno
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import data_required
-from fastmlp import cli
+from fastmlp import cli, datasets
 from fastmlp.datasets import write_idx
 
 EPOCH_LINE = re.compile(r"^Epoch \[(\d+)/(\d+)\], Loss: (\d+\.\d{4}), Accuracy: (\d+\.\d{2})%$",
@@ -376,6 +378,189 @@ def test_python_dash_m(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for command in ("train", "evaluate", "summary", "bench"):
         assert command in proc.stdout
+
+
+# -- files written whole or not at all -------------------------------------------------
+
+QUICK = ("--epochs", "1", "--hidden", "8", "-q")
+
+
+def names(directory):
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize("failure, status, message", [
+    (OSError(errno.ENOSPC, "No space left on device"), 1, "No space left on device"),
+    (KeyboardInterrupt(), 130, "fastmlp: interrupted"),
+], ids=["disk full", "ctrl-c"])
+@pytest.mark.parametrize("output", ["--save", "--json", "--plots"])
+def test_a_failure_while_writing_leaves_the_previous_file(capsys, data_dir, tmp_path,
+                                                          monkeypatch, output, failure,
+                                                          status, message):
+    if output == "--plots":
+        pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / ("loss.png" if output == "--plots" else "file")
+    target.write_bytes(b"the previous, valid file")
+
+    def fsync_fails(fd):  # every byte is written, then the disk fills up (or Ctrl-C)
+        raise failure
+
+    monkeypatch.setattr(os, "fsync", fsync_fails)
+    code, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, output,
+                       out if output == "--plots" else target)
+    monkeypatch.undo()
+    assert code == status and message in err and "Traceback" not in err
+    assert target.read_bytes() == b"the previous, valid file"
+    assert names(out) == [target.name]  # no temporary file left behind
+
+
+def test_a_serializer_failing_midway_leaves_the_previous_model(capsys, data_dir, tmp_path,
+                                                               monkeypatch):
+    model = tmp_path / "model.joblib"
+    model.write_bytes(b"the previous model")
+
+    def dump_half(value, f, **kwargs):
+        f.write(b"\x80\x04half a pickle")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(joblib, "dump", dump_half)
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", model)
+    assert status == 1 and "cannot save the model" in err and "unchanged" in err
+    assert model.read_bytes() == b"the previous model" and names(tmp_path) == [
+        "data", "model.joblib"]
+
+
+def test_saved_files_are_complete_and_keep_their_permissions(capsys, data_dir, tmp_path):
+    model, compressed = tmp_path / "model.joblib", tmp_path / "model.joblib.gz"
+    model.write_bytes(b"old")
+    os.chmod(model, 0o600)
+    for path in (model, compressed):
+        status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", path)
+        assert status == 0, err
+        assert joblib.load(path)["model"].predict(np.zeros((1, 784), np.uint8)).shape == (1,)
+    assert stat.S_IMODE(os.stat(model).st_mode) == 0o600
+    assert compressed.read_bytes()[:2] == b"\x1f\x8b"  # joblib's compression by name
+    assert names(tmp_path) == ["data", "model.joblib", "model.joblib.gz"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.parametrize("output", ["--save", "--json"])
+def test_outputs_that_are_not_regular_files_fail_before_training(capsys, data_dir, tmp_path,
+                                                                 output):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, output, fifo)
+    assert status == 1 and "is a FIFO" in err and str(fifo) in err and out == ""
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+# -- Ctrl-C, memory, closed pipes: one line, a conventional status, no traceback --------
+
+
+def test_ctrl_c_while_loading_the_data(capsys, data_dir, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets, "load_fashion_mnist", interrupted)
+    status, out, err = run(capsys, "train", "--data-dir", data_dir)
+    assert status == 130 and err == "fastmlp: interrupted\n" and out == ""
+
+
+# Ctrl-C in the middle of importing scikit-learn, the slow part of start-up.
+CTRL_C_ON_IMPORT = """
+import builtins, runpy, sys
+real_import = builtins.__import__
+def ctrl_c_on_sklearn(name, *args, **kwargs):
+    if name.startswith("sklearn"):
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = ctrl_c_on_sklearn
+runpy.run_module("fastmlp", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("command", ["summary", "train", "evaluate"])
+def test_ctrl_c_during_start_up(tmp_path, data_dir, command):
+    argv = {"summary": ["summary"], "train": ["train", "--data-dir", str(data_dir)],
+            "evaluate": ["evaluate", "model.joblib"]}[command]
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_ON_IMPORT, *argv], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "fastmlp: interrupted\n" and proc.stdout == ""
+
+
+def test_ctrl_c_after_an_epoch_saves_the_run_and_exits_130(capsys, data_dir, tmp_path,
+                                                           monkeypatch):
+    report = cli._EpochReporter.__call__
+
+    def ctrl_c_after_epoch_2(self, estimator, info):
+        stop = report(self, estimator, info)
+        if info["event"] == "epoch" and info["epoch"] == 2:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(cli._EpochReporter, "__call__", ctrl_c_after_epoch_2)
+    model, record = tmp_path / "model.joblib", tmp_path / "run.json"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "4",
+                           "--hidden", "8", "--save", model, "--json", record)
+    assert status == 130, err
+    assert "interrupted after 2 of 4 epochs" in err and "Traceback" not in err
+    assert joblib.load(model)["final"]["epochs_trained"] == 2
+    assert json.loads(record.read_text())["interrupted"] is True
+
+
+def _limit_memory():
+    import resource
+
+    limit = 4 * 2**30  # a model that slipped through would fail here, not eat the machine
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is Linux's")
+def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, data_dir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastmlp", "train", "--data-dir", str(data_dir), "--hidden",
+         "100000000", "-q"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        preexec_fn=_limit_memory)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("fastmlp: error: the model 784-100000000(ReLU)-10 has "
+                                  "79,500,000,010 parameters")
+    assert "GiB" in proc.stderr and "--hidden" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_memory_error_while_training_is_one_line(capsys, data_dir, monkeypatch):
+    from fastmlp.estimator import MLPImageClassifier
+
+    def fit(self, X, y, callback=None):
+        raise MemoryError("Unable to allocate 1.00 TiB for an array with shape (2**38,)")
+
+    monkeypatch.setattr(MLPImageClassifier, "fit", fit)
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK)
+    assert status == 1
+    assert err == ("fastmlp: error: out of memory: Unable to allocate 1.00 TiB for an array "
+                   "with shape (2**38,); use smaller --hidden layers or --batch-size\n")
+
+
+@pytest.mark.parametrize("argv", [
+    ["summary"], ["summary", "--hidden", "100000000"], ["--help"], ["train", "--help"],
+    ["--version"], ["train", "-q", "--epochs", "1", "--hidden", "8", "--data-dir"],
+])
+def test_a_closed_stdout_ends_quietly_with_status_141(tmp_path, data_dir, argv):
+    if argv[-1] == "--data-dir":
+        argv = [*argv, str(data_dir)]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first byte: every write fails
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fastmlp", *argv], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    finally:
+        os.close(write_end)
+    # argparse itself ignores errors writing --help and --version: those end with 0.
+    assert proc.returncode == (0 if argv[-1] in ("--help", "--version") else 141), proc.stderr
+    assert proc.stderr == ""
 
 
 @pytest.mark.data

@@ -1,6 +1,7 @@
 """Tests of fastmlp.datasets: IDX round trips and malformed files, the loaders' lookup
 order and validation, downloads against a local HTTP server, and the real Fashion-MNIST."""
 
+import contextlib
 import gzip
 import hashlib
 import http.server
@@ -9,11 +10,13 @@ import os
 import pathlib
 import re
 import socket
+import stat
 import tempfile
 import threading
 import time
 import tracemalloc
 import types
+import zlib
 
 import numpy as np
 import pytest
@@ -22,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import data_required
-from fastmlp import datasets
+from fastmlp import _idx, datasets
 from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -199,6 +202,118 @@ def test_write_is_atomic(tmp_path, monkeypatch, failure):
     assert [p.name for p in tmp_path.iterdir()] == ["labels.gz"]
 
 
+# What write_idx must not write, or not write over: refused before any byte is written.
+
+
+@pytest.mark.parametrize(
+    "masked",
+    [
+        np.ma.array([1, 2, 3], mask=[False, True, False], dtype=np.uint8),
+        np.ma.array(np.zeros((2, 2), dtype=np.float32)),  # no value masked: still refused
+    ],
+)
+def test_write_refuses_masked_arrays(tmp_path, masked):
+    with pytest.raises(TypeError, match=r"masked array.*filled\(value\)"):
+        write_idx(tmp_path / "m.gz", masked)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _make_target(tmp_path, kind):
+    target = tmp_path / "target"
+    if kind == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs on this platform")
+        os.mkfifo(target)
+    elif kind == "link to the null device":
+        target.symlink_to(os.devnull)  # the real device is only looked at, never opened
+    else:
+        target.mkdir()
+    return target
+
+
+@pytest.mark.parametrize("kind, what", [("fifo", "a FIFO"),
+                                        ("link to the null device", "a character device"),
+                                        ("directory", "a directory")])
+def test_write_refuses_targets_that_are_not_regular_files(tmp_path, kind, what):
+    target = _make_target(tmp_path, kind)
+    before = os.lstat(target)
+    with pytest.raises(OSError, match="not a regular file") as info:
+        write_idx(target, np.arange(3, dtype=np.uint8))
+    assert str(target) in str(info.value) and what in str(info.value)
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert [p.name for p in tmp_path.iterdir()] == ["target"]  # no temporary file left
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_write_keeps_the_permissions_of_the_file_it_replaces(tmp_path, mode):
+    path = tmp_path / "private.gz"
+    write_idx(path, np.arange(3, dtype=np.uint8))
+    os.chmod(path, mode)
+    write_idx(path, np.arange(7, dtype=np.uint8))
+    assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    assert read_idx(path).tolist() == list(range(7))
+
+
+def test_new_files_get_the_mode_open_would_give(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_idx(tmp_path / "new", np.arange(3, dtype=np.uint8))
+        (tmp_path / "by-open").write_bytes(b"")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "new").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "by-open").st_mode) == 0o640
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    "view",
+    [
+        np.broadcast_to(np.zeros(1, np.uint8), (2**31, 2**31)),  # 2**62 bytes in 1 byte
+        np.broadcast_to(np.zeros((1, 1, 1), np.float64), (2**20, 2**20, 2**19)),
+    ],
+    ids=["uint8", "float64"],
+)
+def test_write_refuses_arrays_larger_than_the_disk_up_front(tmp_path, compress, view):
+    nbytes = 4 + 4 * view.ndim + int(np.prod(view.shape, dtype=object)) * view.itemsize
+    with pytest.raises(ValueError, match=f"would hold {nbytes} bytes.*free on the file system"):
+        write_idx(tmp_path / "huge", view, compress=compress)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_compares_with_the_free_space_of_the_target(tmp_path, monkeypatch):
+    def statvfs(path):  # a file system with 1000 bytes free
+        return types.SimpleNamespace(f_blocks=100, f_bavail=1, f_frsize=1000)
+
+    monkeypatch.setattr(_idx.os, "statvfs", statvfs)
+    zeros = np.zeros(2000, dtype=np.uint8)
+    with pytest.raises(ValueError, match="2008 bytes.*the 1000 bytes free"):
+        write_idx(tmp_path / "raw", zeros)
+    write_idx(tmp_path / "small", zeros[:900])
+    write_idx(tmp_path / "zeros.gz", zeros)  # compressed, it may fit: it is tried
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small", "zeros.gz"]
+    assert np.array_equal(read_idx(tmp_path / "zeros.gz"), zeros)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_write_streams_views_without_copying_them(tmp_path, suffix):
+    rows = np.arange(256, dtype=np.int16)
+    views = [np.broadcast_to(rows, (32, 1024, 256)),  # 16 MiB described by 512 bytes
+             np.broadcast_to(rows[:, None], (256, 4096)).T[::2]]  # strided and transposed
+    for i, view in enumerate(views):
+        path = tmp_path / f"view{i}{suffix}"
+        tracemalloc.start()
+        try:
+            write_idx(path, view)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * 2**20, f"write_idx held {peak} bytes for a {view.nbytes}-byte view"
+        assert np.array_equal(read_idx(path), view)
+
+
 # ---------------------------------------------------------------------------------------
 # Malformed files
 
@@ -292,6 +407,39 @@ def test_corrupt_gzip_raises_value_error(tmp_path, rng, damage, patterns):
         read_idx(path)
     for pattern in patterns:
         assert pattern in str(info.value), (pattern, str(info.value))
+
+
+def _gzip_member(*parts):
+    """One gzip member of the concatenated parts, compressed as they come (never joined)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return b"".join([*(deflate.compress(p) for p in parts), deflate.flush()])
+
+
+@pytest.mark.parametrize("where", ["in the same member", "in another member"])
+def test_trailing_gzip_data_is_rejected_without_inflating_it(tmp_path, monkeypatch, where):
+    data = header(0x08, [100]) + bytes(range(100))
+    padding = [bytes(1 << 20)] * 64  # 64 MiB of zeros, about 64 kB compressed
+    if where == "in the same member":
+        content = _gzip_member(data, *padding)
+    else:
+        content = _gzip_member(data) + _gzip_member(*padding)
+    path = put(tmp_path, "padded.gz", content)
+    inflated = []
+    read = _idx._GzipSource.read
+
+    def counting_read(self, n):
+        out = read(self, n)
+        inflated.append(len(out))
+        return out
+
+    monkeypatch.setattr(_idx._GzipSource, "read", counting_read)
+    with pytest.raises(ValueError) as info:
+        read_idx(path)
+    message = str(info.value)
+    assert "trailing bytes" in message and str(path) in message
+    assert "should end at byte offset 108 (decompressed)" in message
+    assert f"more than {1 << 20} more bytes follow" in message
+    assert sum(inflated) <= len(data) + (1 << 20) + 1, "the trailing data was inflated"
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
@@ -551,11 +699,17 @@ def test_malformed_data_file_names_it(env, rng):
 def server():
     """A threaded HTTP server on 127.0.0.1 serving ``state.files`` ({path: bytes});
     paths in ``state.truncate`` announce their full length but send only half."""
-    state = types.SimpleNamespace(files={}, truncate=set(), requests=[])
+    state = types.SimpleNamespace(files={}, truncate=set(), requests=[], behaviours={},
+                                  stop=threading.Event())
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             state.requests.append(self.path)
+            behaviour = state.behaviours.get(self.path)
+            if behaviour is not None:
+                with contextlib.suppress(OSError):  # the client hung up: done
+                    behaviour(self, state.stop)
+                return
             data = state.files.get(self.path)
             if data is None:
                 self.send_error(404)
@@ -575,6 +729,7 @@ def server():
     try:
         yield state
     finally:
+        state.stop.set()  # ends the hostile behaviours still running
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
@@ -704,6 +859,102 @@ def test_download_keeps_existing_directories(env, served):
         load_fashion_mnist(env.tmp / "dh", download=True, base_url=served.url, timeout=5)
     assert (env.tmp / "dh").is_dir() and files_under(env.tmp / "dh") == []
     assert not (env.tmp / "dh" / "fashion-mnist").exists()
+
+
+# Hostile servers: each behaviour writes at most for _BOUND seconds, and stops when the
+# client hangs up or the test ends.
+_BOUND = 15
+
+
+def _drip(handler, stop, data):
+    """data, one byte every 0.2 s."""
+    deadline = time.monotonic() + _BOUND
+    for i in range(len(data)):
+        if stop.wait(0.2) or time.monotonic() > deadline:
+            return
+        handler.wfile.write(data[i : i + 1])
+        handler.wfile.flush()
+
+
+def _slow_headers(handler, stop):
+    _drip(handler, stop, b"HTTP/1.0 200 OK\r\n" + b"X-Padding: slow\r\n" * 100)
+
+
+def _slow_body(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    _drip(handler, stop, bytes(1000))
+
+
+def _stall(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(bytes(10))
+    handler.wfile.flush()
+    stop.wait(_BOUND)
+
+
+def _endless_body(handler, stop):
+    handler.send_response(200)  # no Content-Length: the body runs until the connection ends
+    handler.end_headers()
+    deadline = time.monotonic() + _BOUND
+    while not stop.is_set() and time.monotonic() < deadline:
+        handler.wfile.write(bytes(1 << 16))
+
+
+def _announces_a_gigabyte(handler, stop):
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(10**9))
+    handler.end_headers()
+    stop.wait(_BOUND)
+
+
+@pytest.mark.parametrize("behaviour", [_slow_headers, _slow_body, _stall],
+                         ids=["slow headers", "slow body", "stall"])
+def test_download_has_a_deadline_for_the_whole_file(env, served, behaviour):
+    served.behaviours[f"/mirror/{FILES['train_images']}"] = behaviour
+    start = time.monotonic()
+    with pytest.raises(OSError, match="did not arrive within timeout=1 s") as info:
+        load_fashion_mnist(download=True, base_url=served.url, timeout=1)
+    assert time.monotonic() - start < 1 + 2, "the deadline did not end the download"
+    assert "larger timeout" in str(info.value)
+    assert_nothing_left(env)
+
+
+def test_download_stops_one_byte_past_the_known_size(env, served):
+    name = FILES["test_labels"]  # the published registry: 5148 bytes
+    served.behaviours[f"/mirror/{name}"] = _endless_body
+    with pytest.raises(OSError, match="the server sent more than 5148 bytes") as info:
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert f"{name} has 5148" in str(info.value)
+    assert_nothing_left(env)
+
+
+def test_download_refuses_an_announced_size_beyond_the_known_one(env, served, monkeypatch):
+    monkeypatch.setitem(datasets.SIZES["fashion-mnist"], FILES["train_images"], 1000)
+    served.behaviours[f"/mirror/{FILES['train_images']}"] = _announces_a_gigabyte
+    start = time.monotonic()
+    with pytest.raises(OSError, match=f"announces {10**9} bytes, but .* has 1000"):
+        load_fashion_mnist(download=True, base_url=served.url, timeout=5)
+    assert time.monotonic() - start < 5, "the body was waited for"
+    assert_nothing_left(env)
+
+
+def test_sizes_are_known_for_every_checksummed_file():
+    assert datasets.SIZES.keys() == datasets.CHECKSUMS.keys()
+    for key, sums in datasets.CHECKSUMS.items():
+        assert datasets.SIZES[key].keys() == sums.keys()
+        assert all(isinstance(n, int) and n > 0 for n in datasets.SIZES[key].values())
+    assert all(spec.url.startswith("https://") for spec in datasets._DATASETS.values())
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+def test_download_timeout_must_be_a_positive_number(env, timeout):
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+        load_fashion_mnist(download=True, base_url="http://127.0.0.1:9/", timeout=timeout)
+    assert_nothing_left(env)
 
 
 # ---------------------------------------------------------------------------------------

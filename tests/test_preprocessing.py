@@ -363,6 +363,56 @@ def test_invalid_parameters(rng, params, match):
         scaler.fit(_images(rng, (3, 4)))
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("mode", ["unit", "symmetric"])
+@pytest.mark.parametrize("max_value", [1e-300, 1e-39, 5e-39, np.inf, np.nan, 1e39, 1e300])
+def test_max_value_that_scales_beyond_float32_is_refused(rng, mode, max_value):
+    with pytest.raises(ValueError, match="'max_value' parameter of PixelScaler must be"):
+        PixelScaler(mode=mode, max_value=max_value).fit(_images(rng, (3, 4)))
+
+
+@pytest.mark.parametrize("mode", ["unit", "symmetric"])
+@pytest.mark.parametrize("max_value", [2 / F32_MAX, F32_MAX])
+def test_extreme_max_values_that_stay_finite_are_accepted(mode, max_value):
+    X = np.array([[0.0, max_value / 2, max_value]])
+    Xt = PixelScaler(mode=mode, max_value=max_value).fit_transform(X)
+    low = 0.0 if mode == "unit" else -1.0
+    assert_allclose(Xt, [[low, (low + 1) / 2, 1.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "scaler, X_fit, X",
+    [
+        (PixelScaler(mode="unit", max_value=1e-30), [[0.0]], [[1e10]]),
+        (PixelScaler(mode="symmetric", max_value=1e-30), [[0.0]], [[-1e10]]),
+        (PixelScaler(mode="standard"), [[0.0], [1e-150]], [[1.0]]),  # std 5e-151
+        (PixelScaler(mode="standard", per_channel=True, n_channels=2),
+         [[0.0, 0.0], [1.0, 1e-150]], [[0.0, 1.0]]),
+    ],
+    ids=["unit", "symmetric", "standard", "per channel"],
+)
+def test_scaling_beyond_float32_is_an_error_not_inf(scaler, X_fit, X):
+    Xt = scaler.fit_transform(np.array(X_fit))
+    assert np.isfinite(Xt).all()  # the training data itself scales fine
+    with pytest.raises(ValueError, match=r"row 0 scales to .* beyond the float32 range"):
+        scaler.transform(np.array(X))
+
+
+def test_inverse_transform_beyond_float32_is_an_error_not_inf():
+    scaler = PixelScaler(mode="unit", max_value=1e38).fit([[0.0]])
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        scaler.inverse_transform([[0.5], [1e10]])
+
+
+@pytest.mark.parametrize("value", [1e-310, 1e-300, 1e-30])
+def test_standard_mode_with_a_denormal_or_tiny_spread_stays_finite(value):
+    X = np.array([[0.0], [value]] * 50)
+    Xt = PixelScaler(mode="standard").fit_transform(X)
+    assert np.isfinite(Xt).all() and np.abs(Xt).max() <= 1.0 + 1e-6
+
+
 @pytest.mark.parametrize(
     "X, error, match",
     [

@@ -9,7 +9,6 @@
 from importlib import metadata as _metadata
 
 from ._core import active_isa, detected_isa
-from .estimator import MLPImageClassifier
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 # The version has one home, pyproject.toml; an installed fastmlp reads it from its metadata.
@@ -30,7 +29,13 @@ __all__ = [
 
 
 def __getattr__(name):
-    # PixelScaler and the submodules load on first use.
+    # The estimator, PixelScaler and the submodules load on first use: importing
+    # scikit-learn takes seconds, and the command line imports it inside its Ctrl-C
+    # handling rather than before it.
+    if name == "MLPImageClassifier":
+        from .estimator import MLPImageClassifier
+
+        return MLPImageClassifier
     if name == "PixelScaler":
         from .preprocessing import PixelScaler
 
@@ -40,3 +45,7 @@ def __getattr__(name):
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

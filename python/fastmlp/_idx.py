@@ -242,7 +242,8 @@ def read_idx(path, *, mmap=True):
         If the file is not a well-formed IDX file: bad magic number, unknown type code,
         zero or too many dimensions, a dimension of size 0, truncated header or data,
         trailing bytes, or corrupt gzip data (bad CRC, truncated or damaged stream). The
-        message names the problem and its byte offset.
+        message names the problem and its byte offset. Trailing data in a gzip file is
+        found after inflating at most 1 MiB past the declared size.
     OSError
         If the file cannot be opened or read.
 
@@ -307,19 +308,17 @@ def _read_gzip(f, path, file_size):
             f"byte offset {header_len} (decompressed), but the gzip stream ends after "
             f"{len(buf)} bytes of data, at byte offset {header_len + len(buf)} (decompressed)"
         )
-    # Read on to the end of the stream: that is where the CRC is checked, and any
-    # decompressed byte past the data is an error.
-    extra = 0
-    while True:
-        chunk = src.read(_CHUNK)
-        if not chunk:
-            break
-        extra += len(chunk)
+    # Read on to the end of the stream: that is where the CRC is checked. Any
+    # decompressed byte past the data is an error, so at most one chunk more is inflated
+    # (to say how much follows when it is little): trailing data of any length is
+    # rejected at once, never decompressed whole.
+    extra = len(src.read(_CHUNK + 1))
     if extra:
+        more = f"{extra}" if extra <= _CHUNK else f"more than {_CHUNK}"
         raise ValueError(
             f"trailing bytes in {path}: the header claims {_describe(dtype, shape)}, so the "
             f"data should end at byte offset {header_len + nbytes} (decompressed), but "
-            f"{extra} more bytes follow"
+            f"{more} more bytes follow"
         )
     arr = np.frombuffer(buf, dtype=dtype)
     return _to_native(arr).reshape(shape)
@@ -335,7 +334,6 @@ def _to_native(arr):
     return arr.astype(native)
 
 
-
 def write_idx(path, array, *, compress=None):
     """Write an array to an IDX file, atomically.
 
@@ -344,7 +342,9 @@ def write_idx(path, array, *, compress=None):
     path : str or os.PathLike
         Destination. It is replaced atomically: the data is written to a temporary file in
         the same directory which is renamed over ``path`` only once complete, so readers
-        never see a half-written file and a failure leaves ``path`` as it was.
+        never see a half-written file and a failure leaves ``path`` as it was. An existing
+        file keeps its permission bits; anything but a regular file there (a FIFO, a
+        device, a directory) is refused.
     array : array_like
         Data of dtype uint8, int8, int16, int32, float32 or float64 (either byte order),
         with 1 to 32 dimensions, each of size 1 to 2**32 - 1.
@@ -354,10 +354,13 @@ def write_idx(path, array, *, compress=None):
     Raises
     ------
     TypeError
-        If the dtype has no IDX type code.
+        If the dtype has no IDX type code, or the array is a masked array (IDX has no
+        mask).
     ValueError
         If the array is 0-d, has more than 32 dimensions, or a dimension of size 0 or at
-        least 2**32.
+        least 2**32, or if the file could not fit in the free space of its file system.
+    OSError
+        If ``path`` exists and is not a regular file, or cannot be written.
 
     See Also
     --------
@@ -376,7 +379,34 @@ def write_idx(path, array, *, compress=None):
     (2, 28, 28)
     """
     path = os.fspath(path)
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(
+            "write_idx: IDX files have no mask, so a masked array would lose it; write "
+            "array.filled(value) to store a fill value in the masked places, or array.data "
+            "to store what lies under the mask"
+        )
     arr = np.asarray(array)
+    code = _check_writable(arr)
+    if compress is None:
+        compress = path.endswith(".gz")
+    big = _IDX_TYPES[code]
+    header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    _check_room(path, len(header) + math.prod(arr.shape) * big.itemsize, compress)
+    with atomic_file(path) as f:
+        deflate = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if compress else None
+
+        def put(data):
+            f.write(deflate.compress(data) if deflate else data)
+
+        put(header)
+        for block in _c_order_blocks(arr, _CHUNK):
+            put(block.astype(big, copy=False).tobytes())
+        if deflate:
+            f.write(deflate.flush())
+
+
+def _check_writable(arr):
+    """The IDX type code of arr, after checking its dtype, dimensions and sizes."""
     code = _IDX_CODES.get((arr.dtype.kind, arr.dtype.itemsize))
     if code is None:
         raise TypeError(
@@ -393,20 +423,50 @@ def write_idx(path, array, *, compress=None):
                 f"write_idx: dimension {axis} has size {size}; IDX sizes must be between 1 "
                 f"and {_MAX_DIM}"
             )
-    if compress is None:
-        compress = path.endswith(".gz")
-    big = _IDX_TYPES[code]
-    header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
-    flat = arr.reshape(-1)  # a copy only when arr is not contiguous
-    step = max(1, _CHUNK // big.itemsize)
-    with atomic_file(path) as f:
-        deflate = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if compress else None
+    return code
 
-        def put(data):
-            f.write(deflate.compress(data) if deflate else data)
 
-        put(header)
+def _check_room(path, nbytes, compress):
+    """Refuse, before writing a byte, a file that cannot fit on its file system.
+
+    A broadcast view can describe exabytes with a few bytes of memory; writing it would
+    run until the disk is full. A gzip file can be up to 1032 times smaller than its data,
+    so compressed output is refused only beyond that.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fs = os.statvfs(directory)
+    except (OSError, AttributeError):  # no such directory (open will say so), or Windows
+        return
+    if fs.f_blocks == 0:  # some network and FUSE file systems report no sizes
+        return
+    free = fs.f_bavail * fs.f_frsize
+    room = free * _MAX_DEFLATE_RATIO if compress else free
+    if nbytes > room:
+        how = f"even gzip-compressed at deflate's best ratio of {_MAX_DEFLATE_RATIO}:1, " if (
+            compress) else ""
+        raise ValueError(
+            f"write_idx: the IDX file would hold {nbytes} bytes, which {how}cannot fit in "
+            f"the {free} bytes free on the file system of {directory}; write a smaller "
+            f"array or choose another place"
+        )
+
+
+def _c_order_blocks(arr, nbytes):
+    """arr's elements in C order, as arrays of about ``nbytes`` or less each.
+
+    Never copies arr as a whole: a non-contiguous array (a slice, a transpose, a
+    broadcast view) is cut along its leading axes first.
+    """
+    if arr.flags.c_contiguous:
+        flat = arr.reshape(-1)
+        step = max(1, nbytes // arr.itemsize)
         for start in range(0, flat.size, step):
-            put(flat[start : start + step].astype(big, copy=False).tobytes())
-        if deflate:
-            f.write(deflate.flush())
+            yield flat[start : start + step]
+    elif arr.ndim == 1 or arr[0].nbytes <= nbytes:
+        rows = max(1, nbytes // max(1, arr[0].nbytes))
+        for start in range(0, len(arr), rows):
+            yield arr[start : start + rows]
+    else:
+        for sub in arr:
+            yield from _c_order_blocks(sub, nbytes)

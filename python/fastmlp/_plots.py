@@ -3,7 +3,8 @@ matrix on the test split, and a grid of test images with their predictions.
 
 matplotlib is an optional dependency (the ``plot`` extra): :func:`require_matplotlib` lets
 the command line say so before training rather than after it. Figures are drawn with the
-object-oriented API on the Agg backend, so no window ever opens.
+object-oriented API on the Agg backend, so no window ever opens; each file is written
+atomically (see :mod:`fastmlp._atomic`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from ._atomic import atomic_file
 
 __all__ = ["require_matplotlib", "write_plots"]
 
@@ -48,7 +51,8 @@ def write_plots(directory, rows, y_test, y_pred, images_test, target_names, titl
     for name, fig in figures.items():
         path = Path(directory) / name
         try:
-            fig.savefig(path, dpi=100)
+            with atomic_file(path) as f:  # a run cut short leaves no half-drawn PNG
+                fig.savefig(f, format="png", dpi=100)
         except OSError as exc:  # the message the command line shows
             raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)

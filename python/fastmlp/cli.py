@@ -14,13 +14,29 @@ Subcommands:
 - ``bench``: runs ``bench/bench_training.py`` of the source checkout fastmlp is installed
   from (an editable install); never a file found from the current directory.
 
-Errors a user can fix (missing data, bad values, unwritable paths, divergence) end with a
-message on stderr and exit status 1; argparse reports bad usage with status 2.
+Errors a user can fix (missing data, bad values, unwritable paths, divergence, a model too
+large for memory) end with a one-line message on stderr and exit status 1; argparse
+reports bad usage with status 2. Ctrl-C ends with status 130, also when training was cut
+short and the epochs trained so far were reported and saved. When stdout is a closed pipe
+(``fastmlp summary | head -1``), the command stops quietly with status 141, what a
+program killed by SIGPIPE reports in the shell. None of these prints a traceback.
+
+Every file the command writes (``--save``, ``--json``, ``--plots``) appears whole or not
+at all: it is written beside its final name and renamed over it once complete, so a
+crash, Ctrl-C or a full disk leaves the previous file as it was.
+
+Model files are pickles (joblib): loading one runs code it contains,
+so pass ``evaluate``
+only model files you trust.
+
+The heavy imports (scikit-learn, the estimator) happen inside :func:`main`, so that
+Ctrl-C during start-up is handled like Ctrl-C at any later time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -32,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _core, _machine, _plots, datasets
+from ._atomic import atomic_file, check_target
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
@@ -193,7 +210,9 @@ def _add_train_command(sub):
                           "OMP_NUM_THREADS)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE",
-                     help="save the model (scaler + classifier) with joblib, e.g. model.joblib")
+                     help="save the model (scaler + classifier) with joblib, e.g. "
+                          "model.joblib; the file is a pickle, so load only model files "
+                          "you trust")
     out.add_argument("--plots", metavar="DIR",
                      help="write PNG plots (loss and accuracy curves, confusion matrix, "
                           "sample predictions) to DIR; needs matplotlib")
@@ -232,24 +251,64 @@ def _add_summary_command(sub):
 
 
 def main(argv=None):
-    """Run the ``fastmlp`` command with ``argv`` (default ``sys.argv[1:]``); return 0.
+    """Run the ``fastmlp`` command with ``argv`` (default ``sys.argv[1:]``); return its
+    exit status: 0, or 130 when Ctrl-C cut training short after an epoch (the run is
+    still reported and saved).
 
-    Exits through ``SystemExit`` with status 1 on errors the user can fix, 2 on bad usage.
+    Other endings exit through ``SystemExit``: 1 on errors the user can fix (out of
+    memory included), 2 on bad usage, 130 after Ctrl-C, 141 when stdout is a closed pipe.
+    None of them prints a traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "bench":
-            return _cmd_bench(argv[1:])
-        args = build_parser().parse_args(argv)
-        return args.handler(args) or 0
+        try:
+            return _run(argv)
+        finally:  # argparse's --help and --version end in SystemExit: flushed here too
+            if sys.stdout is not None:
+                sys.stdout.flush()  # a closed pipe shows here when the output was short
     except CommandError as exc:
-        _clear_line()
-        print(f"fastmlp: error: {exc}", file=sys.stderr)
-        raise SystemExit(exc.status) from None
+        _fail(str(exc), exc.status)
     except KeyboardInterrupt:
         _clear_line()
         print("fastmlp: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except MemoryError as exc:
+        # numpy says what it could not allocate ("Unable to allocate 292. GiB for an
+        # array with shape (784, 100000000) ..."); the core's message names its buffer.
+        what = str(exc) or "an allocation failed"
+        _fail(f"out of memory: {what}; use smaller --hidden layers or --batch-size")
+    except BrokenPipeError:
+        _silence_stdout()
+        raise SystemExit(_BROKEN_PIPE_STATUS) from None
+
+
+def _run(argv):
+    if argv and argv[0] == "bench":
+        return _cmd_bench(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.handler(args) or 0
+
+
+def _fail(message, status=1):
+    _clear_line()
+    print(f"fastmlp: error: {message}", file=sys.stderr)
+    raise SystemExit(status) from None
+
+
+# What a program killed by SIGPIPE reports in the shell (128 + 13), as `yes | head -1`
+# does: the reader went away, so the output stops quietly, yet `set -o pipefail` still
+# sees that the command did not finish.
+_BROKEN_PIPE_STATUS = 141
+
+
+def _silence_stdout():
+    """Point stdout at the null device after its reader went away, so that the
+    interpreter's final flush of what is still buffered fails neither (the recipe of
+    Python's documentation of SIGPIPE)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 # --------------------------------------------------------------------------------------
@@ -297,8 +356,10 @@ def _check_output_path(path, what):
     if path is None:
         return
     parent = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise CommandError(f"{what} {path} is a directory; give a file name")
+    try:
+        check_target(path)  # a directory, a FIFO or a device is never replaced
+    except OSError as exc:
+        raise CommandError(f"cannot write {what} {path}: {exc}") from None
     if not os.path.isdir(parent):
         raise CommandError(f"cannot write {what} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
@@ -401,6 +462,7 @@ def _cmd_train(args):
     n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
     arch = _architecture(n_features, args.hidden, activation, n_classes)
     n_params = classifier.summary(n_features, n_classes).total_params
+    _check_memory(arch, n_params)
     if not args.quiet:
         _print_header(args, data, title, arch, n_params)
 
@@ -430,7 +492,7 @@ def _cmd_train(args):
                            "wall_time": wall_time, "interrupted": interrupted})
     if args.plots is not None:
         _save_plots(args, reporter.rows, y_test, y_pred, data, title)
-    return 0
+    return 130 if interrupted else 0  # Ctrl-C is reported even when the run was saved
 
 
 def _prepare_outputs(args):
@@ -447,6 +509,32 @@ def _prepare_outputs(args):
                                f"{exc.strerror or exc}") from None
     _check_output_path(args.save, "model file")
     _check_output_path(args.json, "JSON file")
+
+
+def _memory_limit():
+    """Bytes a process may use here: physical memory, or less under ``ulimit -v``."""
+    limits = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    return min(limits) if limits else None
+
+
+def _check_memory(arch, n_params):
+    """Refuse, before anything is allocated, a model whose float32 weights alone exceed
+    the memory this process may use (training needs several times as much)."""
+    limit = _memory_limit()
+    need = 4 * n_params
+    if limit is not None and need > limit:
+        raise CommandError(
+            f"the model {arch} has {n_params:,} parameters, {need / 2**30:,.1f} GiB of "
+            f"float32 weights alone, more than the {limit / 2**30:,.1f} GiB of memory "
+            f"available here; use smaller --hidden layers")
 
 
 def _check_classes(y_train, y_test):
@@ -571,16 +659,26 @@ def _run_config(args, activation):
     }
 
 
+# File name endings joblib compresses by (joblib reads the ending only from a file name,
+# and the model is written through an open temporary file).
+_JOBLIB_COMPRESSION = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma",
+                       ".xz": "xz"}
+
+
 def _save_model(args, record):
     import joblib
 
     from . import __version__
 
+    compress = next((method for end, method in _JOBLIB_COMPRESSION.items()
+                     if args.save.endswith(end)), 0)
     try:
-        joblib.dump({**record, "fastmlp_version": __version__}, args.save)
+        with atomic_file(args.save) as f:
+            joblib.dump({**record, "fastmlp_version": __version__}, f, compress=compress)
     except OSError as exc:
         raise CommandError(f"cannot save the model to {args.save}: "
-                           f"{exc.strerror or exc}") from None
+                           f"{exc.strerror or exc}; the previous file, if any, is "
+                           f"unchanged") from None
     if not args.quiet:
         print(f"Saved the model to {args.save} (evaluate it with: fastmlp evaluate {args.save})")
 
@@ -589,12 +687,13 @@ def _write_json(args, doc):
     from . import __version__
 
     doc = {"fastmlp_version": __version__, **doc, "machine": _machine.machine_info()}
+    text = json.dumps(doc, indent=2) + "\n"
     try:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
+        with atomic_file(args.json) as f:
+            f.write(text.encode("utf-8"))
     except OSError as exc:
-        raise CommandError(f"cannot write {args.json}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot write {args.json}: {exc.strerror or exc}; the previous "
+                           f"file, if any, is unchanged") from None
     if not args.quiet:
         print(f"Wrote the run's history to {args.json}")
 

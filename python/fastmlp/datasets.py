@@ -17,7 +17,9 @@ Where the loaders look, in order (the first directory holding all four files win
 
 where ``<name>`` is ``fashion-mnist`` or ``mnist``. Downloads (only with ``download=True``)
 go to ``data_home/<name>``, or to the user cache when ``data_home`` is not given; each file
-is checked against the MD5 sums in :data:`CHECKSUMS` before it is moved into place.
+is checked against the MD5 sums in :data:`CHECKSUMS` before it is moved into place. Each
+file's download has a deadline (``timeout``) and a size cap (:data:`SIZES`), so that no
+server can hold it for ever or fill the disk.
 
 The command line asks this module, never a copy of it, what the data sets are called and
 which files they need: :data:`_DATASETS` (one :class:`_DataSet` per name), :data:`_FILE_NAMES`
@@ -29,17 +31,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import math
 import os
 import textwrap
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
-from sklearn.utils import Bunch
 
-from . import _progress
+from . import _net, _progress
 from ._atomic import StagedFile
 from ._idx import _describe, read_idx, write_idx
 
@@ -49,6 +52,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "CHECKSUMS",
+    "SIZES",
     "SYSTEM_DATA_DIRS",
 ]
 
@@ -69,6 +73,23 @@ CHECKSUMS = {
         "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+}
+
+#: Sizes in bytes of the downloadable files, by data set and file name, as published
+#: beside the checksums. A download stops, and fails, at the first byte beyond them.
+SIZES = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": 26421880,
+        "train-labels-idx1-ubyte.gz": 29515,
+        "t10k-images-idx3-ubyte.gz": 4422102,
+        "t10k-labels-idx1-ubyte.gz": 5148,
+    },
+    "mnist": {
+        "train-images-idx3-ubyte.gz": 9912422,
+        "train-labels-idx1-ubyte.gz": 28881,
+        "t10k-images-idx3-ubyte.gz": 1648877,
+        "t10k-labels-idx1-ubyte.gz": 4542,
     },
 }
 
@@ -113,7 +134,11 @@ _DATASETS = {
             key="fashion-mnist",
             title="Fashion-MNIST",
             function="load_fashion_mnist",
-            url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            # Zalando's repository, over https (its S3 site serves plain http only).
+            url=(
+                "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/"
+                "data/fashion/"
+            ),
             apt="dataset-fashion-mnist",
             target_names=(
                 "T-shirt/top",
@@ -239,46 +264,104 @@ def _download_dir(key, data_home):
     return os.path.join(_cache_home(), key)
 
 
-def _fetch(url, f, name, timeout, show_progress, function):
+def _fetch(url, f, name, limits, show_progress, function):
     """Stream url into the open file f; returns the MD5 hex digest of what was written.
 
-    Every failure is an ``OSError`` whose message names the URL.
+    ``limits`` is (seconds, max_bytes): the deadline of the whole transfer and the most
+    bytes the file may have (None: no cap). Every failure is an ``OSError`` whose message
+    names the URL.
     """
+    timeout, max_bytes = limits
     md5 = hashlib.md5(usedforsecurity=False)
     request = urllib.request.Request(url, headers={"User-Agent": "fastmlp"})
-    done, total = 0, None
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            last = 0.0
-            while True:
-                chunk = response.read(1 << 16)
-                if not chunk:
-                    break
-                f.write(chunk)
-                md5.update(chunk)
-                done += len(chunk)
-                if show_progress and time.monotonic() - last > 0.1:
-                    last = time.monotonic()
-                    _progress.draw_transfer(name, done, total)
-    except urllib.error.HTTPError as exc:
-        exc.close()  # the error carries the open response
-        raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
+    got = _Transfer(name, show_progress)
+    with _net.Deadline(timeout) as deadline:
+        try:
+            # The deadline, not a socket timeout, ends a transfer that takes too long.
+            with _net.opener(deadline).open(request, timeout=timeout + 1) as response:
+                length = response.headers.get("Content-Length")
+                got.total = int(length) if length and length.isdigit() else None
+                if got.total is not None and max_bytes is not None and got.total > max_bytes:
+                    raise _TooLarge(f"the server announces {got.total} bytes")
+                _stream(response, f, md5, got, max_bytes)
+        except _TooLarge as exc:  # raised here, the OSError is not caught below
+            raise OSError(
+                f"could not download {url}: {exc}, but {name} has {max_bytes}; the mirror "
+                f"serves another file, and nothing was saved"
+            ) from None
+        except urllib.error.HTTPError as exc:
+            exc.close()  # the error carries the open response
+            raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            if deadline.expired:
+                raise OSError(_too_slow(url, timeout, got, function)) from exc
+            reason = getattr(exc, "reason", None) or exc
+            raise OSError(
+                f"could not download {url}: {reason}. Check the network connection and "
+                f"base_url, or get the files another way (see the message of {function}() "
+                f"without download=True)"
+            ) from exc
+        finally:
+            got.end()
+    if deadline.expired:  # the end of the data may be the deadline's doing
+        raise OSError(_too_slow(url, timeout, got, function))
+    if got.total is not None and got.done != got.total:
         raise OSError(
-            f"could not download {url}: {reason}. Check the network connection and "
-            f"base_url, or get the files another way (see the message of {function}() "
-            f"without download=True)"
-        ) from exc
-    finally:
-        if show_progress:  # the final state stays on screen
-            _progress.draw_transfer(name, done, total)
-            _progress.end_line()
-    if total is not None and done != total:
-        raise OSError(f"download of {url} was cut short: received {done} of {total} bytes")
+            f"download of {url} was cut short: received {got.done} of {got.total} bytes"
+        )
     return md5.hexdigest()
+
+
+class _TooLarge(Exception):
+    """The server sends or announces more bytes than the file has."""
+
+
+class _Transfer:
+    """Bytes received so far and announced (None: unknown), shown as a progress bar."""
+
+    def __init__(self, name, show_progress):
+        self.name, self.show_progress = name, show_progress
+        self.done, self.total = 0, None
+        self._drawn = 0.0
+
+    def add(self, n):
+        self.done += n
+        if self.show_progress and time.monotonic() - self._drawn > 0.1:
+            self._drawn = time.monotonic()
+            _progress.draw_transfer(self.name, self.done, self.total)
+
+    def end(self):
+        if self.show_progress:  # the final state stays on screen
+            _progress.draw_transfer(self.name, self.done, self.total)
+            _progress.end_line()
+
+    def __str__(self):
+        return f"{self.done} of {self.total}" if self.total is not None else f"{self.done}"
+
+
+def _stream(response, f, md5, got, max_bytes):
+    """Copy the body into f. Reading stops at the first byte past max_bytes (an endless
+    body is cut there) with ``_TooLarge``."""
+    while True:
+        want = 1 << 16
+        if max_bytes is not None:
+            if got.done > max_bytes:
+                raise _TooLarge(f"the server sent more than {max_bytes} bytes")
+            want = min(want, max_bytes + 1 - got.done)
+        chunk = response.read(want)
+        if not chunk:
+            return
+        f.write(chunk)
+        md5.update(chunk)
+        got.add(len(chunk))
+
+
+def _too_slow(url, timeout, got, function):
+    return (
+        f"could not download {url}: the file did not arrive within timeout={timeout:g} s "
+        f"(received {got} bytes); on a slow connection pass a larger timeout, or get the "
+        f"files another way (see the message of {function}() without download=True)"
+    )
 
 
 def _download(key, target, base_url, timeout, verbose):
@@ -289,6 +372,8 @@ def _download(key, target, base_url, timeout, verbose):
     failure the temporary files (and directories this call created) are removed.
     """
     spec = _DATASETS[key]
+    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     base = (base_url if base_url is not None else spec.url).rstrip("/") + "/"
     checksums = CHECKSUMS[key]
     show_progress = _progress.stderr_is_terminal() if verbose is None else bool(verbose)
@@ -306,7 +391,8 @@ def _download(key, target, base_url, timeout, verbose):
             staged = StagedFile(os.path.join(target, name))
             pending.append(staged)
             with staged.write() as f:
-                digest = _fetch(url, f, name, timeout, show_progress, spec.function)
+                limits = (timeout, SIZES[key].get(name))
+                digest = _fetch(url, f, name, limits, show_progress, spec.function)
             expected = checksums.get(name)
             if expected is not None and digest != expected:
                 raise OSError(
@@ -377,6 +463,8 @@ def _load(key, data_home, download, return_X_y, base_url, timeout, verbose):
             *(f"  {files[role]}" for role in _FILES),
         ]
     )
+    from sklearn.utils import Bunch  # imported here: scikit-learn takes seconds to import
+
     rows, cols = _IMAGE_SHAPE
     return Bunch(
         data=data,
@@ -417,7 +505,7 @@ def load_fashion_mnist(
     download=False,
     return_X_y=False,
     base_url=None,
-    timeout=60,
+    timeout=300,
     verbose=None,
 ):
     """Load Fashion-MNIST: 60000 training and 10000 test images, 28x28, 10 classes.
@@ -455,10 +543,14 @@ def load_fashion_mnist(
     return_X_y : bool, default=False
         Return the tuple ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
     base_url : str, optional
-        The mirror to download from; by default
-        ``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/``.
-    timeout : float, default=60
-        Seconds to wait for the server at each network operation.
+        The mirror to download from; by default Zalando's repository,
+        ``https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/``
+        (``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/`` holds the same
+        files).
+    timeout : float, default=300
+        Seconds each file's download may take in all (connecting, headers and body); a
+        slower download fails with an ``OSError``. Whatever the server sends, a download
+        also stops at the first byte beyond the file's size in :data:`SIZES`.
     verbose : bool or None, default=None
         Show a download progress bar on stderr; None shows it when stderr is a terminal.
 
@@ -522,7 +614,7 @@ def load_mnist(
     download=False,
     return_X_y=False,
     base_url=None,
-    timeout=60,
+    timeout=300,
     verbose=None,
 ):
     """Load MNIST: 60000 training and 10000 test images of handwritten digits, 28x28.
@@ -543,8 +635,8 @@ def load_mnist(
         Return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
     base_url : str, optional
         The mirror; by default ``https://ossci-datasets.s3.amazonaws.com/mnist/``.
-    timeout : float, default=60
-        Seconds to wait for the server at each network operation.
+    timeout : float, default=300
+        Seconds each file's download may take in all (see :func:`load_fashion_mnist`).
     verbose : bool or None, default=None
         Download progress bar on stderr; None shows it when stderr is a terminal.
 

@@ -17,6 +17,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 __all__ = ["PixelScaler"]
 
+# max_value may be any float32 magnitude whose reciprocal, times 2 for "symmetric", is
+# still finite in float32: smaller ones would scale every pixel to infinity.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_MIN_MAX_VALUE = 2.0 / _FLOAT32_MAX
+
 # Rows are processed in blocks of about this many values, so that the float64 working copy
 # stays small (a few hundred kB) however large the data set is.
 _BLOCK_VALUES = 1 << 16
@@ -74,7 +79,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         The value of a full-intensity pixel, used by the ``"symmetric"`` and ``"unit"``
         modes: 255 for 8-bit images, 65535 for 16-bit ones, 1.0 for images already
         stored as floats in ``[0, 1]``. Values are not clipped: a pixel above
-        ``max_value`` maps above the nominal range. Ignored by ``"standard"``.
+        ``max_value`` maps above the nominal range. Ignored by ``"standard"``. It must be
+        finite and between about 5.9e-39 and 3.4e38, so that the scaling stays finite
+        in float32; :meth:`fit` refuses other values with a ``ValueError``.
 
     Attributes
     ----------
@@ -140,7 +147,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "per_channel": ["boolean"],
         "n_channels": [Interval(Integral, 1, None, closed="left"), None],
         "channel_axis": [Options(Integral, {-1, 1})],
-        "max_value": [Interval(Real, 0, None, closed="neither")],
+        "max_value": [Interval(Real, _MIN_MAX_VALUE, _FLOAT32_MAX, closed="both")],
     }
 
     def __init__(
@@ -391,5 +398,23 @@ def _blockwise_to_float32(X, update):
     for start in range(0, n, step):
         block = np.array(X[start : start + step], dtype=np.float64, order="C")
         update(block)
+        _check_float32_range(block, start)
         out[start : start + step] = block
     return out
+
+
+def _check_float32_range(block, first_row):
+    """ValueError when scaled values would round to infinity in float32.
+
+    The input is finite (validation refuses NaN and infinity), so only the scaling can
+    overflow: pixels far beyond ``max_value``, or far from the training data relative to
+    a tiny learned standard deviation.
+    """
+    peak = max(block.max(initial=0.0), -block.min(initial=0.0))  # no temporary array
+    if peak > _FLOAT32_MAX:
+        row = first_row + int(np.argmax(np.abs(block).max(axis=1)))
+        raise ValueError(
+            f"PixelScaler: row {row} scales to {peak:.3g}, beyond the float32 range "
+            f"(+-{_FLOAT32_MAX:.3g}); the data are far outside the range this scaler was "
+            f"set up or fitted for (check max_value, or fit on data like this)"
+        )
