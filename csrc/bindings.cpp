@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "isa.hpp"
@@ -57,7 +58,10 @@ py::array_t<float> activation_grad(py::handle g_obj, py::handle y_obj, Activatio
   return out;
 }
 
-py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj, py::object out_obj) {
+py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj, float smoothing,
+                                   py::object out_obj) {
+  if (!(smoothing >= 0.0f && smoothing < 1.0f))
+    throw std::invalid_argument("label_smoothing must lie in [0, 1)");
   const View<float> z = checked<float>(z_obj, "logits", 2);
   const View<std::int32_t> y = checked<std::int32_t>(y_obj, "labels", 1);
   if (y.cols != z.rows)
@@ -78,8 +82,8 @@ py::tuple softmax_cross_entropy_py(py::handle z_obj, py::handle y_obj, py::objec
   {
     py::gil_scoped_release nogil;
     const float scale = z.rows > 0 ? static_cast<float>(1.0 / z.rows) : 0.0f;
-    softmax_cross_entropy(z.data, z.ld, y.data, nullptr, z.rows, z.cols, scale, gv.data, z.cols,
-                          row_loss.data(), nullptr);
+    softmax_cross_entropy(z.data, z.ld, y.data, nullptr, z.rows, z.cols, scale, smoothing,
+                          gv.data, z.cols, row_loss.data(), nullptr);
     for (double l : row_loss) total += l;
   }
   return py::make_tuple(z.rows > 0 ? total / z.rows : 0.0, grad);
@@ -171,7 +175,8 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
 ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state, py::handle X_obj,
                              py::handle y_obj, py::object sw_obj, py::handle order_obj,
                              index_t batch_size, Activation activation, const OptimConfig& optimizer,
-                             py::handle steps_obj, py::handle totals_obj, int n_threads) {
+                             const TrainOptions& options, py::handle steps_obj,
+                             py::handle totals_obj, int n_threads) {
   const Network net = make_network(coefs, intercepts, state, activation, kWritable);
   const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
   const View<std::int32_t> y = checked<std::int32_t>(y_obj, "y", 1);
@@ -192,7 +197,7 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
   ChunkResult r;
   {
     py::gil_scoped_release nogil;
-    r = train_batches(net, plan, optimizer, steps.data[0], n_threads);
+    r = train_batches(net, plan, optimizer, options, steps.data[0], n_threads);
   }
   steps.data[0] = r.t;
   totals.data[0] += r.loss_sum, totals.data[1] += r.weight_sum;
@@ -213,41 +218,6 @@ py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::han
   py::gil_scoped_release nogil;
   predict_proba(net, X.data, X.rows, o, log, n_threads);
   return out;
-}
-
-void bind_types(py::module_& m) {
-  py::enum_<Activation> act(m, "Activation");
-  py::dict labels;
-  for (const ActivationName& a : kActivations) act.value(a.name, a.activation), labels[a.name] = a.label;
-  m.attr("ACTIVATION_LABELS") = labels;
-  py::enum_<Solver> solver(m, "Solver");
-  for (const SolverName& s : kSolvers) solver.value(s.name, s.solver);
-  m.attr("STATE_SLOTS") = py::cast(std::vector<std::string>(kSlotNames, kSlotNames + kSlotCount));
-
-  py::class_<OptimConfig> cfg(m, "OptimConfig");
-  cfg.def(py::init<>())
-      .def_readwrite("solver", &OptimConfig::solver)
-      .def_readwrite("nesterov", &OptimConfig::nesterov)
-      .def("slots", [](const OptimConfig& c) {  // the state slots the solver uses
-        std::vector<std::string> s;
-        for (int k = 0; k < kSlotCount; ++k)
-          if (needs_slot(c, static_cast<Slot>(k))) s.push_back(kSlotNames[k]);
-        return s;
-      });
-  for (const OptimField& f : kOptimFields) {
-    auto member = f.member;
-    cfg.def_property(f.name, [member](const OptimConfig& c) { return c.*member; },
-                     [member](OptimConfig& c, double v) { c.*member = v; });
-  }
-
-  py::class_<ChunkResult>(m, "ChunkResult")
-      .def_readonly("loss_sum", &ChunkResult::loss_sum)
-      .def_readonly("weight_sum", &ChunkResult::weight_sum)
-      .def_readonly("n_correct", &ChunkResult::n_correct)
-      .def_readonly("n_samples", &ChunkResult::n_samples)
-      .def_readonly("n_batches", &ChunkResult::n_batches)
-      .def_readonly("t", &ChunkResult::t)
-      .def_readonly("finite", &ChunkResult::finite);
 }
 
 Isa isa_from(const std::string& name) {
@@ -272,15 +242,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());
   m.def("softmax_cross_entropy", &softmax_cross_entropy_py, py::arg("logits"), py::arg("labels"),
-        py::arg("grad_out") = py::none());
+        py::kw_only(), py::arg("label_smoothing") = 0.0f, py::arg("grad_out") = py::none());
   m.def("sgd_step", &sgd_step_py, py::arg("param"), py::arg("grad"), py::kw_only(), py::arg("lr"),
         py::arg("velocity"), py::arg("momentum"), py::arg("nesterov"), py::arg("l2"));
   m.def("adam_step", &adam_step_py, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
         py::kw_only(), py::arg("t"), py::arg("config"), py::arg("l2"));
   m.def("train_batches", &train_batches_py, py::kw_only(), py::arg("coefs"), py::arg("intercepts"),
         py::arg("state"), py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("order"),
-        py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("steps"),
-        py::arg("totals"), py::arg("n_threads"));
+        py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("options"),
+        py::arg("steps"), py::arg("totals"), py::arg("n_threads"));
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
         py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"));
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/augment.hpp"
+#include "kernels/dropout.hpp"
 #include "kernels/gemm.hpp"
 #include "pyarray.hpp"
 
@@ -109,6 +111,38 @@ py::array_t<float> matmul(py::handle a, py::handle b, bool trans_a, bool trans_b
   return c;
 }
 
+// The keep mask of `width` units of hidden layer `layer` for the given samples at `step`.
+py::array_t<std::uint8_t> dropout_mask(std::uint64_t seed, std::uint64_t step, py::handle samples,
+                                       index_t layer, index_t width, float rate) {
+  const View<std::int64_t> s = checked<std::int64_t>(samples, "samples", 1);
+  py::array_t<std::uint8_t> mask({static_cast<py::ssize_t>(s.cols), static_cast<py::ssize_t>(width)});
+  std::vector<float> h(static_cast<size_t>(s.cols * width), 1.0f), out(h.size());
+  dropout_forward(h.data(), out.data(), mask.mutable_data(), width, s.data, s.cols, 0, width,
+                  DropoutKey{seed, step, layer, rate});
+  return mask;
+}
+
+// The rows of X the training loop would gather for these samples at `step`, augmented,
+// with each row's draw (dy, dx, flip).
+py::tuple augment_rows(py::handle X_obj, py::handle samples, std::uint64_t seed, std::uint64_t step,
+                       std::tuple<index_t, index_t, index_t, bool> image, index_t shift, bool flip) {
+  const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
+  const View<std::int64_t> s = checked<std::int64_t>(samples, "samples", 1);
+  Augmentation a;
+  a.image = {std::get<0>(image), std::get<1>(image), std::get<2>(image), std::get<3>(image)};
+  a.shift = shift, a.flip = flip;
+  if (a.image.size() != X.cols || shift < 0) throw std::invalid_argument("bad geometry");
+  auto out = new_matrix(s.cols, X.cols);
+  py::array_t<std::int64_t> draws({static_cast<py::ssize_t>(s.cols), py::ssize_t(3)});
+  for (index_t r = 0; r < s.cols; ++r) {
+    if (s.data[r] < 0 || s.data[r] >= X.rows) throw std::invalid_argument("sample out of range");
+    const AugmentDraw d = augment_draw(a, seed, step, s.data[r]);
+    augment_image(X.data + s.data[r] * X.cols, out.mutable_data() + r * X.cols, a.image, d);
+    draws.mutable_at(r, 0) = d.dy, draws.mutable_at(r, 1) = d.dx, draws.mutable_at(r, 2) = d.flip;
+  }
+  return py::make_tuple(out, draws);
+}
+
 }  // namespace
 
 void bind_testing(py::module_& core) {
@@ -119,6 +153,10 @@ void bind_testing(py::module_& core) {
         py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
         py::arg("exact_threads") = false, py::arg("descent") = py::none(),
         py::arg("relu_gate") = py::none());
+  t.def("dropout_mask", &dropout_mask, py::arg("seed"), py::arg("step"), py::arg("samples"),
+        py::arg("layer"), py::arg("width"), py::arg("rate"));
+  t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
+        py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
 }
 
 }  // namespace fastmlp

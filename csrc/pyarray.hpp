@@ -105,6 +105,8 @@ struct GemmArgs;
 py::array_t<float> product_args(const py::handle& a, const py::handle& b, bool trans_a,
                                 bool trans_b, const py::object& out, GemmArgs* g);
 
+// Registers the core's enums and structs (bindings_types.cpp).
+void bind_types(py::module_& core);
 // Registers the test-only module `_core.testing` (bindings_testing.cpp).
 void bind_testing(py::module_& core);
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/dropout.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/loss.hpp"
 
@@ -32,9 +33,29 @@ void check_state(const Network& net, const OptimConfig& opt) {
     }
 }
 
-void check_plan(const Network& net, const BatchPlan& p, const OptimConfig& opt) {
+void check_options(const Network& net, const TrainOptions& o) {
+  const size_t hidden = net.layers.size() - 1;
+  if (!o.dropout.empty() && o.dropout.size() != hidden)
+    throw std::invalid_argument("dropout needs one rate per hidden layer (" +
+                                std::to_string(hidden) + "), got " +
+                                std::to_string(o.dropout.size()));
+  for (double r : o.dropout)
+    if (!(r >= 0.0 && r < 1.0)) throw std::invalid_argument("dropout rates must lie in [0, 1)");
+  if (!(o.label_smoothing >= 0.0 && o.label_smoothing < 1.0))
+    throw std::invalid_argument("label_smoothing must lie in [0, 1)");
+  const Augmentation& a = o.augment;
+  if (a.active() && (a.image.height <= 0 || a.image.width <= 0 || a.image.channels <= 0 ||
+                     a.image.size() != net.n_inputs() || a.shift < 0))
+    throw std::invalid_argument("augmentation needs an image geometry (H, W, C) with H * W * C "
+                                "equal to the " + std::to_string(net.n_inputs()) +
+                                " features, and shift >= 0");
+}
+
+void check_plan(const Network& net, const BatchPlan& p, const OptimConfig& opt,
+                const TrainOptions& options) {
   check_network(net);
   check_state(net, opt);
+  check_options(net, options);
   if (const char* why = invalid_config(opt)) throw std::invalid_argument(why);
   if (p.n_features != net.n_inputs())
     throw std::invalid_argument("X has " + std::to_string(p.n_features) +
@@ -66,15 +87,28 @@ void check_plan(const Network& net, const BatchPlan& p, const OptimConfig& opt) 
 struct SharedScratch {
   std::vector<aligned_vector<float>> out, dz;
   aligned_vector<float> out0_odd, xs[2];
+  // Hidden layers with dropout: drop[l] (B, H_l) the dropped outputs the next layer reads
+  // (drop0_odd the second copy of drop[0], as for out[0]) and mask[l] which units kept.
+  std::vector<aligned_vector<float>> drop;
+  aligned_vector<float> drop0_odd;
+  std::vector<aligned_vector<std::uint8_t>> mask;
   aligned_vector<double> row_loss;      // (B,) w_i * CE_i
   aligned_vector<std::uint8_t> correct;  // (B,)
   // |W|^2 for the L2 term of the reported loss: one sum per panel of W0 and one for the
   // deeper layers, each on its own cache line (written by different threads).
   aligned_vector<double> wsq;
 
-  SharedScratch(const Network& net, index_t Bmax, index_t n_panels0, bool l2)
-      : out(net.layers.size()), dz(net.layers.size()) {
+  SharedScratch(const Network& net, const TrainOptions& o, index_t Bmax, index_t n_panels0,
+                bool l2)
+      : out(net.layers.size()), dz(net.layers.size()), drop(net.layers.size()),
+        mask(net.layers.size()) {
     const index_t L = net.n_layers(), D = net.n_inputs();
+    for (index_t l = 0; l + 1 < L; ++l)
+      if (o.dropout_rate(l) > 0) {
+        drop[l].resize(Bmax * net.layers[l].fan_out);
+        mask[l].resize(Bmax * net.layers[l].fan_out);
+      }
+    if (o.dropout_rate(0) > 0) drop0_odd.resize(Bmax * net.layers[0].fan_out);
     for (index_t l = 0; l < L; ++l) out[l].resize(Bmax * net.layers[l].fan_out);
     for (index_t l = 0; l + 1 < L; ++l) dz[l].resize(Bmax * net.layers[l].fan_out);
     out0_odd.resize(Bmax * net.layers[0].fan_out);
@@ -96,6 +130,7 @@ struct ThreadScratch {
 // What one batch is, as every thread sees it.
 struct Batch {
   index_t index, B;
+  std::uint64_t step;        // the optimizer step this batch is: keys its random draws
   const std::int64_t* rows;  // (B,) indices into X
   const float* x;            // (B, D) gathered rows
   double weight;             // total sample weight
@@ -104,9 +139,10 @@ struct Batch {
 // A thread's part of the A-D schedule (see train_batches).
 class BatchWorker {
  public:
-  BatchWorker(const Network& net, const BatchPlan& plan, SharedScratch& s, ThreadScratch& own,
-              int ith, int nth)
-      : net_(net), plan_(plan), s_(s), own_(own), ith_(ith), nth_(nth) {
+  BatchWorker(const Network& net, const BatchPlan& plan, const TrainOptions& options,
+              long long t0, SharedScratch& s, ThreadScratch& own, int ith, int nth)
+      : net_(net), plan_(plan), opt_(options), t0_(t0), s_(s), own_(own), ith_(ith),
+        nth_(nth) {
     const index_t H0 = net.layers[0].fan_out;
     split_range(n_panels0(), ith, nth, &c0_, &c1_);  // whole panels: no tile is split
     c0_ = std::min(H0, c0_ * kGemmPanel), c1_ = std::min(H0, c1_ * kGemmPanel);
@@ -124,16 +160,35 @@ class BatchWorker {
   index_t B(index_t bi) const {
     return std::min(plan_.batch_size, plan_.n_order - bi * plan_.batch_size);
   }
-  float* output(const Batch& b, index_t l) const {
+  std::uint64_t step_of(index_t bi) const { return static_cast<std::uint64_t>(t0_ + bi + 1); }
+  // Layer l's activations f(z), before any dropout.
+  float* act(const Batch& b, index_t l) const {
     return l == 0 && (b.index & 1) ? s_.out0_odd.data() : s_.out[l].data();
   }
+  // What the next layer reads: the dropped activations where the layer has dropout.
+  float* output(const Batch& b, index_t l) const {
+    if (opt_.dropout_rate(l) == 0.0f) return act(b, l);
+    return l == 0 && (b.index & 1) ? s_.drop0_odd.data() : s_.drop[l].data();
+  }
   float* grad(const Batch& b, index_t l) const {
-    return l == net_.n_layers() - 1 ? output(b, l) : s_.dz[l].data();
+    return l == net_.n_layers() - 1 ? act(b, l) : s_.dz[l].data();
+  }
+  DropoutKey dropout_key(const Batch& b, index_t l) const {
+    return {opt_.seed, b.step, l, opt_.dropout_rate(l)};
+  }
+  // Dropout of layer l's rows r0.. (R of them), columns j0:j1, after its forward.
+  void drop_rows(const Batch& b, index_t l, index_t r0, index_t R, index_t j0, index_t j1) {
+    if (opt_.dropout_rate(l) == 0.0f) return;
+    const index_t H = net_.layers[l].fan_out;
+    dropout_forward(act(b, l) + r0 * H, output(b, l) + r0 * H, s_.mask[l].data() + r0 * H, H,
+                    b.rows + r0, R, j0, j1, dropout_key(b, l));
   }
   void weight_squares();
 
   const Network& net_;
   const BatchPlan& plan_;
+  const TrainOptions& opt_;
+  const long long t0_;
   SharedScratch& s_;
   ThreadScratch& own_;
   const int ith_, nth_;
@@ -148,15 +203,20 @@ void BatchWorker::gather_share(index_t bi) {
   index_t r0, r1;
   split_range(B(bi), ith_, nth_, &r0, &r1);
   float* dst = s_.xs[bi & 1].data();
+  const Augmentation& aug = opt_.augment;
   for (index_t r = r0; r < r1; ++r) {
     const float* src = plan_.X + rows[r] * D;
-    std::copy(src, src + D, dst + r * D);
+    if (aug.active())
+      augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), rows[r]));
+    else
+      std::copy(src, src + D, dst + r * D);
   }
 }
 
 // Every thread reads the batch's labels, weights and total weight itself.
 Batch BatchWorker::begin(index_t bi) {
-  Batch b{bi, B(bi), plan_.order + bi * plan_.batch_size, s_.xs[bi & 1].data(), 0.0};
+  Batch b{bi, B(bi), step_of(bi), plan_.order + bi * plan_.batch_size, s_.xs[bi & 1].data(),
+          0.0};
   for (index_t r = 0; r < b.B; ++r) own_.yb[r] = plan_.y[b.rows[r]];
   b.weight = static_cast<double>(b.B);
   if (plan_.sample_weight) {
@@ -169,9 +229,10 @@ Batch BatchWorker::begin(index_t bi) {
   return b;
 }
 
-// A. out[0][:, own] = f(x · W0[:, own] + b0[own]).
+// A. out[0][:, own] = f(x · W0[:, own] + b0[own]), then its dropout.
 void BatchWorker::forward_own_columns(const Batch& b) {
-  linear_forward(net_.layers[0], b.x, b.B, c0_, c1_, net_.activation_of(0), output(b, 0));
+  linear_forward(net_.layers[0], b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
+  drop_rows(b, 0, 0, b.B, c0_, c1_);
 }
 
 // C. The thread's own rows through layers 1.., the softmax cross-entropy, and the
@@ -185,17 +246,23 @@ void BatchWorker::own_rows_through_network(const Batch& b) {
     for (index_t l = 1; l < L; ++l) {
       const LayerView& Ly = net_.layers[l];
       linear_forward(Ly, output(b, l - 1) + r0 * Ly.fan_in, R, 0, Ly.fan_out,
-                     net_.activation_of(l), output(b, l) + r0 * Ly.fan_out);
+                     net_.activation_of(l), act(b, l) + r0 * Ly.fan_out);
+      if (l + 1 < L) drop_rows(b, l, r0, R, 0, Ly.fan_out);
     }
-    float* z = output(b, L - 1) + r0 * C;
+    float* z = act(b, L - 1) + r0 * C;
     const float scale = b.weight > 0 ? static_cast<float>(1.0 / b.weight) : 0.0f;
     softmax_cross_entropy(z, C, own_.yb.data() + r0,
-                          plan_.sample_weight ? own_.wb.data() + r0 : nullptr, R, C, scale, z,
-                          C, s_.row_loss.data() + r0, s_.correct.data() + r0);
-    for (index_t l = L - 1; l >= 1; --l) {
+                          plan_.sample_weight ? own_.wb.data() + r0 : nullptr, R, C, scale,
+                          static_cast<float>(opt_.label_smoothing), z, C,
+                          s_.row_loss.data() + r0, s_.correct.data() + r0);
+    for (index_t l = L - 1; l >= 1; --l) {  // f' from the undropped activations
       const LayerView& Ly = net_.layers[l];
-      linear_input_grad(Ly, grad(b, l) + r0 * Ly.fan_out, output(b, l - 1) + r0 * Ly.fan_in,
-                        R, net_.hidden, s_.dz[l - 1].data() + r0 * Ly.fan_in);
+      float* delta = s_.dz[l - 1].data() + r0 * Ly.fan_in;
+      linear_input_grad(Ly, grad(b, l) + r0 * Ly.fan_out, act(b, l - 1) + r0 * Ly.fan_in, R,
+                        net_.hidden, delta);
+      if (opt_.dropout_rate(l - 1) > 0.0f)
+        dropout_backward(delta, s_.mask[l - 1].data() + r0 * Ly.fan_in, Ly.fan_in, R,
+                         Ly.fan_in, dropout_key(b, l - 1).scale());
     }
   }
   if (!s_.wsq.empty()) weight_squares();
@@ -270,8 +337,8 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
 // it. Fetching the randomly ordered rows from memory is the main cost outside the
 // products: each thread fetches half of them.
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
-                          long long t0, int n_threads) {
-  check_plan(net, plan, opt);
+                          const TrainOptions& options, long long t0, int n_threads) {
+  check_plan(net, plan, opt, options);
   ChunkResult res;
   res.t = t0;
   if (plan.n_order == 0) return res;
@@ -279,13 +346,14 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   const index_t n_batches = (plan.n_order + plan.batch_size - 1) / plan.batch_size;
   const int nt = resolve_threads(n_threads);
   const index_t n_panels0 = (net.layers[0].fan_out + kGemmPanel - 1) / kGemmPanel;
-  SharedScratch shared(net, Bmax, n_panels0, opt.alpha > 0);
+  SharedScratch shared(net, options, Bmax, n_panels0, opt.alpha > 0);
   std::vector<ThreadScratch> own(nt, ThreadScratch(net, Bmax, plan.sample_weight != nullptr));
   bool stop = false;  // written by thread 0 only
 
   FASTMLP_PARALLEL(nt)
   {
-    BatchWorker w(net, plan, shared, own[thread_index()], thread_index(), team_size());
+    BatchWorker w(net, plan, options, t0, shared, own[thread_index()], thread_index(),
+                  team_size());
     long long t = t0;
     w.gather_share(0);
     FASTMLP_BARRIER

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "common.hpp"
+#include "kernels/augment.hpp"
 #include "kernels/optim.hpp"
 #include "layer.hpp"
 
@@ -34,6 +35,19 @@ struct BatchPlan {
   index_t batch_size = 0;
 };
 
+// What training adds to the plain network: regularization and augmentation, all of it
+// drawn from `seed` by counter (kernels/random.hpp), so bitwise reproducible.
+struct TrainOptions {
+  std::uint64_t seed = 0;
+  std::vector<double> dropout;   // a rate in [0, 1) per hidden layer, or empty for none
+  double label_smoothing = 0.0;  // in [0, 1)
+  Augmentation augment;          // shifts and flips of the gathered rows
+  float dropout_rate(index_t layer) const {
+    return layer < static_cast<index_t>(dropout.size()) ? static_cast<float>(dropout[layer])
+                                                        : 0.0f;
+  }
+};
+
 struct ChunkResult {
   double loss_sum = 0;    // sum over samples of w_i * CE_i, plus 0.5*alpha*|W|^2 per batch
   double weight_sum = 0;  // sum of w_i over the samples trained on
@@ -45,11 +59,12 @@ struct ChunkResult {
                                // batch was NOT applied
 };
 
-// Validates the network, the optimizer state the solver needs, the configuration and
-// the plan (shapes, labels, order indices, weights), then trains on its batches.
+// Validates the network, the optimizer state the solver needs, the configuration, the
+// options and the plan (shapes, labels, order indices, weights), then trains on its
+// batches; batch b is optimizer step t + b + 1, which keys its random draws.
 // Throws std::invalid_argument on bad input, before touching any parameter.
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
-                          long long t, int n_threads);
+                          const TrainOptions& options, long long t, int n_threads);
 
 // out (n, C) = softmax (or log-softmax) of the network's logits for X (n, D).
 // Validates the network first (std::invalid_argument); X must have D columns.

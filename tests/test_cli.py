@@ -85,6 +85,48 @@ def test_train_prints_the_per_epoch_lines(capsys, data_dir):
     assert re.search(r"^Total wall time: \d+\.\d s", out, re.MULTILINE)
 
 
+def test_regularization_and_augmentation_flags(capsys, data_dir, tmp_path):
+    record = tmp_path / "run.json"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2",
+                           "--solver", "adam", "--lr", "0.002", "--lr-schedule", "cosine",
+                           "--warmup-epochs", "0.5", "--dropout", "0.2", "--weight-decay",
+                           "0.01", "--label-smoothing", "0.1", "--random-shift", "1",
+                           "--random-flip", "--json", record)
+    assert status == 0, err
+    assert "Training: AdamW, lr 0.002" in out
+    assert ("Regularization: cosine schedule (0.5 warmup epochs), dropout 0.2, weight decay "
+            "0.01, label smoothing 0.1, random shifts of up to 1 px, random horizontal flips"
+            in out)
+    config = json.loads(record.read_text())["config"]
+    assert config["dropout"] == 0.2 and config["random_flip"] is True
+    assert config["lr_schedule"] == "cosine" and config["random_shift"] == 1
+
+
+def test_preset_sets_defaults_that_options_override(capsys, data_dir, tmp_path):
+    from fastmlp._presets import PRESETS
+
+    record = tmp_path / "run.json"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--preset", "accurate",
+                           "--epochs", "1", "--hidden", "32", "--json", record)
+    assert status == 0, err
+    config = json.loads(record.read_text())["config"]
+    params = PRESETS["accurate"].params
+    assert config["preset"] == "accurate" and config["epochs"] == 1 and config["hidden"] == [32]
+    assert config["dropout"] == params["dropout"] and config["lr"] == params["learning_rate_init"]
+    assert config["lr_schedule"] == params["learning_rate"]
+    assert config["random_flip"] is params["random_flip"]
+    assert config["batch_size"] == params["batch_size"]
+
+
+@pytest.mark.parametrize("argv", [["--dropout", "1"], ["--label-smoothing", "-0.1"],
+                                  ["--random-shift", "-1"], ["--lr-schedule", "linear"],
+                                  ["--preset", "fastest"], ["--warmup-epochs", "x"]])
+def test_bad_regularization_options_exit_2(capsys, argv):
+    status, _, err = run(capsys, "train", *argv)
+    assert status == 2
+    assert argv[0] in err
+
+
 def test_progress_bar_only_on_a_terminal(capsys, data_dir, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2")

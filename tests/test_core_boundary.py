@@ -63,7 +63,8 @@ def _train_args(rng, slots):
                 y=np.arange(6, dtype=np.int32) % 3, sample_weight=None,
                 order=np.arange(6, dtype=np.int64), batch_size=4,
                 activation=_core.Activation.relu, optimizer=config,
-                steps=np.zeros(1, np.int64), totals=np.zeros(4), n_threads=1)
+                options=_core.TrainOptions(), steps=np.zeros(1, np.int64), totals=np.zeros(4),
+                n_threads=1)
 
 
 def test_train_batches_takes_named_arguments_only(rng):

@@ -1,5 +1,6 @@
 #include "kernels/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -21,19 +22,37 @@ const char* invalid_config(const OptimConfig& c) {
   if (!(c.beta_1 >= 0.0 && c.beta_1 < 1.0)) return "beta_1 must lie in [0, 1)";
   if (!(c.beta_2 >= 0.0 && c.beta_2 < 1.0)) return "beta_2 must lie in [0, 1)";
   if (!(c.epsilon >= 0.0 && std::isfinite(c.epsilon))) return "epsilon must be non-negative";
+  if (!(c.weight_decay >= 0.0 && c.learning_rate * c.weight_decay < 1.0))
+    return "weight_decay must be non-negative and learning_rate * weight_decay below 1";
+  if (c.schedule == LrSchedule::Cosine &&
+      !(c.warmup_steps >= 0.0 && c.total_steps >= c.warmup_steps && c.total_steps > 0.0))
+    return "the cosine schedule needs 0 <= warmup_steps <= total_steps and total_steps > 0";
   return nullptr;
+}
+
+double scheduled_learning_rate(const OptimConfig& c, long long t) {
+  if (c.schedule == LrSchedule::Constant) return c.learning_rate;
+  const double s = static_cast<double>(t) - c.schedule_t0, warm = c.warmup_steps;
+  if (warm > 0.0 && s <= warm) return c.learning_rate * (s / warm);
+  const double span = c.total_steps - warm;
+  const double progress = span > 0.0 ? std::min(1.0, (s - warm - 1.0) / span) : 1.0;
+  return c.learning_rate * 0.5 * (1.0 + std::cos(3.14159265358979323846 * progress));
 }
 
 StepRule StepRule::make(const OptimConfig& c, long long t, double batch_weight) {
   StepRule s;
   s.solver = c.solver;
-  s.lr = static_cast<float>(c.learning_rate);
+  const double lr = scheduled_learning_rate(c, t);
+  s.lr = static_cast<float>(lr);
   s.momentum = static_cast<float>(c.momentum);
   s.nesterov = c.nesterov;
-  s.stateless = c.solver == Solver::SGD && !needs_slot(c, Slot::Velocity);
+  s.decays = c.weight_decay > 0.0;
+  s.decay = static_cast<float>(1.0 - lr * c.weight_decay);
+  // Plain SGD without decay is fused into the GEMM's store.
+  s.stateless = c.solver == Solver::SGD && !needs_slot(c, Slot::Velocity) && !s.decays;
   s.l2 = batch_weight > 0 ? static_cast<float>(c.alpha / batch_weight) : 0.0f;
   const double td = static_cast<double>(t);
-  s.lr_t = static_cast<float>(c.learning_rate * std::sqrt(1.0 - std::pow(c.beta_2, td)) /
+  s.lr_t = static_cast<float>(lr * std::sqrt(1.0 - std::pow(c.beta_2, td)) /
                               (1.0 - std::pow(c.beta_1, td)));
   s.beta_1 = static_cast<float>(c.beta_1);
   s.beta_2 = static_cast<float>(c.beta_2);
@@ -43,21 +62,13 @@ StepRule StepRule::make(const OptimConfig& c, long long t, double batch_weight) 
   return s;
 }
 
-void StepRule::apply(float* param, const float* grad, const ParamState& state, index_t n,
-                     bool is_weight) const {
-  const float decay = is_weight ? l2 : 0.0f;  // biases are not penalized
-  switch (solver) {
-    case Solver::SGD:
-      sgd_step(param, grad, n, lr, state[Slot::Velocity], momentum, nesterov, decay);
-      return;
-    case Solver::Adam:
-      adam_step(param, grad, state[Slot::FirstMoment], state[Slot::SecondMoment], n, *this,
-                decay);
-      return;
-  }
-}
 
 namespace {
+
+FASTMLP_SIMD_CLONES
+void scale_in_place(float* FASTMLP_RESTRICT x, index_t n, float factor) {
+  for (index_t i = 0; i < n; ++i) x[i] *= factor;
+}
 
 // The loops proper, with the arrays declared unaliased so they vectorize.
 FASTMLP_SIMD_CLONES
@@ -165,6 +176,21 @@ void column_sums(const float* FASTMLP_RESTRICT a, index_t rows, index_t cols, in
   for (index_t j = 0; j < cols; ++j) sum[j] = 0.0;
   for (index_t r = 0; r < rows; ++r)
     for (index_t j = 0; j < cols; ++j) sum[j] += a[r * ld + j];
+}
+
+void StepRule::apply(float* param, const float* grad, const ParamState& state, index_t n,
+                     bool is_weight) const {
+  const float penalty = is_weight ? l2 : 0.0f;  // biases are not penalized
+  if (is_weight && decays) scale_in_place(param, n, decay);
+  switch (solver) {
+    case Solver::SGD:
+      sgd_step(param, grad, n, lr, state[Slot::Velocity], momentum, nesterov, penalty);
+      return;
+    case Solver::Adam:
+      adam_step(param, grad, state[Slot::FirstMoment], state[Slot::SecondMoment], n, *this,
+                penalty);
+      return;
+  }
 }
 
 }  // namespace fastmlp

@@ -29,6 +29,10 @@ struct SolverName {
 };
 constexpr SolverName kSolvers[] = {{Solver::SGD, "sgd"}, {Solver::Adam, "adam"}};
 
+// The learning rate of each step: constant, or a linear warmup then a cosine decay to 0.
+enum class LrSchedule : int { Constant = 0, Cosine = 1 };
+constexpr const char* kScheduleNames[] = {"constant", "cosine"};
+
 struct OptimConfig {
   Solver solver = Solver::SGD;
   double learning_rate = 0.01;
@@ -36,6 +40,15 @@ struct OptimConfig {
   bool nesterov = false;  // SGD
   double alpha = 0.0;     // coupled L2 penalty 0.5 * alpha * |W|^2 / batch weight
   double beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-8;  // Adam
+  // Decoupled weight decay (both solvers; AdamW for Adam): before each step, weights
+  // (not biases) shrink as W <- W * (1 - lr_t * weight_decay), lr_t the step's rate.
+  double weight_decay = 0.0;
+  // Cosine schedule over the steps of one fit: step s = t - schedule_t0 (1-based) runs at
+  //   lr * s / warmup_steps                                   for s <= warmup_steps
+  //   lr * (1 + cos(pi * (s - warmup_steps - 1) / (total_steps - warmup_steps))) / 2
+  // after it (0 once s passes total_steps).
+  LrSchedule schedule = LrSchedule::Constant;
+  double warmup_steps = 0.0, total_steps = 0.0, schedule_t0 = 0.0;
 };
 
 // The real-valued hyperparameters by name, for the binding (one entry per field).
@@ -46,7 +59,9 @@ struct OptimField {
 constexpr OptimField kOptimFields[] = {
     {"learning_rate", &OptimConfig::learning_rate}, {"momentum", &OptimConfig::momentum},
     {"alpha", &OptimConfig::alpha},                 {"beta_1", &OptimConfig::beta_1},
-    {"beta_2", &OptimConfig::beta_2},               {"epsilon", &OptimConfig::epsilon}};
+    {"beta_2", &OptimConfig::beta_2},               {"epsilon", &OptimConfig::epsilon},
+    {"weight_decay", &OptimConfig::weight_decay},   {"warmup_steps", &OptimConfig::warmup_steps},
+    {"total_steps", &OptimConfig::total_steps},     {"schedule_t0", &OptimConfig::schedule_t0}};
 
 // Per-parameter optimizer state, each slot an array with the parameter's shape.
 enum class Slot : int { Velocity = 0, FirstMoment = 1, SecondMoment = 2 };
@@ -57,8 +72,12 @@ constexpr const char* kSlotNames[kSlotCount] = {"velocity", "first_moment", "sec
 bool needs_slot(const OptimConfig& c, Slot slot);
 
 // Invalid hyperparameters as a message (nullptr when valid): learning_rate > 0 and
-// finite, 0 <= momentum <= 1, alpha >= 0, 0 <= beta < 1, epsilon >= 0.
+// finite, 0 <= momentum <= 1, alpha >= 0, 0 <= beta < 1, epsilon >= 0,
+// 0 <= weight_decay with lr * weight_decay < 1, 0 <= warmup_steps <= total_steps.
 const char* invalid_config(const OptimConfig& c);
+
+// The learning rate of step t (1-based, as counted by the optimizer) under c's schedule.
+double scheduled_learning_rate(const OptimConfig& c, long long t);
 
 // The state of one parameter array: slot pointers (null where the solver needs none).
 struct ParamState {
@@ -71,7 +90,9 @@ struct StepRule {
   Solver solver = Solver::SGD;
   float lr = 0.0f, momentum = 0.0f;
   bool nesterov = false;
-  float l2 = 0.0f;  // applied to weights only
+  float l2 = 0.0f;     // applied to weights only
+  float decay = 1.0f;  // 1 - lr * weight_decay: weights are multiplied by it first
+  bool decays = false;
   // Adam: lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) and the decay rates. 1 - beta is
   // rounded once from double: 1.0f - float(0.999) would be off by 1.3e-5 (1.7e-4 for
   // 0.9999), far more than float32 rounding.

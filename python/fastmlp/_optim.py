@@ -37,6 +37,7 @@ class OptimizerState:
     learning_rate: float = 0.0
     slots: dict = field(default_factory=dict)  # name -> (coefs-shaped, intercepts-shaped)
     steps: np.ndarray = field(default_factory=_no_steps)  # (1,) int64
+    schedule_t0: int = 0  # the step count when the per-step schedule (re)started
 
     @property
     def t(self):
@@ -47,7 +48,8 @@ class OptimizerState:
         """A deep copy of the arrays, so a failed fit leaves the original as it was."""
         slots = {name: ([cache_aligned(a) for a in w], [cache_aligned(a) for a in b])
                  for name, (w, b) in self.slots.items()}
-        return OptimizerState(self.solver, self.learning_rate, slots, self.steps.copy())
+        return OptimizerState(self.solver, self.learning_rate, slots, self.steps.copy(),
+                              self.schedule_t0)
 
 
 class _Optimizer:
@@ -59,6 +61,18 @@ class _Optimizer:
     def __init__(self, est):
         self.learning_rate_init = float(est.learning_rate_init)
         self.alpha = float(est.alpha)
+        self.weight_decay = float(est.weight_decay)
+        self.schedule = est.learning_rate
+        self.warmup_epochs = float(est.warmup_epochs)
+        self.max_iter = int(est.max_iter)
+        self.steps_per_epoch = 1
+
+    def begin_fit(self, state, steps_per_epoch, restart):
+        """Before training: the per-step schedule spans this fit's steps; it restarts
+        with every fit and with a first partial_fit, and runs on over later ones."""
+        self.steps_per_epoch = steps_per_epoch
+        if restart:
+            state.schedule_t0 = state.t
 
     def config(self, state):
         """The core's OptimConfig for the next chunk of batches."""
@@ -66,8 +80,19 @@ class _Optimizer:
         c.solver = self.solver
         c.learning_rate = state.learning_rate
         c.alpha = self.alpha
+        c.weight_decay = self.weight_decay
+        if self.schedule == "cosine":
+            c.schedule = _core.LrSchedule.cosine
+            c.warmup_steps = self.warmup_epochs * self.steps_per_epoch
+            c.total_steps = max(float(self.max_iter * self.steps_per_epoch), c.warmup_steps)
+            c.schedule_t0 = state.schedule_t0
         self._set_config(c)
         return c
+
+    def current_rate(self, state):
+        """The learning rate of the last step taken (of the next one before any)."""
+        return _core.scheduled_learning_rate(self.config(state),
+                                             max(state.t, state.schedule_t0 + 1))
 
     def _set_config(self, c):
         raise NotImplementedError
@@ -107,7 +132,6 @@ class SGDOptimizer(_Optimizer):
         super().__init__(est)
         self.momentum = float(est.momentum)
         self.nesterov = bool(est.nesterovs_momentum)
-        self.schedule = est.learning_rate
         self.power_t = float(est.power_t)
 
     def _set_config(self, c):
@@ -128,7 +152,7 @@ class SGDOptimizer(_Optimizer):
 
 
 class AdamOptimizer(_Optimizer):
-    """Adam (Kingma & Ba) at a constant ``learning_rate_init``."""
+    """Adam (Kingma & Ba), AdamW with ``weight_decay``; constant or "cosine" schedule."""
 
     name = "adam"
     solver = _core.Solver.adam

@@ -19,7 +19,8 @@ import numpy as np
 from ._memory import cache_aligned
 from ._optim import OptimizerState
 
-__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "Run", "TrainingData"]
+__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "Run", "TrainingData",
+           "image_geometry", "train_options"]
 
 # Samples per call into the core before the first timing is known; later chunks are sized
 # to take about CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
@@ -114,6 +115,7 @@ class Run:
     rng: np.random.RandomState
     record: FitRecord
     epoch_totals: EpochTotals | None = None  # the epoch in progress
+    noise_seed: int | None = None  # of dropout masks and augmentations, drawn once
     def finite(self):
         return all(np.isfinite(c).all() for c in self.coefs)
 
@@ -158,3 +160,62 @@ class BestWeights:
     def restore(self, run):
         if self.coefs is not None:
             run.coefs[:], run.intercepts[:] = self.coefs, self.intercepts
+
+
+def image_geometry(X, image_shape):
+    """(H, W, C, channels_first) of X's images, or None when X is rows of unknown shape.
+
+    ``image_shape`` ((H, W) or (H, W, C), channels last) wins; otherwise 3-D X is
+    (n, H, W) and 4-D X is (n, H, W, C), or (n, C, H, W) when its second axis looks like
+    channels (1, 3 or 4) and its last does not.
+    """
+    if image_shape is not None:
+        shape = tuple(int(v) for v in image_shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise ValueError(f"image_shape must be (H, W) or (H, W, C) of positive sizes, got "
+                             f"{image_shape!r}")
+        return (*shape, 1, False) if len(shape) == 2 else (*shape, False)
+    ndim = getattr(X, "ndim", 2)
+    if ndim == 3:
+        return (X.shape[1], X.shape[2], 1, False)
+    if ndim == 4:
+        if X.shape[1] in (1, 3, 4) and X.shape[3] not in (1, 3, 4):
+            return (X.shape[2], X.shape[3], X.shape[1], True)
+        return (X.shape[1], X.shape[2], X.shape[3], False)
+    return None
+
+
+def _dropout_rates(dropout, n_hidden):
+    rates = np.atleast_1d(np.asarray(dropout, dtype=float))
+    if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
+        raise ValueError(f"dropout must be a float or one rate per hidden layer "
+                         f"({n_hidden}), got {dropout!r}")
+    if not np.all((rates >= 0) & (rates < 1)):
+        raise ValueError(f"dropout rates must lie in [0, 1), got {dropout!r}")
+    rates = np.broadcast_to(rates, (n_hidden,))
+    return [float(r) for r in rates] if np.any(rates > 0) else []
+
+
+def train_options(est, run, n_features, n_hidden, geometry):
+    """The core's TrainOptions for this fit: dropout, label smoothing, augmentation and
+    the seed of their random draws (drawn from the run's generator the first time any of
+    them is on, so fits without them draw exactly what they always drew)."""
+    from . import _core
+
+    o = _core.TrainOptions()
+    o.dropout = _dropout_rates(est.dropout, n_hidden)
+    o.label_smoothing = float(est.label_smoothing)
+    if est.random_shift or est.random_flip:
+        if geometry is None:
+            raise ValueError("random_shift and random_flip need the images' shape: pass X as "
+                             "(n, H, W) or (n, H, W, C) images, or set image_shape")
+        if int(np.prod(geometry[:3])) != n_features:
+            raise ValueError(f"image_shape {geometry[:3]} holds {int(np.prod(geometry[:3]))} "
+                             f"values, but X has {n_features} features")
+        o.image = tuple(int(v) for v in geometry[:3]) + (bool(geometry[3]),)
+        o.random_shift, o.random_flip = int(est.random_shift), bool(est.random_flip)
+    if o.dropout or o.random_shift or o.random_flip:
+        if run.noise_seed is None:
+            run.noise_seed = int(run.rng.randint(0, 2**63 - 1, dtype=np.int64))
+        o.seed = run.noise_seed
+    return o

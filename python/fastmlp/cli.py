@@ -108,6 +108,35 @@ _nonnegative_float = _float_in(0.0, what="a number >= 0")
 _unit_interval = _float_in(0.0, 1.0, what="a number in [0, 1]")
 
 
+def _rate(text):
+    """A rate in [0, 1): dropout, label smoothing."""
+    value = _unit_interval(text)
+    if value == 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+# The command line's name of each estimator parameter a preset sets.
+_PRESET_OPTIONS = {
+    "hidden_layer_sizes": "hidden", "solver": "solver", "learning_rate_init": "lr",
+    "learning_rate": "lr_schedule", "warmup_epochs": "warmup_epochs",
+    "batch_size": "batch_size", "max_iter": "epochs", "alpha": "alpha",
+    "weight_decay": "weight_decay", "dropout": "dropout", "label_smoothing": "label_smoothing",
+    "random_shift": "random_shift", "random_flip": "random_flip", "weight_init": "init",
+    "momentum": "momentum",
+}
+
+
 def _hidden_sizes(text):
     """'256' -> (256,); '256,128' -> (256, 128); '' -> () (softmax regression)."""
     parts = [p.strip() for p in text.replace(" ", ",").split(",")]
@@ -139,8 +168,9 @@ def _add_data_options(parser, default_dataset):
         help="download the data set (checksum-verified) when it is found nowhere")
 
 
-def build_parser():
-    """The argparse parser of the ``fastmlp`` command."""
+def build_parser(train_defaults=None):
+    """The argparse parser of the ``fastmlp`` command; ``train_defaults`` replaces
+    defaults of ``train`` (a preset's values)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
@@ -150,7 +180,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    _add_train_command(sub)
+    _add_train_command(sub, train_defaults or {})
     _add_evaluate_command(sub)
     _add_summary_command(sub)
     sub.add_parser(
@@ -159,7 +189,7 @@ def build_parser():
     return parser
 
 
-def _add_train_command(sub):
+def _add_train_command(sub, defaults):
     train = sub.add_parser(
         "train",
         help="train a model and print per-epoch training and test results",
@@ -205,6 +235,7 @@ def _add_train_command(sub):
                           "(default: %(default)s)")
     opt.add_argument("--seed", type=int, default=0,
                      help="random seed of initialization and shuffling (default: %(default)s)")
+    _add_regularization_options(train)
     opt.add_argument("--threads", type=_positive_int, default=None,
                      help="threads of the training core (default: all cores, or "
                           "OMP_NUM_THREADS)")
@@ -220,7 +251,33 @@ def _add_train_command(sub):
                      help="write the configuration, per-epoch history and final metrics")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="print only the final test accuracy (and errors)")
-    train.set_defaults(handler=_cmd_train)
+    train.set_defaults(handler=_cmd_train, **defaults)
+
+
+def _add_regularization_options(train):
+    from ._presets import PRESETS
+
+    reg = train.add_argument_group("schedule, regularization and augmentation")
+    reg.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                     help="a recommended recipe: " + "; ".join(
+                         f"{k}: {p.description}" for k, p in PRESETS.items())
+                     + ". Options given with it override its values")
+    reg.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                     help="constant, or linear warmup then cosine decay to 0, per step "
+                          "(default: %(default)s)")
+    reg.add_argument("--warmup-epochs", type=_nonnegative_float, default=0.0,
+                     help="epochs of warmup of the cosine schedule (default: %(default)s)")
+    reg.add_argument("--dropout", type=_rate, default=0.0,
+                     help="dropout rate of the hidden layers (default: %(default)s)")
+    reg.add_argument("--weight-decay", type=_nonnegative_float, default=0.0,
+                     help="decoupled weight decay (AdamW with adam) (default: %(default)s)")
+    reg.add_argument("--label-smoothing", type=_rate, default=0.0,
+                     help="label smoothing of the training targets (default: %(default)s)")
+    reg.add_argument("--random-shift", type=_nonnegative_int, default=0, metavar="PIXELS",
+                     help="shift training images by up to this many pixels "
+                          "(default: %(default)s)")
+    reg.add_argument("--random-flip", action=argparse.BooleanOptionalAction, default=False,
+                     help="mirror training images horizontally at random")
 
 
 def _add_evaluate_command(sub):
@@ -286,7 +343,18 @@ def _run(argv):
     if argv and argv[0] == "bench":
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
+    if getattr(args, "preset", None) is not None:  # the preset's values become defaults
+        args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
     return args.handler(args) or 0
+
+
+def _preset_defaults(name):
+    from ._presets import PRESETS
+
+    preset = PRESETS[name]
+    defaults = {_PRESET_OPTIONS[k]: v for k, v in preset.params.items()}
+    defaults["hidden"] = tuple(defaults["hidden"])
+    return {**defaults, "normalize": preset.normalize}
 
 
 def _fail(message, status=1):
@@ -458,7 +526,9 @@ def _cmd_train(args):
     load_time = time.perf_counter() - wall_start
 
     activation = _ACTIVATIONS[args.activation]
-    classifier = _make_classifier(args, activation)
+    images = data.get("images")
+    classifier = _make_classifier(args, activation, images.shape[1:] if images is not None
+                                  else None)
     n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
     arch = _architecture(n_features, args.hidden, activation, n_classes)
     n_params = classifier.summary(n_features, n_classes).total_params
@@ -552,26 +622,29 @@ def _scale(normalize, data):
     return scaler, scaler.fit_transform(data.data), scaler.transform(data.data_test)
 
 
-def _make_classifier(args, activation):
+def _make_classifier(args, activation, image_shape=None):
     from .estimator import MLPImageClassifier
 
     # Training runs exactly --epochs epochs unless --early-stopping: with tol=0 and a
     # patience longer than the run, the loss-based stopping rule can never fire.
     return MLPImageClassifier(
         hidden_layer_sizes=args.hidden, activation=activation, solver=args.solver,
-        alpha=args.alpha, batch_size=args.batch_size, learning_rate="constant",
+        alpha=args.alpha, batch_size=args.batch_size, learning_rate=args.lr_schedule,
         learning_rate_init=args.lr, max_iter=args.epochs, shuffle=True,
         random_state=args.seed, momentum=args.momentum, nesterovs_momentum=args.nesterov,
         early_stopping=args.early_stopping,
         tol=1e-4 if args.early_stopping else 0.0,
         n_iter_no_change=args.patience if args.early_stopping else args.epochs + 1,
-        weight_init=args.init, n_threads=args.threads)
+        weight_init=args.init, n_threads=args.threads, warmup_epochs=args.warmup_epochs,
+        dropout=args.dropout, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, random_shift=args.random_shift,
+        random_flip=args.random_flip, image_shape=image_shape)
 
 
 def _optimizer_label(args):
     """E.g. "SGD", "SGD (momentum 0.9, Nesterov)", "Adam"."""
     if args.solver != "sgd":
-        return "Adam"
+        return "AdamW" if args.weight_decay else "Adam"
     label = "SGD"
     if args.momentum:
         label += f" (momentum {args.momentum:g}{', Nesterov' if args.nesterov else ''})"
@@ -588,6 +661,24 @@ def _print_header(args, data, title, arch, n_params):
           f"{_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
           + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
           + (", early stopping" if args.early_stopping else ""), flush=True)
+    extras = _regularization_label(args)
+    if extras:
+        print(f"Regularization: {extras}", flush=True)
+
+
+def _regularization_label(args):
+    """E.g. "cosine schedule (1 warmup epoch), dropout 0.2, ..." or "" for none."""
+    parts = []
+    if args.lr_schedule == "cosine":
+        parts.append(f"cosine schedule ({args.warmup_epochs:g} warmup epochs)")
+    for value, text in ((args.dropout, "dropout {:g}"), (args.weight_decay, "weight decay {:g}"),
+                        (args.label_smoothing, "label smoothing {:g}"),
+                        (args.random_shift, "random shifts of up to {} px")):
+        if value:
+            parts.append(text.format(value))
+    if args.random_flip:
+        parts.append("random horizontal flips")
+    return ", ".join(parts)
 
 
 def _train(classifier, X_train, y_train, reporter, args):
@@ -656,6 +747,10 @@ def _run_config(args, activation):
         "nesterov": args.nesterov, "alpha": args.alpha, "batch_size": args.batch_size,
         "epochs": args.epochs, "early_stopping": args.early_stopping,
         "patience": args.patience, "seed": args.seed, "threads": args.threads,
+        "preset": args.preset, "lr_schedule": args.lr_schedule,
+        "warmup_epochs": args.warmup_epochs, "dropout": args.dropout,
+        "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
+        "random_shift": args.random_shift, "random_flip": args.random_flip,
     }
 
 

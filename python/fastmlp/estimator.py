@@ -36,6 +36,8 @@ from ._training import (
     Run,
     TrainingData,
     ValidationData,
+    image_geometry,
+    train_options,
 )
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
@@ -106,10 +108,15 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         Samples per mini-batch. "auto" is ``clip(n_samples // 16, 16, 128)`` (at most
         ``n_samples``): batches of 128 where data is plentiful, and at least 16 steps per
         epoch on small data sets.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Schedule of the SGD step size (Adam always uses ``learning_rate_init``).
-        "invscaling": ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
-        "adaptive": divide by 5 whenever ``n_iter_no_change`` epochs did not improve.
+    learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default="constant"
+        Schedule of the step size. "cosine" (both solvers): a linear warmup over
+        ``warmup_epochs`` epochs, then a cosine decay from ``learning_rate_init`` to 0
+        over the rest of ``max_iter`` epochs, updated at every step; step ``s`` of a fit
+        runs at ``lr * s / S_w`` during the ``S_w`` warmup steps and at
+        ``lr * (1 + cos(pi * (s - S_w - 1) / (S - S_w))) / 2`` after them, ``S`` the fit's
+        steps. SGD only: "invscaling": ``learning_rate_init / (t_ + 1) ** power_t`` after
+        each epoch; "adaptive": divide by 5 whenever ``n_iter_no_change`` epochs did not
+        improve.
     learning_rate_init : float, default=1e-3
         Initial step size.
     power_t : float, default=0.5
@@ -154,6 +161,27 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     n_threads : int or None, default=None
         Threads of the core; None follows OpenMP's setting, which ``OMP_NUM_THREADS`` and
         ``threadpoolctl.threadpool_limits`` control. Results do not depend on it.
+    warmup_epochs : float, default=0.0
+        Epochs of linear warmup of the "cosine" schedule.
+    dropout : float or sequence of float, default=0.0
+        Inverted dropout on the hidden layers' activations during training: one rate in
+        [0, 1) for every hidden layer, or one per hidden layer. Masks are drawn by counter
+        from (``random_state``, step, sample, unit), so results do not depend on the
+        thread count.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (both solvers; with Adam this is AdamW): before each step
+        the weights (not the biases) shrink as ``W *= 1 - lr * weight_decay``, ``lr`` the
+        step's learning rate. ``alpha`` stays the coupled L2 penalty.
+    label_smoothing : float, default=0.0
+        Train against ``(1 - label_smoothing) * onehot + label_smoothing / n_classes``.
+    random_shift : int, default=0
+        Shift each training image by up to this many pixels in each axis (uniform, per
+        sample and epoch), filling from the border; done while the core gathers a batch.
+    random_flip : bool, default=False
+        Mirror each training image horizontally with probability 1/2.
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(H, W, C)`` (channels last) of 2-D X's rows, for the augmentations;
+        images given as 3-D or 4-D arrays bring their own.
 
     Attributes
     ----------
@@ -205,7 +233,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         "solver": [StrOptions(set(OPTIMIZERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -226,6 +254,13 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "weight_init": [StrOptions({"glorot", "pytorch"})],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "random_shift": [Interval(Integral, 0, None, closed="left")],
+        "random_flip": ["boolean"],
+        "image_shape": ["array-like", None],
     }
 
     def __init__(
@@ -257,6 +292,13 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         class_weight=None,
         weight_init="glorot",
         n_threads=None,
+        warmup_epochs=0.0,
+        dropout=0.0,
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        random_shift=0,
+        random_flip=False,
+        image_shape=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -284,6 +326,13 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.weight_init = weight_init
         self.n_threads = n_threads
+        self.warmup_epochs = warmup_epochs
+        self.dropout = dropout
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.random_shift = random_shift
+        self.random_flip = random_flip
+        self.image_shape = image_shape
 
     # ----------------------------------------------------------------------------------
     # Public API
@@ -444,16 +493,20 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     def _fit_steps(self, X, y, incremental, classes, callback):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
+        geometry = image_geometry(X, self.image_shape)
         X, y = self._validate_X_y(X, y, reset=first_call)
         classes = self._resolve_classes(y, classes, incremental, first_call)
         data = self._encode(X, y, classes)
         optimizer = make_optimizer(self)
         run = (self._new_run(data, hidden, classes, optimizer) if first_call
                else self._resume_run(hidden, optimizer, reset_lr=not incremental))
+        options = train_options(self, run, X.shape[1], len(hidden), geometry)
         early_stopping = self.early_stopping and not incremental
         validation = self._split_validation(data, run) if early_stopping else None
         data.batch_size = self._batch_size(data.n)
-        self._train_epochs(run, data, validation, optimizer, incremental, callback)
+        optimizer.begin_fit(run.optimizer, -(-data.n // data.batch_size),
+                            restart=not incremental or run.optimizer.t == 0)
+        self._train_epochs(run, data, validation, optimizer, options, incremental, callback)
         self._commit(run)
         return self
 
@@ -511,7 +564,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         else:  # another solver, or other state slots: start its state afresh
             state = optimizer.new_state(coefs, intercepts)
         return Run(self.classes_, coefs, intercepts, state, copy.deepcopy(self._rng),
-                   FitRecord.of(self))
+                   FitRecord.of(self), noise_seed=getattr(self, "_noise_seed", None))
 
     def _split_validation(self, data, run):
         """Hold out validation_fraction of the rows (stratified where every class can be
@@ -546,7 +599,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             return n
         return int(self.batch_size)
 
-    def _train_epochs(self, run, data, validation, optimizer, incremental, callback):
+    def _train_epochs(self, run, data, validation, optimizer, options, incremental, callback):
         """Up to max_iter epochs (one with partial_fit), stopping early when asked; Ctrl-C
         keeps what was trained. Early stopping's best weights are restored at the end."""
         n_epochs = 1 if incremental else self.max_iter
@@ -556,7 +609,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         stop_reason = None
         try:
             for _ in range(n_epochs):
-                entry = self._run_epoch(run, data, optimizer, sizer, last_epoch, callback)
+                entry = self._run_epoch(run, data, optimizer, options, sizer, last_epoch,
+                                        callback)
                 stop_reason = self._end_epoch(run, entry, data.n, validation, best, optimizer)
                 if callback is not None:
                     self._commit(run)
@@ -581,7 +635,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         if best is not None:
             best.restore(run)
 
-    def _run_epoch(self, run, data, optimizer, sizer, last_epoch, callback):
+    def _run_epoch(self, run, data, optimizer, options, sizer, last_epoch, callback):
         """One pass over the data in chunks of batches; returns the epoch's history entry.
         Raises TrainingDivergedError (the model untouched) when the loss or the weights
         stop being finite."""
@@ -596,7 +650,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         while done < n:
             stop = min(n, done + sizer.samples)
             sizer.start()
-            res = self._train_chunk(run, data, order[done:stop], optimizer, totals)
+            res = self._train_chunk(run, data, order[done:stop], optimizer, options, totals)
             if not res.finite:
                 self._diverged(f"the loss became infinite or NaN after {run.record.n_iter} "
                                f"epochs and {done + res.n_samples} samples")
@@ -612,7 +666,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         if not run.finite():
             self._diverged("the weights are no longer finite")
         return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
-                "learning_rate": run.optimizer.learning_rate,
+                "learning_rate": optimizer.current_rate(run.optimizer),
                 "time": time.perf_counter() - epoch_start}
 
     def _diverged(self, what):
@@ -669,6 +723,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.intercepts_ = run.intercepts
         self._optimizer_state = run.optimizer
         self._rng = run.rng
+        self._noise_seed = run.noise_seed
         self.n_iter_ = record.n_iter
         self.t_ = record.t
         self.loss_curve_ = record.loss_curve
@@ -682,7 +737,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.n_outputs_ = len(run.classes)
         self.out_activation_ = "softmax"
 
-    def _train_chunk(self, run, data, order, optimizer, totals):
+    def _train_chunk(self, run, data, order, optimizer, options, totals):
         """Train on the batches of ``order`` in one call into the core (GIL released).
         Parameters, optimizer state, its step count and ``totals`` are updated in place."""
         state = run.optimizer
@@ -690,7 +745,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             coefs=run.coefs, intercepts=run.intercepts, state=state.slots, X=data.X, y=data.y,
             sample_weight=data.sample_weight, order=order, batch_size=data.batch_size,
             activation=self._activation_code(), optimizer=optimizer.config(state),
-            steps=state.steps, totals=totals.values, n_threads=self._n_threads())
+            options=options, steps=state.steps, totals=totals.values,
+            n_threads=self._n_threads())
 
     def _evaluate(self, coefs, intercepts, validation):
         """(mean log-loss, accuracy) of the given parameters on held-out rows."""

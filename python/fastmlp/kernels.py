@@ -217,22 +217,24 @@ def relu_backward(grad_out, out, *, grad_in=None):
     return activation_backward(grad_out, out, "relu", grad_in=grad_in)
 
 
-def softmax_cross_entropy(logits, labels, *, out=None):
+def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, out=None):
     """Mean softmax cross-entropy and its gradient with respect to the logits, in one pass.
 
     Parameters
     ----------
     logits : ndarray of float32, shape (n, C)
     labels : array of int, shape (n,), values in [0, C)
+    label_smoothing : float in [0, 1), default 0
+        The target is ``(1 - label_smoothing) * onehot(y) + label_smoothing / C``.
     out : ndarray of float32, shape (n, C), optional
         Destination of the gradient (may be logits itself).
 
     Returns
     -------
     mean_loss : float
-        mean_i (logsumexp(z_i) - z_i[y_i]), accumulated in double.
+        mean_i (logsumexp(z_i) - sum_j q_ij z_ij), q the target, accumulated in double.
     grad : ndarray of float32, shape (n, C)
-        (softmax(z) - onehot(y)) / n.
+        (softmax(z) - q) / n.
     """
     z = _float_matrix(logits, "logits")
     y = np.asarray(labels)
@@ -247,7 +249,8 @@ def softmax_cross_entropy(logits, labels, *, out=None):
     if not (z.strides[1] == z.itemsize and z.strides[0] >= z.shape[1] * z.itemsize):
         z = np.ascontiguousarray(z)
     loss, grad = _core.softmax_cross_entropy(z, np.ascontiguousarray(y, dtype=np.int32),
-                                             _dest(out, z.shape, "out"))
+                                             label_smoothing=float(label_smoothing),
+                                             grad_out=_dest(out, z.shape, "out"))
     return loss, (out if out is not None else grad)
 
 

@@ -1,0 +1,73 @@
+// fastmlp/csrc/bindings_types.cpp — the core's types as Python sees them, built from the
+// core's own tables: the Activation, Solver and LrSchedule enums, OptimConfig (one
+// property per kOptimFields entry), TrainOptions and ChunkResult.
+#include <pybind11/stl.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/activation.hpp"
+#include "kernels/optim.hpp"
+#include "pyarray.hpp"
+#include "train.hpp"
+
+namespace fastmlp {
+
+void bind_types(py::module_& m) {
+  py::enum_<Activation> act(m, "Activation");
+  py::dict labels;
+  for (const ActivationName& a : kActivations) act.value(a.name, a.activation), labels[a.name] = a.label;
+  m.attr("ACTIVATION_LABELS") = labels;
+  py::enum_<Solver> solver(m, "Solver");
+  for (const SolverName& s : kSolvers) solver.value(s.name, s.solver);
+  m.attr("STATE_SLOTS") = py::cast(std::vector<std::string>(kSlotNames, kSlotNames + kSlotCount));
+
+  py::class_<OptimConfig> cfg(m, "OptimConfig");
+  cfg.def(py::init<>())
+      .def_readwrite("solver", &OptimConfig::solver)
+      .def_readwrite("nesterov", &OptimConfig::nesterov)
+      .def("slots", [](const OptimConfig& c) {  // the state slots the solver uses
+        std::vector<std::string> s;
+        for (int k = 0; k < kSlotCount; ++k)
+          if (needs_slot(c, static_cast<Slot>(k))) s.push_back(kSlotNames[k]);
+        return s;
+      });
+  for (const OptimField& f : kOptimFields) {
+    auto member = f.member;
+    cfg.def_property(f.name, [member](const OptimConfig& c) { return c.*member; },
+                     [member](OptimConfig& c, double v) { c.*member = v; });
+  }
+
+  py::enum_<LrSchedule> schedule(m, "LrSchedule");
+  schedule.value(kScheduleNames[0], LrSchedule::Constant).value(kScheduleNames[1], LrSchedule::Cosine);
+  cfg.def_readwrite("schedule", &OptimConfig::schedule);
+  m.def("scheduled_learning_rate", &scheduled_learning_rate, py::arg("config"), py::arg("t"));
+
+  py::class_<TrainOptions>(m, "TrainOptions")
+      .def(py::init<>())
+      .def_readwrite("seed", &TrainOptions::seed)
+      .def_readwrite("dropout", &TrainOptions::dropout)
+      .def_readwrite("label_smoothing", &TrainOptions::label_smoothing)
+      .def_property("image", [](const TrainOptions& o) {
+        const ImageGeometry& g = o.augment.image;
+        return py::make_tuple(g.height, g.width, g.channels, g.channels_first);
+      }, [](TrainOptions& o, std::tuple<index_t, index_t, index_t, bool> g) {
+        o.augment.image = {std::get<0>(g), std::get<1>(g), std::get<2>(g), std::get<3>(g)};
+      })
+      .def_property("random_shift", [](const TrainOptions& o) { return o.augment.shift; },
+                    [](TrainOptions& o, index_t v) { o.augment.shift = v; })
+      .def_property("random_flip", [](const TrainOptions& o) { return o.augment.flip; },
+                    [](TrainOptions& o, bool v) { o.augment.flip = v; });
+
+  py::class_<ChunkResult>(m, "ChunkResult")
+      .def_readonly("loss_sum", &ChunkResult::loss_sum)
+      .def_readonly("weight_sum", &ChunkResult::weight_sum)
+      .def_readonly("n_correct", &ChunkResult::n_correct)
+      .def_readonly("n_samples", &ChunkResult::n_samples)
+      .def_readonly("n_batches", &ChunkResult::n_batches)
+      .def_readonly("t", &ChunkResult::t)
+      .def_readonly("finite", &ChunkResult::finite);
+}
+
+}  // namespace fastmlp
