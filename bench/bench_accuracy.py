@@ -273,7 +273,8 @@ def torch_augment(torch, p, generator):
 
     One gather does both: output pixel (r, c) of an image reads pixel (r - dy, c - dx) of
     the image (flipped first when drawn), the index clamped to the image, which fills the
-    uncovered border by replicating the edge pixels.
+    uncovered border by replicating the edge pixels. ``Tensor.gather`` on flat indices is
+    several times faster than advanced indexing with broadcast row and column indices.
     """
     shift, flip = int(p["random_shift"]), bool(p["random_flip"])
     if not shift and not flip:
@@ -282,7 +283,7 @@ def torch_augment(torch, p, generator):
         raise ValueError("augmentation needs image_shape")
     H, W = p["image_shape"][:2]
     C = p["image_shape"][2] if len(p["image_shape"]) == 3 else 1
-    rows0, cols0 = torch.arange(H), torch.arange(W)
+    rows0, cols0, channels = torch.arange(H), torch.arange(W), torch.arange(C)
 
     def augment(xb):
         B = xb.shape[0]
@@ -294,9 +295,8 @@ def torch_augment(torch, p, generator):
         if flip:
             flipped = torch.rand((B, 1), generator=generator) < 0.5
             cols = torch.where(flipped, W - 1 - cols, cols)
-        batch = torch.arange(B)[:, None, None]
-        images = xb.view(B, H, W, C)
-        return images[batch, rows[:, :, None], cols[:, None, :]].reshape(B, -1)
+        pixel = rows[:, :, None] * W + cols[:, None, :]  # (B, H, W), channels last
+        return xb.gather(1, (pixel[..., None] * C + channels).reshape(B, -1))
 
     return augment
 
@@ -491,8 +491,9 @@ def time_ratio(cells, name):
 
 
 def check_rows(rows, recipe, full_size):
-    """Mark rows whose accuracy is out of the recipe's range (full-size runs only) or that
-    disagree with the other system by more than CROSS_SYSTEM_GAP; the failures, as text."""
+    """Mark rows whose accuracy is out of the recipe's range or that disagree with the other
+    system by more than CROSS_SYSTEM_GAP; the failures, as text. Both checks hold for a
+    recipe as written (``full_size``): a few epochs on a subsample differ by seed noise."""
     flags = []
     done = {s: r for s, r in rows.items() if "test_accuracy_median" in r}
     lo, hi = RECIPES[recipe]["accuracy_range"]
@@ -501,7 +502,7 @@ def check_rows(rows, recipe, full_size):
         if bad:
             r["checks"].append(f"accuracy {100 * bad[0]:.2f}% outside "
                                f"{100 * lo:.1f}-{100 * hi:.1f}%")
-    if len(done) == 2:
+    if len(done) == 2 and full_size:
         gap = abs(done["fastmlp"]["test_accuracy_median"] - done["torch"]["test_accuracy_median"])
         if gap > CROSS_SYSTEM_GAP:
             for r in done.values():
@@ -584,7 +585,7 @@ def markdown_table(results, threads):
     return "\n".join(lines)
 
 
-def print_report(results, flags, machine, args, n_train, n_test):
+def print_report(results, flags, machine, args, n_train, n_test, full_size):
     seeds = ",".join(str(s) for s in args.seeds)
     print(f"## Accuracy against wall time: Fashion-MNIST, {n_train} training / {n_test} test "
           f"images, seeds {seeds}{' (--quick)' if args.quick else ''}\n")
@@ -593,6 +594,9 @@ def print_report(results, flags, machine, args, n_train, n_test):
           "test accuracy after the last epoch, median (min-max) over seeds; time ratio: "
           "median over seeds of torch / fastmlp.\n")
     print(markdown_table(results, machine["cores"]))
+    if not full_size:
+        print("\nNot checked: accuracy ranges and the fastmlp-torch gap hold for full runs "
+              "(60000 / 10000 images, every epoch of the recipe); this run is reduced.")
     if flags:
         print("\n**FAILED checks, do not trust these rows:**")
         for f in flags:
@@ -677,7 +681,7 @@ def main(argv=None):
     # Accuracy ranges hold for the recipe as written: all the data, every epoch.
     full_size = n_train == 60000 and n_test == 10000 and not args.quick
     results, flags = summarize(cells, args, full_size)
-    print_report(results, flags, machine, args, n_train, n_test)
+    print_report(results, flags, machine, args, n_train, n_test, full_size)
     write_json(args, machine, results, flags, n_train, n_test, full_size, threads)
     log(f"wrote {args.output}")
     return 2 if flags else 0
