@@ -8,10 +8,11 @@ the ``accurate`` preset and a larger network -- is trained by
   ``torch.set_num_threads(<cores>)``: the same layers (``nn.Linear`` with PyTorch's default
   initialization, the activation, ``nn.Dropout`` after each hidden activation), the same
   optimizer (``SGD``, ``Adam``, or ``AdamW`` when ``weight_decay > 0``, decaying weights
-  only), the coupled ``alpha`` penalty on the weights, the warmup + cosine schedule as a
-  ``LambdaLR`` stepped every batch, ``CrossEntropyLoss(label_smoothing=...)``, shifts and
-  flips as one index gather on the batch, data pre-loaded as float32 tensors and batches
-  drawn from a seeded ``torch.randperm`` every epoch.
+  only; SGD's decoupled decay applied by hand before each step), the coupled ``alpha``
+  penalty on the weights, the warmup + cosine schedule as a ``LambdaLR`` stepped every
+  batch, ``CrossEntropyLoss(label_smoothing=...)``, shifts and flips as one index gather
+  on the batch, data pre-loaded as float32 tensors and batches drawn from a seeded
+  ``torch.randperm`` every epoch.
 
 Each (seed, recipe, system) trains in its own subprocess (``--worker``), so the two
 systems' thread pools never share a process, and the runs are interleaved seed by seed
@@ -153,15 +154,16 @@ def batch_size_of(params, n):
 def lr_factor(step, warmup_steps, total_steps):
     """learning_rate="cosine": the learning rate of 0-based ``step`` over the initial one.
 
-    Linear warmup over the first ``warmup_steps`` steps (1/warmup_steps, 2/warmup_steps,
-    ..., 1), then a cosine from 1 down to 0 over the remaining steps.
+    fastmlp's formula, with ``s = step + 1``, ``S_w = warmup_epochs * steps_per_epoch`` (not
+    rounded) and ``S`` the steps of ``max_iter`` epochs: ``s / S_w`` during the warmup, then
+    ``(1 + cos(pi * (s - S_w - 1) / (S - S_w))) / 2`` down towards 0.
     """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    decay_steps = total_steps - warmup_steps
-    if decay_steps <= 0:
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / decay_steps))
+    s, total = step + 1, max(total_steps, warmup_steps)
+    if warmup_steps > 0 and s <= warmup_steps:
+        return s / warmup_steps
+    span = total - warmup_steps
+    progress = min(1.0, (s - warmup_steps - 1) / span) if span > 0 else 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------------------
@@ -248,8 +250,9 @@ def torch_optimizer(torch, model, p):
               {"params": biases, "weight_decay": 0.0}]
     lr = p["learning_rate_init"]
     if p["solver"] == "sgd":
-        if p["weight_decay"]:
-            raise ValueError("the PyTorch side has no decoupled weight decay for SGD")
+        # torch's SGD decay is coupled (added to the gradient): torch_epoch applies the
+        # decoupled one itself, so both groups get none here.
+        groups[0]["weight_decay"] = 0.0
         nesterov = bool(p["nesterovs_momentum"]) and p["momentum"] > 0
         return torch.optim.SGD(groups, lr=lr, momentum=p["momentum"], nesterov=nesterov)
     kind = torch.optim.AdamW if p["weight_decay"] else torch.optim.Adam
@@ -263,7 +266,7 @@ def torch_schedule(torch, optimizer, p, steps_per_epoch):
     if p["learning_rate"] != "cosine":
         raise ValueError(f"the PyTorch side has no learning_rate={p['learning_rate']!r}")
     total = steps_per_epoch * p["max_iter"]
-    warmup = round(p["warmup_epochs"] * steps_per_epoch)
+    warmup = p["warmup_epochs"] * steps_per_epoch
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup, total))
 
@@ -309,6 +312,15 @@ def add_l2_gradient(torch, model, alpha, batch):
                 m.weight.grad.add_(m.weight, alpha=alpha / batch)
 
 
+def decay_weights(torch, optimizer, weight_decay):
+    """Decoupled decay for SGD, as AdamW does it: W *= 1 - lr * weight_decay, weights only
+    (the first parameter group), at the step's scheduled learning rate."""
+    group = optimizer.param_groups[0]
+    with torch.no_grad():
+        for w in group["params"]:
+            w.mul_(1.0 - group["lr"] * weight_decay)
+
+
 def torch_setup(torch, p, n_features, n_classes, n, generator):
     """Everything one PyTorch training run needs, built from the recipe ``p``."""
     sizes = [n_features, *_hidden(p["hidden_layer_sizes"]), n_classes]
@@ -318,7 +330,8 @@ def torch_setup(torch, p, n_features, n_classes, n, generator):
     return {"model": model, "optimizer": optimizer, "batch": batch,
             "schedule": torch_schedule(torch, optimizer, p, math.ceil(n / batch)),
             "loss_fn": torch.nn.CrossEntropyLoss(label_smoothing=p["label_smoothing"]),
-            "augment": torch_augment(torch, p, generator)}
+            "augment": torch_augment(torch, p, generator),
+            "sgd_decay": p["weight_decay"] if p["solver"] == "sgd" else 0.0}
 
 
 def torch_epoch(torch, run, X, y, alpha, generator):
@@ -338,6 +351,8 @@ def torch_epoch(torch, run, X, y, alpha, generator):
         loss.backward()
         if alpha:
             add_l2_gradient(torch, model, alpha, yb.shape[0])
+        if run["sgd_decay"]:
+            decay_weights(torch, optimizer, run["sgd_decay"])
         optimizer.step()
         if run["schedule"] is not None:
             run["schedule"].step()
@@ -585,18 +600,24 @@ def markdown_table(results, threads):
     return "\n".join(lines)
 
 
-def print_report(results, flags, machine, args, n_train, n_test, full_size):
+def print_report(results, flags, machine, args, n_train, n_test, full_size, threads):
     seeds = ",".join(str(s) for s in args.seeds)
     print(f"## Accuracy against wall time: Fashion-MNIST, {n_train} training / {n_test} test "
           f"images, seeds {seeds}{' (--quick)' if args.quick else ''}\n")
-    print(header_line(machine) + "\n")
+    load = machine["load_average_start"]
+    busy = f"; 1-minute load average {load[0]:.1f} at the start" if load else ""
+    print(header_line(machine) + busy + "\n")
     print("Wall time: training with the test accuracy after every epoch, median over seeds; "
           "test accuracy after the last epoch, median (min-max) over seeds; time ratio: "
           "median over seeds of torch / fastmlp.\n")
-    print(markdown_table(results, machine["cores"]))
+    print(markdown_table(results, threads))
     if not full_size:
         print("\nNot checked: accuracy ranges and the fastmlp-torch gap hold for full runs "
               "(60000 / 10000 images, every epoch of the recipe); this run is reduced.")
+    if load and load[0] > 0.75 * machine["cores"]:
+        print(f"\nNote: the machine was busy (load average {load[0]:.1f} on {machine['cores']} "
+              "cores at the start): two-thread runs stall whenever a thread is descheduled; "
+              "rerun on an idle machine before trusting the times.")
     if flags:
         print("\n**FAILED checks, do not trust these rows:**")
         for f in flags:
@@ -630,6 +651,8 @@ def parse_args(argv):
     p.add_argument("--seeds", default="0,1,2", help="random seeds, one run each (default 0,1,2)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_EPOCHS} epochs per recipe, the first seed only")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of both systems (default: the cores this process may use)")
     p.add_argument("--n-train", type=int, default=None, help="use the first N training images")
     p.add_argument("--n-test", type=int, default=None, help="use the first N test images")
     p.add_argument("--data-home", default=None,
@@ -650,6 +673,8 @@ def parse_args(argv):
         p.error(f"--seeds must be integers separated by commas, got {args.seeds!r}")
     if not args.seeds:
         p.error("--seeds needs at least one seed")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
     args.seeds = args.seeds[:1] if args.quick else args.seeds
     return args
 
@@ -670,7 +695,7 @@ def main(argv=None):
         return 1
     n_train, n_test = X.shape[0], X_test.shape[0]
     machine = machine_info()
-    threads = machine["cores"]
+    threads = args.threads or machine["cores"]
     log(f"machine: {header_line(machine)}; load average {machine['load_average_start']}")
     cells = plan(args, machine["torch"])
     for cell in cells.values():
@@ -681,7 +706,7 @@ def main(argv=None):
     # Accuracy ranges hold for the recipe as written: all the data, every epoch.
     full_size = n_train == 60000 and n_test == 10000 and not args.quick
     results, flags = summarize(cells, args, full_size)
-    print_report(results, flags, machine, args, n_train, n_test, full_size)
+    print_report(results, flags, machine, args, n_train, n_test, full_size, threads)
     write_json(args, machine, results, flags, n_train, n_test, full_size, threads)
     log(f"wrote {args.output}")
     return 2 if flags else 0

@@ -111,12 +111,13 @@ def test_accuracy_quick_run_writes_table_and_json(tmp_path, rng, capsys):
 
 
 def test_accuracy_schedule_formula():
-    """Warmup reaches the initial rate on its last step, the cosine then falls towards 0."""
+    """fastmlp's warmup + cosine: the initial rate on the last warmup step and the first
+    decay step, half of it midway, towards 0 on the last step; fractional warmups too."""
     lr = _load_bench("bench_accuracy").lr_factor
-    assert [lr(s, 4, 12) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert lr(4, 4, 12) == 1.0 and abs(lr(8, 4, 12) - 0.5) < 1e-12
-    assert 0 < lr(11, 4, 12) < 0.04
-    assert lr(0, 0, 10) == 1.0
+    assert [lr(s, 4, 12) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert abs(lr(8, 4, 12) - 0.5) < 1e-12 and 0 < lr(11, 4, 12) < 0.04
+    assert lr(0, 0, 10) == 1.0 and lr(0, 2.5, 10) == 0.4 and lr(2, 2.5, 10) < 1.0
+    assert lr(5, 8, 4) == 6 / 8  # total steps never below the warmup
 
 
 def test_accuracy_torch_shifts_and_flips_match_numpy():
