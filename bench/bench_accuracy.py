@@ -144,6 +144,18 @@ def fastmlp_support(params):
     return None
 
 
+def torch_support(p):
+    """None when the PyTorch side can write the recipe ``p`` (effective parameters), else
+    why not: it has fastmlp's training loop, not its stopping rules or class weights."""
+    if p["early_stopping"]:
+        return "the PyTorch side has no early_stopping"
+    if p["class_weight"] is not None:
+        return "the PyTorch side has no class_weight"
+    if p["learning_rate"] not in ("constant", "cosine"):
+        return f"the PyTorch side has no learning_rate={p['learning_rate']!r}"
+    return None
+
+
 def batch_size_of(params, n):
     """The batch size fastmlp trains with (its "auto" rule included)."""
     if params["batch_size"] == "auto":
@@ -263,8 +275,6 @@ def torch_schedule(torch, optimizer, p, steps_per_epoch):
     """A LambdaLR stepped after every batch, or None for a constant learning rate."""
     if p["learning_rate"] == "constant":
         return None
-    if p["learning_rate"] != "cosine":
-        raise ValueError(f"the PyTorch side has no learning_rate={p['learning_rate']!r}")
     total = steps_per_epoch * p["max_iter"]
     warmup = p["warmup_epochs"] * steps_per_epoch
     return torch.optim.lr_scheduler.LambdaLR(
@@ -447,6 +457,7 @@ def plan(args, torch_version):
             else:
                 cell["params"] = {k: v for k, v in effective_params(params).items()
                                   if k not in TORCH_IGNORES}
+                cell["skipped"] = torch_support(cell["params"])
             cells[(name, system)] = cell
     return cells
 
@@ -616,8 +627,9 @@ def print_report(results, flags, machine, args, n_train, n_test, full_size, thre
               "(60000 / 10000 images, every epoch of the recipe); this run is reduced.")
     if load and load[0] > 0.75 * machine["cores"]:
         print(f"\nNote: the machine was busy (load average {load[0]:.1f} on {machine['cores']} "
-              "cores at the start): two-thread runs stall whenever a thread is descheduled; "
-              "rerun on an idle machine before trusting the times.")
+              "cores at the start): every time is inflated, multi-threaded runs most (a "
+              "descheduled thread stalls the others at each join); rerun on an idle machine "
+              "before trusting the times.")
     if flags:
         print("\n**FAILED checks, do not trust these rows:**")
         for f in flags:
