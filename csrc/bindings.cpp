@@ -236,8 +236,9 @@ using namespace fastmlp;
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmlp's compiled core (private: use fastmlp.kernels and the estimators)";
   bind_types(m);
-  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a"),
-        py::arg("trans_b"), py::arg("n_threads"), py::arg("out") = py::none());
+  // Positional (five arguments): keyword parsing would cost more than a tiny product.
+  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("trans_a"), py::arg("trans_b"),
+        py::arg("n_threads"), py::arg("out") = py::none());
   m.def("activation", &activation, py::arg("x"), py::arg("act"), py::arg("out") = py::none());
   m.def("activation_backward", &activation_grad, py::arg("grad_out"), py::arg("out"),
         py::arg("act"), py::arg("grad_in") = py::none());

@@ -110,7 +110,7 @@ def test_test_hooks_live_in_the_testing_module(rng):
     ref = _core.testing.matmul(a, a, trans_b=True, reference=True)
     np.testing.assert_array_equal(ref, kernels.matmul(a, a, trans_b=True))
     with pytest.raises(TypeError):
-        _core.matmul(a, a, trans_a=False, trans_b=True, n_threads=1, reference=True)
+        _core.matmul(a, a, False, True, 1, reference=True)
 
 
 def test_isa_names_have_one_parser():

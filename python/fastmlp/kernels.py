@@ -121,7 +121,7 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
         # everything itself; anything it rejects is retried below with full validation
         # and, where possible, a view or copy it accepts.
         try:
-            res = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=nt, out=out)
+            res = _core.matmul(a, b, trans_a, trans_b, nt, out)
         except (TypeError, ValueError):
             pass
         else:
@@ -146,7 +146,7 @@ def matmul(a, b, trans_a=False, trans_b=False, *, out=None, n_threads=None):
         return np.empty((m, n), dtype=np.float32)
     a, trans_a = _as_kernel_operand(a, trans_a)
     b, trans_b = _as_kernel_operand(b, trans_b)
-    res = _core.matmul(a, b, trans_a=trans_a, trans_b=trans_b, n_threads=nt, out=out)
+    res = _core.matmul(a, b, trans_a, trans_b, nt, out)
     return out if out is not None else res
 
 
