@@ -24,4 +24,5 @@ export LD_PRELOAD="$(g++ -print-file-name=libasan.so):$(g++ -print-file-name=lib
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export FASTMLP_ISA=generic
+export FASTMLP_SANITIZERS=1  # tests that sanitizers cannot run skip, saying why
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

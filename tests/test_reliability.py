@@ -139,6 +139,9 @@ _MEMORY_LIMITED = """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and RLIMIT_AS")
+@pytest.mark.skipif(bool(os.environ.get("FASTMLP_SANITIZERS")),
+                    reason="AddressSanitizer's operator new aborts on out-of-memory instead of "
+                           "throwing std::bad_alloc")
 def test_a_model_too_large_for_memory_raises_memory_error():
     # 2e6 classes: 64 MB of weights, but 2 GB of logits for a batch of 256.
     proc = _run_python(_MEMORY_LIMITED.format(extra=800 * 2**20) + """
