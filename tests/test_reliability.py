@@ -209,6 +209,8 @@ def test_ctrl_c_as_a_chunk_returns_keeps_adam_in_step(rng, monkeypatch):
         return res
 
     monkeypatch.setattr(_core, "train_batches", interrupted_after_third_chunk)
+    from fastmlp import _training  # chunks are never resized: one chunk is one epoch
+    monkeypatch.setattr(_training, "CHUNK_SECONDS", 1e9)
     model = MLPImageClassifier(hidden_layer_sizes=(8,), batch_size=10, max_iter=3,
                                random_state=0)
     with pytest.warns(UserWarning, match="interrupted"):
