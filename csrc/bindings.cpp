@@ -208,7 +208,6 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
 py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
                                     Activation activation, bool log, int n_threads) {
   const Network net = make_network(coefs, intercepts, py::dict(), activation, kRead);
-  check_network(net);
   const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
   if (X.cols != net.n_inputs())
     throw std::invalid_argument("X has " + std::to_string(X.cols) + " features, the network " +

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _core
 from ._memory import cache_aligned
 from ._optim import OptimizerState
 
@@ -200,8 +201,6 @@ def train_options(est, run, n_features, n_hidden, geometry):
     """The core's TrainOptions for this fit: dropout, label smoothing, augmentation and
     the seed of their random draws (drawn from the run's generator the first time any of
     them is on, so fits without them draw exactly what they always drew)."""
-    from . import _core
-
     o = _core.TrainOptions()
     o.dropout = _dropout_rates(est.dropout, n_hidden)
     o.label_smoothing = float(est.label_smoothing)
