@@ -172,25 +172,30 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
 // sums (loss, sample weight, correct, samples); both advance here, with the GIL held and
 // before Python regains control, so a KeyboardInterrupt arriving as the call returns
 // cannot leave the weights trained and their step count behind.
+// X: a PixelInput or a float32 array; sample_rows: None, or int64 (n_samples,) rows of X.
 ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state, py::handle X_obj,
                              py::handle y_obj, py::object sw_obj, py::handle order_obj,
                              index_t batch_size, Activation activation, const OptimConfig& optimizer,
                              const TrainOptions& options, py::handle steps_obj,
-                             py::handle totals_obj, int n_threads) {
+                             py::handle totals_obj, int n_threads, py::object rows_obj) {
   const Network net = make_network(coefs, intercepts, state, activation, kWritable);
-  const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
+  const auto X = input_of(X_obj);
   const View<std::int32_t> y = checked<std::int32_t>(y_obj, "y", 1);
   const View<std::int64_t> order = checked<std::int64_t>(order_obj, "order", 1);
   const View<std::int64_t> steps = checked<std::int64_t>(steps_obj, "steps", 1, kWritable);
   const View<double> totals = checked<double>(totals_obj, "totals", 1, kWritable);
   if (steps.cols != 1 || totals.cols != 4)
     throw std::invalid_argument("steps must have 1 entry and totals 4");
-  if (y.cols != X.rows) throw std::invalid_argument("X and y have different lengths");
   BatchPlan plan;
-  plan.X = X.data, plan.n_samples = X.rows, plan.n_features = X.cols, plan.y = y.data;
+  plan.X = &X->rows, plan.n_samples = y.cols, plan.y = y.data;
+  if (!rows_obj.is_none()) {
+    const View<std::int64_t> rows = checked<std::int64_t>(rows_obj, "sample_rows", 1);
+    if (rows.cols != y.cols) throw std::invalid_argument("sample_rows and y have different lengths");
+    plan.sample_rows = rows.data;
+  }
   if (!sw_obj.is_none()) {
     const View<float> sw = checked<float>(sw_obj, "sample_weight", 1);
-    if (sw.cols != X.rows) throw std::invalid_argument("sample_weight and X have different lengths");
+    if (sw.cols != y.cols) throw std::invalid_argument("sample_weight and y have different lengths");
     plan.sample_weight = sw.data;
   }
   plan.order = order.data, plan.n_order = order.cols, plan.batch_size = batch_size;
@@ -205,17 +210,19 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
   return r;
 }
 
+// X: a PixelInput or a float32 array; rows: None (every row) or int64 indices into X.
 py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
-                                    Activation activation, bool log, int n_threads) {
+                                    Activation activation, bool log, int n_threads,
+                                    py::object rows_obj) {
   const Network net = make_network(coefs, intercepts, py::dict(), activation, kRead);
-  const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
-  if (X.cols != net.n_inputs())
-    throw std::invalid_argument("X has " + std::to_string(X.cols) + " features, the network " +
-                                "expects " + std::to_string(net.n_inputs()));
-  auto out = new_matrix(X.rows, net.n_outputs());
+  const auto X = input_of(X_obj);
+  View<std::int64_t> rows;
+  if (!rows_obj.is_none()) rows = checked<std::int64_t>(rows_obj, "rows", 1);
+  const index_t n = rows_obj.is_none() ? X->rows.rows() : rows.cols;
+  auto out = new_matrix(n, net.n_outputs());
   float* o = out.mutable_data();
   py::gil_scoped_release nogil;
-  predict_proba(net, X.data, X.rows, o, log, n_threads);
+  predict_proba(net, X->rows, rows.data, n, o, log, n_threads);
   return out;
 }
 
@@ -250,9 +257,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("train_batches", &train_batches_py, py::kw_only(), py::arg("coefs"), py::arg("intercepts"),
         py::arg("state"), py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("order"),
         py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("options"),
-        py::arg("steps"), py::arg("totals"), py::arg("n_threads"));
+        py::arg("steps"), py::arg("totals"), py::arg("n_threads"), py::arg("sample_rows") = py::none());
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
-        py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"));
+        py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"),
+        py::arg("rows") = py::none());
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));

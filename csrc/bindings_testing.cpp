@@ -1,6 +1,7 @@
 // fastmlp/csrc/bindings_testing.cpp — `_core.testing`: hooks that only the tests use,
 // kept out of the production binding. They reach the GEMM's reference, its built-in
-// epilogues one by one, an exact thread count, and a counting custom epilogue.
+// epilogues one by one, an exact thread count, a counting custom epilogue, dropout masks,
+// augmented and scaled rows.
 #include <pybind11/stl.h>
 
 #include <string>
@@ -143,6 +144,20 @@ py::tuple augment_rows(py::handle X_obj, py::handle samples, std::uint64_t seed,
   return py::make_tuple(out, draws);
 }
 
+// Rows `rows` of a PixelInput as the network's float32 input, written into out (n, D),
+// which the test poisons first.
+void pixel_rows(py::handle X_obj, py::handle rows_obj, py::handle out_obj) {
+  const auto X = input_of(X_obj);
+  const View<std::int64_t> rows = checked<std::int64_t>(rows_obj, "rows", 1);
+  const View<float> out = checked<float>(out_obj, "out", 2, kWritable | kContiguous);
+  if (out.rows != rows.cols || out.cols != X->rows.features())
+    throw std::invalid_argument("out must be (len(rows), D)");
+  for (index_t r = 0; r < rows.cols; ++r)
+    if (rows.data[r] < 0 || rows.data[r] >= X->rows.rows())
+      throw std::invalid_argument("row out of range");
+  for (index_t r = 0; r < rows.cols; ++r) X->rows.row(rows.data[r], out.data + r * out.cols);
+}
+
 }  // namespace
 
 void bind_testing(py::module_& core) {
@@ -157,6 +172,7 @@ void bind_testing(py::module_& core) {
         py::arg("layer"), py::arg("width"), py::arg("rate"));
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
         py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
+  t.def("pixel_rows", &pixel_rows, py::arg("X"), py::arg("rows"), py::arg("out"));
 }
 
 }  // namespace fastmlp

@@ -1,6 +1,6 @@
 // fastmlp/csrc/bindings_types.cpp — the core's types as Python sees them, built from the
 // core's own tables: the Activation, Solver and LrSchedule enums, OptimConfig (one
-// property per kOptimFields entry), TrainOptions and ChunkResult.
+// property per kOptimFields entry), TrainOptions, PixelInput and ChunkResult.
 #include <pybind11/stl.h>
 
 #include <string>
@@ -59,6 +59,13 @@ void bind_types(py::module_& m) {
                     [](TrainOptions& o, index_t v) { o.augment.shift = v; })
       .def_property("random_flip", [](const TrainOptions& o) { return o.augment.flip; },
                     [](TrainOptions& o, bool v) { o.augment.flip = v; });
+
+  py::class_<PixelInput, std::shared_ptr<PixelInput>>(m, "PixelInput")
+      .def(py::init(&pixel_input), py::arg("X"), py::kw_only(), py::arg("offset") = py::none(),
+           py::arg("scale") = py::none(), py::arg("channels_last") = true)
+      .def_property_readonly("shape", [](const PixelInput& p) {
+        return py::make_tuple(p.rows.rows(), p.rows.features());
+      });
 
   py::class_<ChunkResult>(m, "ChunkResult")
       .def_readonly("loss_sum", &ChunkResult::loss_sum)

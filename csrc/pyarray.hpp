@@ -9,10 +9,12 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
 #include "common.hpp"
+#include "kernels/pixels.hpp"
 
 namespace fastmlp {
 
@@ -104,6 +106,20 @@ struct GemmArgs;
 // overlaps neither operand. Fills g's operands and c; the epilogue is left to the caller.
 py::array_t<float> product_args(const py::handle& a, const py::handle& b, bool trans_a,
                                 bool trans_b, const py::object& out, GemmArgs* g);
+
+// The images a core call reads (_core.PixelInput): X (N, D) C-contiguous of any real
+// dtype, with the affine a fitted PixelScaler applies to it, checked once per fit. The
+// object keeps X alive for as long as the rows point into it.
+struct PixelInput {
+  py::object array;
+  PixelRows rows;
+};
+// offset and scale: float64 (S,) each, finite, scale > 0; or both None for float32 X
+// read as it is.
+std::shared_ptr<PixelInput> pixel_input(py::handle X, py::object offset, py::object scale,
+                                        bool channels_last);
+// X as given to train_batches or predict_proba: a PixelInput, or a float32 array.
+std::shared_ptr<PixelInput> input_of(py::handle X);
 
 // Registers the core's enums and structs (bindings_types.cpp).
 void bind_types(py::module_& core);

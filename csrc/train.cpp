@@ -57,10 +57,12 @@ void check_plan(const Network& net, const BatchPlan& p, const OptimConfig& opt,
   check_state(net, opt);
   check_options(net, options);
   if (const char* why = invalid_config(opt)) throw std::invalid_argument(why);
-  if (p.n_features != net.n_inputs())
-    throw std::invalid_argument("X has " + std::to_string(p.n_features) +
+  if (p.X->features() != net.n_inputs())
+    throw std::invalid_argument("X has " + std::to_string(p.X->features()) +
                                 " features, the network expects " +
                                 std::to_string(net.n_inputs()));
+  if (p.sample_rows == nullptr && p.n_samples != p.X->rows())
+    throw std::invalid_argument("X and y have different lengths");
   if (p.batch_size <= 0) throw std::invalid_argument("batch_size must be positive");
   const index_t C = net.n_outputs();
   for (index_t i = 0; i < p.n_order; ++i) {
@@ -68,6 +70,9 @@ void check_plan(const Network& net, const BatchPlan& p, const OptimConfig& opt,
     if (r < 0 || r >= p.n_samples)
       throw std::invalid_argument("order[" + std::to_string(i) + "] = " + std::to_string(r) +
                                   " is out of range");
+    if (p.sample_rows && (p.sample_rows[r] < 0 || p.sample_rows[r] >= p.X->rows()))
+      throw std::invalid_argument("sample_rows[" + std::to_string(r) + "] = " +
+                                  std::to_string(p.sample_rows[r]) + " is not a row of X");
     if (p.y[r] < 0 || p.y[r] >= C)
       throw std::invalid_argument("label " + std::to_string(p.y[r]) + " of sample " +
                                   std::to_string(r) + " is outside [0, " + std::to_string(C) +
@@ -118,13 +123,15 @@ struct SharedScratch {
   }
 };
 
-// One thread's own scratch: the batch's labels and weights, the bias gradient.
+// One thread's own scratch: the batch's labels and weights, the bias gradient, and a
+// scaled row of X on its way to augmentation.
 struct ThreadScratch {
   aligned_vector<std::int32_t> yb;
-  aligned_vector<float> wb, bias_grad;
+  aligned_vector<float> wb, bias_grad, pixels;
   aligned_vector<double> bias_acc;
-  ThreadScratch(const Network& net, index_t Bmax, bool weighted)
-      : yb(Bmax), wb(weighted ? Bmax : 0), bias_grad(net.widest()), bias_acc(net.widest()) {}
+  ThreadScratch(const Network& net, index_t Bmax, bool weighted, bool scaled_augmented)
+      : yb(Bmax), wb(weighted ? Bmax : 0), bias_grad(net.widest()),
+        pixels(scaled_augmented ? net.n_inputs() : 0), bias_acc(net.widest()) {}
 };
 
 // What one batch is, as every thread sees it.
@@ -195,21 +202,26 @@ class BatchWorker {
   index_t c0_ = 0, c1_ = 0;  // this thread's columns of W0
 };
 
-// This thread's share of batch bi's rows of X, copied into xs[bi & 1]. (A software
-// prefetch of these rows a phase ahead measured no faster than the plain copy.)
+// This thread's share of batch bi's rows of X, scaled and augmented into xs[bi & 1].
+// (A software prefetch of these rows a phase ahead measured no faster than the plain
+// copy.)
 void BatchWorker::gather_share(index_t bi) {
-  const index_t D = plan_.n_features;
-  const std::int64_t* rows = plan_.order + bi * plan_.batch_size;
+  const PixelRows& X = *plan_.X;
+  const index_t D = X.features();
+  const std::int64_t* samples = plan_.order + bi * plan_.batch_size;
   index_t r0, r1;
   split_range(B(bi), ith_, nth_, &r0, &r1);
   float* dst = s_.xs[bi & 1].data();
   const Augmentation& aug = opt_.augment;
   for (index_t r = r0; r < r1; ++r) {
-    const float* src = plan_.X + rows[r] * D;
-    if (aug.active())
-      augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), rows[r]));
-    else
-      std::copy(src, src + D, dst + r * D);
+    const std::int64_t s = samples[r], row = plan_.sample_rows ? plan_.sample_rows[s] : s;
+    if (!aug.active()) {
+      X.row(row, dst + r * D);
+      continue;
+    }
+    const float* src = X.plain() ? X.plain_row(row) : own_.pixels.data();
+    if (!X.plain()) X.row(row, own_.pixels.data());
+    augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
   }
 }
 
@@ -319,6 +331,27 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
   linear_update_bias(L0, grad(b, 0), b.B, c0_, c1_, rule, acc, g);
 }
 
+// Prediction's scratch, sized to the work (at most `rows` rows per block), allocated
+// before the parallel region: two activation buffers per thread, and the block's rows of
+// X as float32 unless X is read in place (plain rows in order).
+struct PredictScratch {
+  std::vector<aligned_vector<float>> act, xin;
+  PredictScratch(const Network& net, const PixelRows& X, const std::int64_t* order,
+                 index_t rows, int nt)
+      : act(2 * static_cast<size_t>(nt)), xin(X.plain() && !order ? 0 : nt) {
+    for (auto& v : act) v.resize(rows * net.widest());
+    for (auto& v : xin) v.resize(rows * X.features());
+  }
+  // X's rows r0..r0+R (or order[r0..]) as the network's float32 input.
+  const float* input(const PixelRows& X, const std::int64_t* order, index_t r0, index_t R,
+                     int ith) {
+    if (xin.empty()) return X.plain_row(r0);
+    float* dst = xin[ith].data();
+    for (index_t r = 0; r < R; ++r) X.row(order ? order[r0 + r] : r0 + r, dst + r * X.features());
+    return dst;
+  }
+};
+
 }  // namespace
 
 // Schedule of batch b, with two barriers (each thread ith of nth):
@@ -347,7 +380,9 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   const int nt = resolve_threads(n_threads);
   const index_t n_panels0 = (net.layers[0].fan_out + kGemmPanel - 1) / kGemmPanel;
   SharedScratch shared(net, options, Bmax, n_panels0, opt.alpha > 0);
-  std::vector<ThreadScratch> own(nt, ThreadScratch(net, Bmax, plan.sample_weight != nullptr));
+  std::vector<ThreadScratch> own(
+      nt, ThreadScratch(net, Bmax, plan.sample_weight != nullptr,
+                        !plan.X->plain() && options.augment.active()));
   bool stop = false;  // written by thread 0 only
 
   FASTMLP_PARALLEL(nt)
@@ -383,17 +418,22 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   return res;
 }
 
-void predict_proba(const Network& net, const float* X, index_t n, float* out, bool log,
-                   int n_threads) {
+void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
+                   float* out, bool log, int n_threads) {
   check_network(net);
+  if (X.features() != net.n_inputs())
+    throw std::invalid_argument("X has " + std::to_string(X.features()) + " features, the " +
+                                "network expects " + std::to_string(net.n_inputs()));
+  if (rows == nullptr && n != X.rows()) throw std::invalid_argument("n must be X's row count");
+  for (index_t i = 0; rows && i < n; ++i)
+    if (rows[i] < 0 || rows[i] >= X.rows())
+      throw std::invalid_argument("rows[" + std::to_string(i) + "] = " + std::to_string(rows[i]) +
+                                  " is not a row of X");
   constexpr index_t kChunk = 256;  // rows per block of work
-  const index_t rows = std::min(kChunk, n);  // scratch sized to the work, not the maximum
   const index_t n_chunks = (n + kChunk - 1) / kChunk;
   if (n_chunks == 0) return;
   const int nt = static_cast<int>(std::min<index_t>(resolve_threads(n_threads), n_chunks));
-  const index_t width = net.widest(), C = net.n_outputs();
-  std::vector<aligned_vector<float>> buf(2 * static_cast<size_t>(nt));
-  for (auto& v : buf) v.resize(rows * width);
+  PredictScratch scratch(net, X, rows, std::min(kChunk, n), nt);
   bool failed = false;  // an allocation in a GEMM's packing buffers (a few MiB at most)
 
   FASTMLP_PARALLEL(nt)
@@ -403,16 +443,17 @@ void predict_proba(const Network& net, const float* X, index_t n, float* out, bo
     split_range(n_chunks, ith, nth, &c0, &c1);
     for (index_t c = c0; c < c1; ++c) try {
       const index_t r0 = c * kChunk, R = std::min(kChunk, n - r0);
-      const float* in = X + r0 * net.n_inputs();
-      float* cur = buf[2 * ith].data();
-      float* nxt = buf[2 * ith + 1].data();
+      const float* in = scratch.input(X, rows, r0, R, ith);
+      float* cur = scratch.act[2 * ith].data();
+      float* nxt = scratch.act[2 * ith + 1].data();
       for (index_t l = 0; l < net.n_layers(); ++l) {
         const LayerView& Ly = net.layers[l];
         linear_forward(Ly, in, R, 0, Ly.fan_out, net.activation_of(l), cur);
         in = cur;
         std::swap(cur, nxt);
       }
-      softmax_rows(in, C, R, C, log, out + r0 * C, C);
+      softmax_rows(in, net.n_outputs(), R, net.n_outputs(), log, out + r0 * net.n_outputs(),
+                   net.n_outputs());
     } catch (const std::bad_alloc&) {  // an exception must not leave the region
 #if defined(_OPENMP)
 #pragma omp atomic write

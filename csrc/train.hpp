@@ -19,15 +19,19 @@
 #include "common.hpp"
 #include "kernels/augment.hpp"
 #include "kernels/optim.hpp"
+#include "kernels/pixels.hpp"
 #include "layer.hpp"
 
 namespace fastmlp {
 
-// The batches of one chunk: rows order[0:batch_size], order[batch_size:2*batch_size], ...
-// of X (n_samples, D) C-contiguous; the last batch may be shorter.
+// The batches of one chunk: samples order[0:batch_size], order[batch_size:2*batch_size],
+// ...; the last batch may be shorter. Sample s is row sample_rows[s] of X (row s when
+// sample_rows is null), so a subset of X trains without a copy; labels, weights and the
+// random draws belong to the sample.
 struct BatchPlan {
-  const float* X = nullptr;
-  index_t n_samples = 0, n_features = 0;
+  const PixelRows* X = nullptr;            // (N, D), scaled while gathered
+  const std::int64_t* sample_rows = nullptr;  // (n_samples,), in [0, N), or null
+  index_t n_samples = 0;
   const std::int32_t* y = nullptr;       // (n_samples,), in [0, C)
   const float* sample_weight = nullptr;  // (n_samples,) >= 0, or null for all ones
   const std::int64_t* order = nullptr;   // (n_order,), in [0, n_samples)
@@ -66,9 +70,10 @@ struct ChunkResult {
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
                           const TrainOptions& options, long long t, int n_threads);
 
-// out (n, C) = softmax (or log-softmax) of the network's logits for X (n, D).
-// Validates the network first (std::invalid_argument); X must have D columns.
-void predict_proba(const Network& net, const float* X, index_t n, float* out, bool log,
-                   int n_threads);
+// out (n, C) = softmax (or log-softmax) of the network's logits for rows rows[0:n] of X
+// (rows 0..n-1 when rows is null). Validates the network, X's width and the rows first
+// (std::invalid_argument).
+void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
+                   float* out, bool log, int n_threads);
 
 }  // namespace fastmlp

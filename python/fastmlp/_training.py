@@ -11,6 +11,8 @@ onto itself when training succeeds.
 
 from __future__ import annotations
 
+import mmap
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -20,13 +22,16 @@ from . import _core
 from ._memory import cache_aligned
 from ._optim import OptimizerState
 
-__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "Run", "TrainingData",
-           "image_geometry", "train_options"]
+__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "ReadAhead", "Run",
+           "TrainingData", "epoch_order", "image_geometry", "train_options"]
 
 # Samples per call into the core before the first timing is known; later chunks are sized
 # to take about CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
 FIRST_CHUNK_SAMPLES = 4096
 CHUNK_SECONDS = 0.25
+# shuffle="block" permutes blocks of about this many bytes of X, then the rows inside
+# each: a block is read from disk once per epoch, in one piece, instead of row by row.
+SHUFFLE_BLOCK_BYTES = 32 << 20
 
 
 @dataclass
@@ -60,23 +65,33 @@ class FitRecord:
 
 @dataclass
 class TrainingData:
-    """The rows trained on: float32 C-contiguous X, encoded labels, optional weights."""
+    """The samples trained on: X as the core reads it (float32 C-contiguous rows, or a
+    ``_core.PixelInput`` scaled while gathered), encoded labels, optional weights, and
+    which rows of X the samples are (all of them, in order, when ``rows`` is None)."""
 
-    X: np.ndarray
+    X: np.ndarray | _core.PixelInput
     y: np.ndarray  # int32 in [0, n_classes)
     sample_weight: np.ndarray | None
+    rows: np.ndarray | None = None  # int64 (n,) indices into X
     batch_size: int = 0
+    rows_per_block: int = 1  # of shuffle="block"
+    read_ahead: ReadAhead | None = None  # of shuffle="block" on a memory-mapped X
+
+    def x_rows(self, samples):
+        """The rows of X that these samples are."""
+        return samples if self.rows is None else self.rows[samples]
 
     @property
     def n(self):
-        return self.X.shape[0]
+        return self.y.shape[0]
 
 
 @dataclass
 class ValidationData:
-    """Early stopping's held-out rows and encoded labels."""
+    """Early stopping's held-out samples: rows ``rows`` of X, and their encoded labels."""
 
-    X: np.ndarray
+    X: np.ndarray | _core.PixelInput
+    rows: np.ndarray  # int64 indices into X
     y: np.ndarray
 
 
@@ -117,6 +132,8 @@ class Run:
     record: FitRecord
     epoch_totals: EpochTotals | None = None  # the epoch in progress
     noise_seed: int | None = None  # of dropout masks and augmentations, drawn once
+    input_scaler: object = None  # the fitted PixelScaler the core applies, or None
+
     def finite(self):
         return all(np.isfinite(c).all() for c in self.coefs)
 
@@ -161,6 +178,76 @@ class BestWeights:
     def restore(self, run):
         if self.coefs is not None:
             run.coefs[:], run.intercepts[:] = self.coefs, self.intercepts
+
+
+def block_rows(X):
+    """Rows of X (n, d) per block of shuffle="block"."""
+    row_bytes = max(1, X.shape[1] * X.dtype.itemsize)
+    return max(1, SHUFFLE_BLOCK_BYTES // row_bytes)
+
+
+def epoch_order(rng, n, shuffle, rows_per_block):
+    """int64 (n,): the order of an epoch's samples. True: a permutation; "block": the
+    blocks of rows_per_block consecutive samples permuted, then the samples inside each
+    block (the last block may be shorter); False: in order."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    if shuffle != "block":
+        return rng.permutation(n).astype(np.int64, copy=False)
+    starts = rng.permutation(-(-n // rows_per_block)) * rows_per_block
+    return np.concatenate([start + rng.permutation(min(rows_per_block, n - start))
+                           for start in starts]).astype(np.int64, copy=False)
+
+
+class ReadAhead:
+    """Asks the OS to read the file behind a memory-mapped X ahead of the core, a block of
+    rows at a time (posix_fadvise WILLNEED), so shuffled reads of a file larger than the
+    page cache wait on the disk far less. Does nothing for X in memory."""
+
+    def __init__(self, X, rows_per_block):
+        self.rows_per_block = rows_per_block
+        self._file = _mapped_file(X) if hasattr(os, "posix_fadvise") else None
+        self._row_bytes = X.shape[1] * X.dtype.itemsize
+        self._asked = set()
+
+    def new_epoch(self):
+        self._asked.clear()
+
+    def advise(self, rows):
+        """Ask once per epoch for each block that the given rows of X fall in (the file
+        is opened only then: a few times per epoch)."""
+        if self._file is None:
+            return
+        blocks = [b for b in np.unique(np.asarray(rows) // self.rows_per_block)
+                  if b not in self._asked]
+        if not blocks:
+            return
+        path, offset = self._file
+        length = self.rows_per_block * self._row_bytes
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # advice only: the core reads through the mapping anyway
+            self._file = None
+            return
+        try:
+            for b in blocks:
+                os.posix_fadvise(fd, offset + int(b) * length, length, os.POSIX_FADV_WILLNEED)
+                self._asked.add(b)
+        finally:
+            os.close(fd)
+
+
+def _mapped_file(X):
+    """(path, byte offset in it of X's first row) when X is C-contiguous memory of a
+    file mapped by np.memmap (the array np.memmap created, not a view, knows its file
+    offset), else None."""
+    root = X
+    while root is not None and not isinstance(getattr(root, "base", None), mmap.mmap):
+        root = getattr(root, "base", None)
+    if not isinstance(root, np.memmap) or root.filename is None or not X.flags.c_contiguous:
+        return None
+    delta = X.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return root.filename, root.offset + delta
 
 
 def image_geometry(X, image_shape):

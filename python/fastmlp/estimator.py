@@ -25,6 +25,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
+from ._input import fit_input_scaler, pixel_input
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line, draw_bar, stderr_is_terminal
@@ -33,14 +34,18 @@ from ._training import (
     ChunkSizer,
     EpochTotals,
     FitRecord,
+    ReadAhead,
     Run,
     TrainingData,
     ValidationData,
+    block_rows,
+    epoch_order,
     image_geometry,
     train_options,
 )
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
+from .preprocessing import PixelScaler
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
@@ -123,8 +128,12 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         Exponent of the "invscaling" schedule.
     max_iter : int, default=20
         Epochs per call to ``fit``.
-    shuffle : bool, default=True
-        Whether to shuffle the samples at every epoch.
+    shuffle : bool or "block", default=True
+        Whether to shuffle the samples at every epoch. "block": permute blocks of
+        consecutive samples (about 32 MB of X each), then the samples inside each block;
+        for X memory-mapped from a file larger than the page cache, each block is then
+        read from disk in one piece (and asked for ahead of the core) instead of image by
+        image at random. Batches mix fewer distant samples than with True.
     random_state : int, RandomState instance or None, default=None
         Seeds initialization, shuffling and the validation split.
     tol : float, default=1e-4
@@ -182,6 +191,15 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     image_shape : tuple of int or None, default=None
         ``(H, W)`` or ``(H, W, C)`` (channels last) of 2-D X's rows, for the augmentations;
         images given as 3-D or 4-D arrays bring their own.
+    input_scaler : PixelScaler or None, default=None
+        Scale the pixels inside the core, while it gathers each batch, instead of in a
+        pipeline step: X is read in its own dtype (uint8 images stay uint8, a
+        memory-mapped array stays on disk) and no float32 copy of it is made, in ``fit``,
+        ``partial_fit``, early stopping's validation split and prediction. The results
+        are bitwise those of ``make_pipeline(input_scaler, MLPImageClassifier(...))``.
+        ``fit`` fits a clone of it on X (as a pipeline would, also with
+        ``warm_start``); ``partial_fit`` fits it on the first call only. The fitted
+        scaler is ``input_scaler_``.
 
     Attributes
     ----------
@@ -214,6 +232,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         Output units (the number of classes; 2 for binary problems).
     out_activation_ : str
         "softmax".
+    input_scaler_ : PixelScaler or None
+        The fitted clone of ``input_scaler`` that prediction applies; None without one.
 
     Examples
     --------
@@ -237,7 +257,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "shuffle": ["boolean"],
+        "shuffle": ["boolean", StrOptions({"block"})],
         "random_state": ["random_state"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
@@ -261,6 +281,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         "random_shift": [Interval(Integral, 0, None, closed="left")],
         "random_flip": ["boolean"],
         "image_shape": ["array-like", None],
+        "input_scaler": [PixelScaler, None],
     }
 
     def __init__(
@@ -299,6 +320,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         random_shift=0,
         random_flip=False,
         image_shape=None,
+        input_scaler=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -333,6 +355,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.random_shift = random_shift
         self.random_flip = random_flip
         self.image_shape = image_shape
+        self.input_scaler = input_scaler
 
     # ----------------------------------------------------------------------------------
     # Public API
@@ -441,10 +464,11 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             )
         return [int(s) for s in sizes]
 
-    def _validate_X_y(self, X, y, reset):
+    def _validate_X_y(self, X, y, reset, scaled):
+        """X as rows (n, d): float32, or in its own dtype when the core scales it."""
         X = _flatten_images(X)
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float32, order="C",
-                             ensure_min_samples=1)
+        X, y = validate_data(self, X, y, reset=reset, order="C", ensure_min_samples=1,
+                             dtype="numeric" if scaled else np.float32)
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
@@ -494,12 +518,14 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
         geometry = image_geometry(X, self.image_shape)
-        X, y = self._validate_X_y(X, y, reset=first_call)
+        scaler = self._fitted_scaler(X, incremental and not first_call)
+        X, y = self._validate_X_y(X, y, reset=first_call, scaled=scaler is not None)
         classes = self._resolve_classes(y, classes, incremental, first_call)
-        data = self._encode(X, y, classes)
+        data = self._encode(X, y, classes, scaler)
         optimizer = make_optimizer(self)
         run = (self._new_run(data, hidden, classes, optimizer) if first_call
                else self._resume_run(hidden, optimizer, reset_lr=not incremental))
+        run.input_scaler = scaler
         options = train_options(self, run, X.shape[1], len(hidden), geometry)
         early_stopping = self.early_stopping and not incremental
         validation = self._split_validation(data, run) if early_stopping else None
@@ -536,12 +562,27 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y contains labels not in classes_: {unseen!r}")
         return classes
 
-    def _encode(self, X, y, classes):
-        """Labels as int32 indices into classes, and the class weights as sample weights."""
+    def _fitted_scaler(self, X, keep):
+        """The PixelScaler the core applies to X: None without input_scaler, the fitted
+        one when partial_fit continues, else a clone fitted on X."""
+        if self.input_scaler is None:
+            return None
+        if keep and getattr(self, "input_scaler_", None) is not None:
+            return self.input_scaler_
+        return fit_input_scaler(self.input_scaler, X)
+
+    def _encode(self, X, y, classes, scaler):
+        """X as the core reads it, labels as int32 indices into classes, and the class
+        weights as sample weights."""
         sample_weight = None
         if self.class_weight is not None:
             sample_weight = compute_sample_weight(self.class_weight, y).astype(np.float32)
-        return TrainingData(X, np.searchsorted(classes, y).astype(np.int32), sample_weight)
+        data = TrainingData(pixel_input(X, scaler) if scaler is not None else X,
+                            np.searchsorted(classes, y).astype(np.int32), sample_weight,
+                            rows_per_block=block_rows(X))
+        if self.shuffle == "block":
+            data.read_ahead = ReadAhead(X, data.rows_per_block)
+        return data
 
     def _new_run(self, data, hidden, classes, optimizer):
         rng = check_random_state(self.random_state)
@@ -580,8 +621,11 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         if idx_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
-        validation = ValidationData(data.X[idx_val], data.y[idx_val])
-        data.X, data.y = np.ascontiguousarray(data.X[idx_train]), data.y[idx_train]
+        # Both sides stay rows of X, not copies; the core keys each sample's random draws
+        # by its position among the training samples, as if X[idx_train] were given.
+        idx_val, idx_train = idx_val.astype(np.int64), idx_train.astype(np.int64)
+        validation = ValidationData(data.X, idx_val, data.y[idx_val])
+        data.rows, data.y = idx_train, data.y[idx_train]
         if data.sample_weight is not None:
             data.sample_weight = data.sample_weight[idx_train]
         record = run.record
@@ -642,13 +686,16 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         epoch_start = time.perf_counter()
         epoch = run.record.n_iter + 1
         n = data.n
-        order = run.rng.permutation(n) if self.shuffle else np.arange(n)
-        order = order.astype(np.int64, copy=False)
+        order = epoch_order(run.rng, n, self.shuffle, data.rows_per_block)
+        if data.read_ahead is not None:
+            data.read_ahead.new_epoch()
         totals = run.epoch_totals = EpochTotals()
         progress_bar = bool(self.verbose) and stderr_is_terminal()
         done = 0
         while done < n:
             stop = min(n, done + sizer.samples)
+            if data.read_ahead is not None:  # this chunk's blocks, and the next one's
+                data.read_ahead.advise(data.x_rows(order[done:stop + sizer.samples]))
             sizer.start()
             res = self._train_chunk(run, data, order[done:stop], optimizer, options, totals)
             if not res.finite:
@@ -736,21 +783,22 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         self.n_layers_ = len(run.coefs) + 1
         self.n_outputs_ = len(run.classes)
         self.out_activation_ = "softmax"
+        self.input_scaler_ = run.input_scaler
 
     def _train_chunk(self, run, data, order, optimizer, options, totals):
         """Train on the batches of ``order`` in one call into the core (GIL released).
         Parameters, optimizer state, its step count and ``totals`` are updated in place."""
         state = run.optimizer
         return _core.train_batches(
-            coefs=run.coefs, intercepts=run.intercepts, state=state.slots, X=data.X, y=data.y,
-            sample_weight=data.sample_weight, order=order, batch_size=data.batch_size,
-            activation=self._activation_code(), optimizer=optimizer.config(state),
-            options=options, steps=state.steps, totals=totals.values,
-            n_threads=self._n_threads())
+            coefs=run.coefs, intercepts=run.intercepts, state=state.slots, X=data.X,
+            sample_rows=data.rows, y=data.y, sample_weight=data.sample_weight, order=order,
+            batch_size=data.batch_size, activation=self._activation_code(),
+            optimizer=optimizer.config(state), options=options, steps=state.steps,
+            totals=totals.values, n_threads=self._n_threads())
 
     def _evaluate(self, coefs, intercepts, validation):
         """(mean log-loss, accuracy) of the given parameters on held-out rows."""
-        logp = _core.predict_proba(coefs, intercepts, validation.X,
+        logp = _core.predict_proba(coefs, intercepts, validation.X, rows=validation.rows,
                                    activation=self._activation_code(), log=True,
                                    n_threads=self._n_threads())
         y = validation.y
@@ -759,20 +807,23 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         return loss, acc
 
     def _forward(self, X, log):
-        """(Log-)probabilities, float32 (n, n_classes). Rows are converted to float32 one
-        block at a time, so uint8 images of any count need only a block's extra memory;
-        each row's result does not depend on the block it is in."""
+        """(Log-)probabilities, float32 (n, n_classes). Rows reach the core one block at a
+        time (converted to float32 there, unless the core scales them itself), so images
+        of any count and dtype need only a block's extra memory; each row's result does
+        not depend on the block it is in."""
         check_is_fitted(self)
+        scaler = getattr(self, "input_scaler_", None)
         X = validate_data(self, _flatten_images(X), reset=False, dtype="numeric")
-        if X.dtype.itemsize > 4 and X.dtype.kind == "f" and X.size and (
+        if scaler is None and X.dtype.itemsize > 4 and X.dtype.kind == "f" and X.size and (
                 X.max() > _FLOAT32_MAX or X.min() < -_FLOAT32_MAX):
             raise ValueError("Input X contains a value too large for dtype('float32'), the "
                              "precision the model computes in; scale the inputs as for fit.")
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
         for start in range(0, X.shape[0], _PREDICT_BLOCK_ROWS):
-            block = np.ascontiguousarray(X[start:start + _PREDICT_BLOCK_ROWS],
-                                         dtype=np.float32)
-            out[start:start + block.shape[0]] = _core.predict_proba(
+            block = X[start:start + _PREDICT_BLOCK_ROWS]
+            block = (pixel_input(block, scaler) if scaler is not None
+                     else np.ascontiguousarray(block, dtype=np.float32))
+            out[start:start + _PREDICT_BLOCK_ROWS] = _core.predict_proba(
                 self.coefs_, self.intercepts_, block, activation=self._activation_code(),
                 log=log, n_threads=self._n_threads())
         return out
