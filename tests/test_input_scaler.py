@@ -45,7 +45,8 @@ SCALERS = [
     dict(mode="standard", per_channel=True),
     dict(mode="standard", per_channel=True, channel_axis=1),
 ]
-SHAPES = [(90, 35), (90, 7, 5), (90, 6, 5, 3), (90, 3, 6, 5)]
+# Rows, grayscale images, colour images channels last and first, and CIFAR-10's size.
+SHAPES = [(90, 35), (90, 7, 5), (90, 6, 5, 3), (90, 3, 6, 5), (40, 32, 32, 3), (40, 3, 32, 32)]
 
 
 def _compatible(shape, scaler):

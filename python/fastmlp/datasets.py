@@ -42,7 +42,7 @@ from numbers import Real
 
 import numpy as np
 
-from . import _net, _progress
+from . import _cifar, _net, _progress
 from ._atomic import StagedFile
 from ._idx import _describe, read_idx, write_idx
 
@@ -51,6 +51,7 @@ __all__ = [
     "write_idx",
     "load_fashion_mnist",
     "load_mnist",
+    "load_cifar10",
     "CHECKSUMS",
     "SIZES",
     "SYSTEM_DATA_DIRS",
@@ -658,3 +659,155 @@ def load_mnist(
     ((60000, 784), array([5, 0, 4, 1, 9]))
     """
     return _load("mnist", data_home, download, return_X_y, base_url, timeout, verbose)
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------
+
+_CIFAR_KEY = "cifar-10"
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST = "test_batch"
+# (directory or archive, member folder, batch-name suffix, pickled), in lookup order.
+_CIFAR_LAYOUTS = (
+    ("cifar-10-batches-bin", None, ".bin", False),
+    ("cifar-10-batches-py", None, "", True),
+    ("cifar-10-binary.tar.gz", "cifar-10-batches-bin", ".bin", False),
+    ("cifar-10-python.tar.gz", "cifar-10-batches-py", "", True),
+)
+
+
+class _CifarSource:
+    """The batches of one CIFAR-10 copy: a folder of batch files, or the archive holding
+    that folder (read member by member, never extracted)."""
+
+    def __init__(self, path, member_dir, suffix, pickled):
+        self.path, self.member_dir, self.suffix, self.pickled = path, member_dir, suffix, pickled
+
+    @classmethod
+    def find(cls, directory):
+        """The first CIFAR-10 copy in directory (or in its cifar-10-batches-* folder)."""
+        for name, member_dir, suffix, pickled in _CIFAR_LAYOUTS:
+            if member_dir is not None:
+                archive = os.path.join(directory, name)
+                if os.path.isfile(archive):
+                    return cls(archive, member_dir, suffix, pickled)
+                continue
+            for folder in (os.path.join(directory, name), directory):
+                if os.path.isfile(os.path.join(folder, _CIFAR_TRAIN[0] + suffix)):
+                    return cls(folder, None, suffix, pickled)
+        return None
+
+    def read_all(self):
+        """{batch name: bytes} of the five training batches, the test batch and the meta."""
+        names = [*_CIFAR_TRAIN, _CIFAR_TEST]
+        files = {n: n + self.suffix for n in names}
+        files["meta"] = "batches.meta" if self.pickled else "batches.meta.txt"
+        if self.member_dir is None:
+            out = {}
+            for key, file in files.items():
+                with open(os.path.join(self.path, file), "rb") as f:
+                    out[key] = f.read()
+            return out
+        import tarfile
+
+        wanted = {f"{self.member_dir}/{file}": key for key, file in files.items()}
+        out = {}
+        with tarfile.open(self.path, "r:gz") as tar:
+            for member in tar:
+                key = wanted.get(member.name)
+                if key is not None and member.isfile():
+                    out[key] = tar.extractfile(member).read()
+        missing = [m for m, key in wanted.items() if key not in out]
+        if missing:
+            raise ValueError(f"{self.path} lacks {', '.join(missing)}")
+        return out
+
+
+def load_cifar10(data_home=None, *, return_X_y=False, channels_last=True):
+    """Load CIFAR-10: 50000 training and 10000 test colour images, 32x32, 10 classes.
+
+    Either distribution is read: the binary version (``cifar-10-binary.tar.gz``, or its
+    folder ``cifar-10-batches-bin``) or the Python version (``cifar-10-python.tar.gz``, or
+    ``cifar-10-batches-py``). The Python version's batches are pickles; they are **not
+    unpickled**: fastmlp reads their opcodes itself and accepts only the dicts, lists,
+    strings, numbers and NumPy arrays a batch consists of, so a tampered file cannot run
+    code. Archives are read in place, not extracted. Each is looked for in ``data_home``,
+    ``$FASTMLP_DATA``, ``/usr/share/datasets`` and the user cache (each directly and in a
+    ``cifar-10`` subdirectory), as for :func:`load_fashion_mnist`. fastmlp does not
+    download CIFAR-10: get an archive from https://www.cs.toronto.edu/~kriz/cifar.html.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        A directory searched first.
+    return_X_y : bool, default=False
+        Return ``(X_train, y_train, X_test, y_test)`` instead of a Bunch.
+    channels_last : bool, default=True
+        Images as ``(n, 32, 32, 3)`` and rows of ``data`` in (H, W, C) order; False keeps
+        the files' ``(n, 3, 32, 32)`` (and (C, H, W) rows).
+
+    Returns
+    -------
+    dataset : sklearn.utils.Bunch
+        ``data`` uint8 (50000, 3072), ``images`` (the same pixels as images), ``target``
+        int64 (50000,), ``data_test``, ``images_test``, ``target_test`` (10000 images),
+        ``target_names`` (10,), ``DESCR``, ``filenames`` (the copy read).
+    (X_train, y_train, X_test, y_test) : tuple of ndarray
+        With ``return_X_y=True``: ``data``, ``target``, ``data_test``, ``target_test``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no copy is found; the message lists the places searched.
+    ValueError
+        If a batch is malformed, or a pickle holds anything but a batch's data.
+
+    Examples
+    --------
+    >>> from fastmlp import MLPImageClassifier, PixelScaler
+    >>> from fastmlp.datasets import load_cifar10
+    >>> ds = load_cifar10()  # doctest: +SKIP
+    >>> ds.images.shape  # doctest: +SKIP
+    (50000, 32, 32, 3)
+    >>> scaler = PixelScaler(mode="standard", per_channel=True)
+    >>> model = MLPImageClassifier(input_scaler=scaler)  # doctest: +SKIP
+    >>> model.fit(ds.images, ds.target)  # doctest: +SKIP
+    """
+    searched = []
+    for directory, origin in _search_dirs(_CIFAR_KEY, data_home):
+        source = _CifarSource.find(directory)
+        if source is not None:
+            return _cifar_bunch(source, return_X_y, channels_last)
+        searched.append(f"  - {directory} ({origin})")
+    names = ", ".join(name for name, *_ in _CIFAR_LAYOUTS)
+    raise FileNotFoundError(
+        f"CIFAR-10 was not found. fastmlp looks for one of {names} in:\n"
+        + "\n".join(searched)
+        + "\nDownload an archive from https://www.cs.toronto.edu/~kriz/cifar.html into a "
+        "directory DIR and call load_cifar10(data_home=DIR), or set FASTMLP_DATA=DIR.")
+
+
+def _cifar_bunch(source, return_X_y, channels_last):
+    from sklearn.utils import Bunch
+
+    raw = source.read_all()
+    read = _cifar.read_pickled_batch if source.pickled else _cifar.read_binary_batch
+    train = [read(raw[n], os.path.join(source.path, n)) for n in _CIFAR_TRAIN]
+    images = np.concatenate([b[0] for b in train])
+    target = np.concatenate([b[1] for b in train])
+    images_test, target_test = read(raw[_CIFAR_TEST], os.path.join(source.path, _CIFAR_TEST))
+    names = _cifar.read_label_names(raw["meta"], os.path.join(source.path, "meta"),
+                                    source.pickled)
+    if channels_last:  # (n, 3, 32, 32) -> (n, 32, 32, 3), one copy each
+        images = np.ascontiguousarray(images.transpose(0, 2, 3, 1))
+        images_test = np.ascontiguousarray(images_test.transpose(0, 2, 3, 1))
+    data, data_test = images.reshape(len(images), -1), images_test.reshape(len(images_test), -1)
+    if return_X_y:
+        return data, target, data_test, target_test
+    layout = "(n, 32, 32, 3)" if channels_last else "(n, 3, 32, 32)"
+    return Bunch(
+        data=data, images=images, target=target, data_test=data_test,
+        images_test=images_test, target_test=target_test, target_names=np.array(names),
+        DESCR=(f"CIFAR-10: {len(data)} training and {len(data_test)} test colour images, "
+               f"32x32 RGB, uint8, images {layout}; 10 classes: {', '.join(names)}. "
+               f"Read from {source.path}."),
+        filenames={"source": source.path})
