@@ -239,9 +239,9 @@ def _add_train_command(sub, defaults):
                           "OMP_NUM_THREADS)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE",
-                     help="save the model (scaler + classifier) with joblib, e.g. "
-                          "model.joblib; the file is a pickle, so load only model files "
-                          "you trust")
+                     help="save the model (the classifier; it scales its own input) with "
+                          "joblib, e.g. model.joblib; the file is a pickle, so load only "
+                          "model files you trust")
     out.add_argument("--plots", metavar="DIR",
                      help="write PNG plots (loss and accuracy curves, confusion matrix, "
                           "sample predictions) to DIR; needs matplotlib")
@@ -410,8 +410,11 @@ def _architecture(n_features, hidden, activation, n_classes):
 
 
 def _make_scaler(normalize):
+    """The classifier's input_scaler for --normalize: the core scales the uint8 pixels as
+    it gathers them, so no float32 copy of the data set is made ("none": no scaler; the
+    classifier then trains on a float32 copy of the raw pixel values)."""
     if normalize == "none":
-        return "passthrough"
+        return None
     from .preprocessing import PixelScaler
 
     return PixelScaler(mode=normalize)
@@ -512,21 +515,19 @@ def _summary_table(rows):
 # --------------------------------------------------------------------------------------
 
 def _cmd_train(args):
-    from sklearn.pipeline import Pipeline
-
     wall_start = time.perf_counter()
     _prepare_outputs(args)
     data = _load_data(args.dataset, args.data_dir, args.download)
     title = datasets._DATASETS[args.dataset].title
     y_train, y_test = data.target, data.target_test
     _check_classes(y_train, y_test)
-    scaler, X_train, X_test = _scale(args.normalize, data)
+    X_train, X_test = data.data, data.data_test  # uint8, scaled inside the core
     load_time = time.perf_counter() - wall_start
 
     activation = _ACTIVATIONS[args.activation]
     images = data.get("images")
     classifier = _make_classifier(args, activation, images.shape[1:] if images is not None
-                                  else None)
+                                  else None, input_scaler=_make_scaler(args.normalize))
     n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
     arch = _architecture(n_features, args.hidden, activation, n_classes)
     n_params = classifier.summary(n_features, n_classes).total_params
@@ -548,8 +549,7 @@ def _cmd_train(args):
              "test_loss": test_loss, "test_accuracy": test_acc,
              "epochs_trained": len(reporter.rows)}
     if args.save is not None:
-        pipeline = Pipeline([("scaler", scaler), ("classifier", classifier)])
-        _save_model(args, {"model": pipeline, "dataset": args.dataset,
+        _save_model(args, {"model": classifier, "dataset": args.dataset,
                            "target_names": [str(n) for n in data.target_names],
                            "architecture": arch, "config": config, "history": reporter.rows,
                            "final": final})
@@ -612,15 +612,7 @@ def _check_classes(y_train, y_test):
                            f"class of the test split (missing: {missing.tolist()})")
 
 
-def _scale(normalize, data):
-    """(scaler, X_train, X_test): the scaler fitted on the training split, both splits."""
-    scaler = _make_scaler(normalize)
-    if scaler == "passthrough":
-        return scaler, data.data.astype(np.float32), data.data_test.astype(np.float32)
-    return scaler, scaler.fit_transform(data.data), scaler.transform(data.data_test)
-
-
-def _make_classifier(args, activation, image_shape=None):
+def _make_classifier(args, activation, image_shape=None, input_scaler=None):
     from .estimator import MLPImageClassifier
 
     # Training runs exactly --epochs epochs unless --early-stopping: with tol=0 and a
@@ -636,7 +628,7 @@ def _make_classifier(args, activation, image_shape=None):
         weight_init=args.init, n_threads=args.threads, warmup_epochs=args.warmup_epochs,
         dropout=args.dropout, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, random_shift=args.random_shift,
-        random_flip=args.random_flip, image_shape=image_shape)
+        random_flip=args.random_flip, image_shape=image_shape, input_scaler=input_scaler)
 
 
 def _optimizer_label(args):
