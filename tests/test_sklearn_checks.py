@@ -1,9 +1,18 @@
-"""scikit-learn's own estimator checks, with no expected failures."""
+"""scikit-learn's own estimator checks; the one expected failure says why."""
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastmlp import MLPImageClassifier, PixelScaler
+
+# Fitting with integer weights is not fitting on repeated samples for mini-batch training
+# (other batches, other step counts), and even full-batch gradient descent in float32 agrees
+# with repetition to ~3e-7, above this check's rtol of 1e-7. tests/test_sample_weight.py
+# shows the equivalence to float32 precision in full-batch training instead.
+EXPECTED_FAILURES = {
+    "check_sample_weight_equivalence_on_dense_data":
+        "float32 mini-batch training; equivalence shown to 1e-5 in test_sample_weight.py",
+}
 
 
 # Convergence warnings are advice to the user, not a contract failure: the checks fit on
@@ -16,7 +25,8 @@ from fastmlp import MLPImageClassifier, PixelScaler
                            class_weight="balanced", weight_init="pytorch", n_threads=1),
         # The checks' float data, scaled inside the core.
         MLPImageClassifier(input_scaler=PixelScaler(mode="standard"), max_iter=5),
-    ]
+    ],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILURES,
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -74,6 +74,7 @@ class TrainingData:
     sample_weight: np.ndarray | None
     rows: np.ndarray | None = None  # int64 (n,) indices into X
     batch_size: int = 0
+    given_weight: np.ndarray | None = None  # float64 (n_X,): fit's sample_weight, as given
     rows_per_block: int = 1  # of shuffle="block"
     read_ahead: ReadAhead | None = None  # of shuffle="block" on a memory-mapped X
 
@@ -88,11 +89,13 @@ class TrainingData:
 
 @dataclass
 class ValidationData:
-    """Early stopping's held-out samples: rows ``rows`` of X, and their encoded labels."""
+    """Early stopping's validation samples: rows ``rows`` of X (all of it when None),
+    their encoded labels and weights."""
 
     X: np.ndarray | _core.PixelInput
-    rows: np.ndarray  # int64 indices into X
+    rows: np.ndarray | None  # int64 indices into X
     y: np.ndarray
+    sample_weight: np.ndarray | None = None  # float64
 
 
 class EpochTotals:

@@ -20,11 +20,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, compute_sample_weight
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
+from ._callbacks import TRANSIENT_ATTRIBUTES, CallbackSupportMixin, FitTasks
 from ._input import fit_input_scaler, pixel_input
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
@@ -64,6 +65,46 @@ def _flatten_images(X):
     return X
 
 
+def _sample_weight(sample_weight, n, name="sample_weight"):
+    """The weights as a new float64 (n,) array (the caller's is never written), or None.
+
+    A scalar weighs every sample alike; the weights must be finite, non-negative and not
+    all zero."""
+    if sample_weight is None:
+        return None
+    w = np.array(sample_weight, dtype=np.float64)  # a copy, also of pandas and lists
+    if w.ndim == 0:
+        w = np.full(n, float(w))
+    if w.shape != (n,):
+        raise ValueError(f"{name}.shape == {w.shape}, expected ({n},)")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    if not np.any(w > 0):
+        raise ValueError(f"{name}: sample weights must contain at least one non-zero number")
+    return w
+
+
+def _given_validation(early_stopping, X_val, y_val, sample_weight_val):
+    """fit's validation arguments as (X_val, y_val, sample_weight_val), or None."""
+    if X_val is None and y_val is None:
+        if sample_weight_val is not None:
+            raise ValueError("sample_weight_val needs X_val and y_val")
+        return None
+    if X_val is None or y_val is None:
+        raise ValueError("X_val and y_val must be given together")
+    if not early_stopping:
+        raise ValueError("X_val and y_val are only used by early stopping; set "
+                         "early_stopping=True")
+    return X_val, y_val, sample_weight_val
+
+
+def _start_validation(record):
+    """A record that will watch a validation set: it gets curves, and no best loss."""
+    if record.validation_scores is None:
+        record.validation_scores, record.validation_loss_curve = [], []
+    record.best_loss = None
+
+
 class ModelSummary:
     """Per-layer table of a network: layer, output shape, parameter count.
 
@@ -90,7 +131,7 @@ class ModelSummary:
     __repr__ = __str__
 
 
-class MLPImageClassifier(ClassifierMixin, BaseEstimator):
+class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     """Multilayer perceptron classifier for images, trained by a C++/OpenMP core.
 
     The network is ``Flatten -> [Linear -> activation] * len(hidden_layer_sizes) ->
@@ -158,7 +199,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         Adam's moment decay rates.
     epsilon : float, default=1e-8
         Adam's denominator offset.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or np.inf, default=10
         Epochs without improvement of more than ``tol`` before stopping.
     early_stopping_metric : {"accuracy", "loss"}, default="accuracy"
         What early stopping watches on the validation set.
@@ -209,6 +250,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         Only when X had string column names.
     coefs_ : list of ndarray of float32, coefs_[i] of shape (fan_in, fan_out)
     intercepts_ : list of ndarray of float32, intercepts_[i] of shape (fan_out,)
+    loss_ : float
+        Training loss of the last epoch (``loss_curve_[-1]``).
     loss_curve_ : list of float
         Training loss of each epoch (mean over its batches as trained, with the penalty).
     validation_scores_ : list of float or None
@@ -223,13 +266,17 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         batches), ``learning_rate``, ``time`` (seconds), and with early stopping
         ``val_loss`` and ``val_accuracy``.
     n_iter_ : int
-        Epochs trained.
+        Epochs trained, counted over every ``fit`` with ``warm_start`` and every
+        ``partial_fit`` (scikit-learn's ``MLPClassifier`` counts the last ``fit``'s only):
+        the epoch numbers of ``history_`` and the schedules run on from it.
     t_ : int
         Training samples seen.
     n_layers_ : int
         Layers including input and output.
     n_outputs_ : int
-        Output units (the number of classes; 2 for binary problems).
+        Output units: the number of classes, also 2 for binary problems, whose network
+        ends in a 2-unit softmax (``MLPClassifier`` uses one logistic unit; the two give
+        the same probabilities for ``z_1 - z_0``).
     out_activation_ : str
         "softmax".
     input_scaler_ : PixelScaler or None
@@ -269,7 +316,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "early_stopping_metric": [StrOptions({"accuracy", "loss"})],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "weight_init": [StrOptions({"glorot", "pytorch"})],
@@ -362,16 +409,29 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, callback=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None,
+            callback=None):
         """Train for ``max_iter`` epochs (fewer if training stops early).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), or images (n, H, W),
             (n, H, W, C), (n, C, H, W)
-            Any real dtype; scale pixels first (see :class:`fastmlp.PixelScaler`).
+            Any real dtype; scale pixels first (see :class:`fastmlp.PixelScaler`), or
+            let ``input_scaler`` do it.
         y : array-like of shape (n_samples,)
             Class labels of any type.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the samples in the loss (multiplied by
+            ``class_weight``'s); None weighs every sample 1. Each batch's loss is the
+            weighted mean over its samples. With early stopping on a split of X, the held
+            out samples keep their weights in the validation loss and accuracy.
+        X_val, y_val : array-like, default=None
+            With ``early_stopping=True``: the validation set to watch instead of a random
+            ``validation_fraction`` of X (all of X is then trained on). Only with
+            early stopping.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Weights of the validation samples in the validation loss and accuracy.
         callback : callable, optional
             Called as ``callback(estimator, info)`` after every chunk of batches
             (``info["event"] == "progress"``, with ``epoch``, ``samples_done``,
@@ -383,10 +443,12 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : MLPImageClassifier
         """
-        return self._fit(X, y, incremental=False, classes=None, callback=callback)
+        validation = _given_validation(self.early_stopping, X_val, y_val, sample_weight_val)
+        return self._fit(X, y, sample_weight, incremental=False, classes=None,
+                         callback=callback, validation=validation)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y), continuing from the current state.
 
         Parameters
@@ -395,12 +457,17 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
         classes : array-like of shape (n_classes,), default=None
             All the classes of the problem; required on the first call.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples, as in :meth:`fit`.
 
         Returns
         -------
         self : MLPImageClassifier
         """
-        return self._fit(X, y, incremental=True, classes=classes, callback=None)
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes,
+                         callback=None, validation=None)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), float64 rows summing to 1."""
@@ -500,40 +567,48 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
     # Training: _fit and its steps
     # ----------------------------------------------------------------------------------
 
-    def _fit(self, X, y, incremental, classes, callback):
+    def _fit(self, X, y, sample_weight, *, incremental, classes, callback, validation):
         """Train, or on any error leave every fitted attribute as it was before the call
         (a failed refit must not mix the new data's n_features_in_ with the old weights,
         nor a diverging run keep the epochs a callback saw committed)."""
-        params = set(self._get_param_names())
-        before = {k: v for k, v in self.__dict__.items() if k not in params}
+        kept = set(self._get_param_names()) | TRANSIENT_ATTRIBUTES
+        before = {k: v for k, v in self.__dict__.items() if k not in kept}
         try:
-            return self._fit_steps(X, y, incremental, classes, callback)
+            return self._fit_steps(X, y, sample_weight, incremental, classes, callback,
+                                   validation)
         except BaseException:
-            for k in [k for k in self.__dict__ if k not in params]:
+            for k in [k for k in self.__dict__ if k not in kept]:
                 del self.__dict__[k]
             self.__dict__.update(before)
             raise
 
-    def _fit_steps(self, X, y, incremental, classes, callback):
+    def _fit_steps(self, X, y, sample_weight, incremental, classes, callback, given_val):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
         geometry = image_geometry(X, self.image_shape)
         scaler = self._fitted_scaler(X, incremental and not first_call)
         X, y = self._validate_X_y(X, y, reset=first_call, scaled=scaler is not None)
         classes = self._resolve_classes(y, classes, incremental, first_call)
-        data = self._encode(X, y, classes, scaler)
+        data = self._encode(X, y, classes, scaler, sample_weight)
         optimizer = make_optimizer(self)
         run = (self._new_run(data, hidden, classes, optimizer) if first_call
                else self._resume_run(hidden, optimizer, reset_lr=not incremental))
         run.input_scaler = scaler
         options = train_options(self, run, X.shape[1], len(hidden), geometry)
         early_stopping = self.early_stopping and not incremental
-        validation = self._split_validation(data, run) if early_stopping else None
+        validation = None
+        if early_stopping:
+            validation = (self._split_validation(data, run) if given_val is None
+                          else self._encode_validation(given_val, classes, scaler))
+            _start_validation(run.record)
         data.batch_size = self._batch_size(data.n)
         optimizer.begin_fit(run.optimizer, -(-data.n // data.batch_size),
                             restart=not incremental or run.optimizer.t == 0)
-        self._train_epochs(run, data, validation, optimizer, options, incremental, callback)
+        tasks = FitTasks(self, X, y, sample_weight, 1 if incremental else self.max_iter,
+                         callback)
+        self._train_epochs(run, data, validation, optimizer, options, incremental, tasks)
         self._commit(run)
+        tasks.fit_ends(lambda: self._fitted_attributes(run))
         return self
 
     def _resolve_classes(self, y, classes, incremental, first_call):
@@ -551,8 +626,15 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("classes must be passed on the first call to partial_fit")
             else:
                 classes = self.classes_
+        elif first_call:
+            classes = np.unique(y)
         else:
-            classes = np.unique(y) if first_call else self.classes_
+            classes = self.classes_
+            if not np.array_equal(np.unique(y), classes):
+                raise ValueError(
+                    f"warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {classes}, `y` has "
+                    f"{np.unique(y)}")
         if first_call and len(classes) < 2:
             raise ValueError(
                 f"MLPImageClassifier needs samples of at least 2 classes; got {len(classes)} "
@@ -571,15 +653,18 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             return self.input_scaler_
         return fit_input_scaler(self.input_scaler, X)
 
-    def _encode(self, X, y, classes, scaler):
-        """X as the core reads it, labels as int32 indices into classes, and the class
-        weights as sample weights."""
-        sample_weight = None
+    def _encode(self, X, y, classes, scaler, sample_weight):
+        """X as the core reads it, labels as int32 indices into classes, and the sample
+        weights times the class weights."""
+        given = _sample_weight(sample_weight, X.shape[0])
+        weight = given
         if self.class_weight is not None:
-            sample_weight = compute_sample_weight(self.class_weight, y).astype(np.float32)
+            weight = compute_sample_weight(self.class_weight, y)
+            weight = weight if given is None else weight * given
         data = TrainingData(pixel_input(X, scaler) if scaler is not None else X,
-                            np.searchsorted(classes, y).astype(np.int32), sample_weight,
-                            rows_per_block=block_rows(X))
+                            np.searchsorted(classes, y).astype(np.int32),
+                            None if weight is None else weight.astype(np.float32),
+                            rows_per_block=block_rows(X), given_weight=given)
         if self.shuffle == "block":
             data.read_ahead = ReadAhead(X, data.rows_per_block)
         return data
@@ -624,15 +709,29 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         # Both sides stay rows of X, not copies; the core keys each sample's random draws
         # by its position among the training samples, as if X[idx_train] were given.
         idx_val, idx_train = idx_val.astype(np.int64), idx_train.astype(np.int64)
-        validation = ValidationData(data.X, idx_val, data.y[idx_val])
+        given = data.given_weight
+        validation = ValidationData(data.X, idx_val, data.y[idx_val],
+                                    None if given is None else given[idx_val])
         data.rows, data.y = idx_train, data.y[idx_train]
         if data.sample_weight is not None:
             data.sample_weight = data.sample_weight[idx_train]
-        record = run.record
-        if record.validation_scores is None:
-            record.validation_scores, record.validation_loss_curve = [], []
-        record.best_loss = None
         return validation
+
+    def _encode_validation(self, given, classes, scaler):
+        """The validation set given to fit, validated like X and encoded like y."""
+        X_val, y_val, weight = given
+        X_val = validate_data(self, _flatten_images(X_val), reset=False, order="C",
+                              dtype="numeric" if scaler is not None else np.float32)
+        y_val = np.asarray(y_val)
+        if y_val.ndim != 1 or len(y_val) != X_val.shape[0]:
+            raise ValueError(f"y_val must be 1-D with one label per row of X_val "
+                             f"({X_val.shape[0]}), got shape {y_val.shape}")
+        unseen = np.setdiff1d(np.unique(y_val), classes)
+        if unseen.size:
+            raise ValueError(f"y_val contains labels not in classes_: {unseen!r}")
+        return ValidationData(pixel_input(X_val, scaler) if scaler is not None else X_val,
+                              None, np.searchsorted(classes, y_val).astype(np.int32),
+                              _sample_weight(weight, X_val.shape[0], "sample_weight_val"))
 
     def _batch_size(self, n):
         if self.batch_size == "auto":
@@ -643,7 +742,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             return n
         return int(self.batch_size)
 
-    def _train_epochs(self, run, data, validation, optimizer, options, incremental, callback):
+    def _train_epochs(self, run, data, validation, optimizer, options, incremental, tasks):
         """Up to max_iter epochs (one with partial_fit), stopping early when asked; Ctrl-C
         keeps what was trained. Early stopping's best weights are restored at the end."""
         n_epochs = 1 if incremental else self.max_iter
@@ -653,13 +752,13 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         stop_reason = None
         try:
             for _ in range(n_epochs):
+                tasks.epoch_begins()
                 entry = self._run_epoch(run, data, optimizer, options, sizer, last_epoch,
-                                        callback)
+                                        tasks)
                 stop_reason = self._end_epoch(run, entry, data.n, validation, best, optimizer)
-                if callback is not None:
-                    self._commit(run)
-                    if callback(self, {"event": "epoch", **entry}):
-                        stop_reason = stop_reason or "Stopped by the callback."
+                if tasks.epoch_ends(entry, lambda: self._commit(run),
+                                    lambda: self._fitted_attributes(run, copies=True)):
+                    stop_reason = stop_reason or "Stopped by the callback."
                 if stop_reason:
                     if self.verbose:
                         print(stop_reason + " Stopping.")
@@ -679,7 +778,7 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         if best is not None:
             best.restore(run)
 
-    def _run_epoch(self, run, data, optimizer, options, sizer, last_epoch, callback):
+    def _run_epoch(self, run, data, optimizer, options, sizer, last_epoch, tasks):
         """One pass over the data in chunks of batches; returns the epoch's history entry.
         Raises TrainingDivergedError (the model untouched) when the loss or the weights
         stop being finite."""
@@ -706,10 +805,8 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
             if progress_bar:
                 draw_bar(epoch, last_epoch, done, n, totals.loss, totals.accuracy,
                          time.perf_counter() - epoch_start)
-            if callback is not None:
-                callback(self, {"event": "progress", "epoch": epoch, "samples_done": done,
-                                "n_samples": n, "loss": totals.loss,
-                                "accuracy": totals.accuracy})
+            tasks.progress({"epoch": epoch, "samples_done": done, "n_samples": n,
+                            "loss": totals.loss, "accuracy": totals.accuracy})
         if not run.finite():
             self._diverged("the weights are no longer finite")
         return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
@@ -764,26 +861,29 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
 
     def _commit(self, run):
         """The run's parameters, state and record become the fitted model."""
+        for name, value in self._fitted_attributes(run).items():
+            setattr(self, name, value)
+
+    def _fitted_attributes(self, run, copies=False):
+        """The fitted model's attributes as of the run's state: its own arrays, or with
+        copies=True copies of them (for a snapshot while training goes on)."""
         record = run.record
-        self.classes_ = run.classes
-        self.coefs_ = run.coefs
-        self.intercepts_ = run.intercepts
-        self._optimizer_state = run.optimizer
-        self._rng = run.rng
-        self._noise_seed = run.noise_seed
-        self.n_iter_ = record.n_iter
-        self.t_ = record.t
-        self.loss_curve_ = record.loss_curve
-        self.history_ = record.history
-        self.best_loss_ = record.best_loss
-        self._no_improvement_count = record.no_improvement_count
-        self.validation_scores_ = record.validation_scores
-        self.validation_loss_curve_ = record.validation_loss_curve
-        self.best_validation_score_ = record.best_validation_score
-        self.n_layers_ = len(run.coefs) + 1
-        self.n_outputs_ = len(run.classes)
-        self.out_activation_ = "softmax"
-        self.input_scaler_ = run.input_scaler
+        arrays = copy.deepcopy if copies else (lambda v: v)
+        return {
+            "classes_": run.classes, "coefs_": arrays(run.coefs),
+            "intercepts_": arrays(run.intercepts), "_optimizer_state": arrays(run.optimizer),
+            "_rng": run.rng, "_noise_seed": run.noise_seed, "n_iter_": record.n_iter,
+            "t_": record.t, "loss_curve_": arrays(record.loss_curve),
+            "loss_": record.loss_curve[-1] if record.loss_curve else None,
+            "history_": arrays(record.history), "best_loss_": record.best_loss,
+            "_no_improvement_count": record.no_improvement_count,
+            "validation_scores_": arrays(record.validation_scores),
+            "validation_loss_curve_": arrays(record.validation_loss_curve),
+            "best_validation_score_": record.best_validation_score,
+            "n_layers_": len(run.coefs) + 1, "n_outputs_": len(run.classes),
+            "out_activation_": "softmax", "input_scaler_": run.input_scaler,
+            "n_features_in_": self.n_features_in_,
+        }
 
     def _train_chunk(self, run, data, order, optimizer, options, totals):
         """Train on the batches of ``order`` in one call into the core (GIL released).
@@ -801,10 +901,12 @@ class MLPImageClassifier(ClassifierMixin, BaseEstimator):
         logp = _core.predict_proba(coefs, intercepts, validation.X, rows=validation.rows,
                                    activation=self._activation_code(), log=True,
                                    n_threads=self._n_threads())
-        y = validation.y
-        loss = float(-np.mean(logp[np.arange(len(y)), y], dtype=np.float64))
-        acc = float(np.mean(np.argmax(logp, axis=1) == y))
-        return loss, acc
+        y, w = validation.y, validation.sample_weight
+        picked = logp[np.arange(len(y)), y].astype(np.float64)
+        right = np.argmax(logp, axis=1) == y
+        if w is None:
+            return float(-np.mean(picked)), float(np.mean(right))
+        return float(-np.average(picked, weights=w)), float(np.average(right, weights=w))
 
     def _forward(self, X, log):
         """(Log-)probabilities, float32 (n, n_classes). Rows reach the core one block at a

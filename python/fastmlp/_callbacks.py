@@ -1,0 +1,105 @@
+"""Callbacks during fit: scikit-learn's callback API (1.9 and later) and fastmlp's own
+``fit(callback=...)``.
+
+With scikit-learn's API, a fit is one task with one subtask per epoch, so
+``sklearn.callback.ProgressBar`` shows epochs and ``ScoringMonitor`` scores the model at
+the end of each, alone or nested under a meta-estimator such as ``GridSearchCV``. Where
+``sklearn.callback`` is absent, :class:`CallbackSupportMixin` is an empty class and
+:class:`FitTasks` does nothing.
+
+Parameters are read once, when fit starts: a callback that changes one (say
+``est.learning_rate_init *= 0.5``) would be silently ignored, so it is an error instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # scikit-learn < 1.9
+
+    class CallbackSupportMixin:  # noqa: D101 (a stand-in with nothing to set)
+        pass
+
+
+__all__ = ["CallbackSupportMixin", "FitTasks", "TRANSIENT_ATTRIBUTES"]
+
+# What scikit-learn's callback machinery keeps on the estimator during a fit: a failed
+# fit must leave these for the machinery to tear down.
+TRANSIENT_ATTRIBUTES = frozenset({"_callback_fit_ctx", "_skl_callbacks_to_teardown",
+                                  "_parent_callback_ctx"})
+
+
+class FitTasks:
+    """The callbacks of one fit: ``fit(callback=...)`` and scikit-learn's callback tasks,
+    with the parameter guard around every call."""
+
+    def __init__(self, est, X, y, sample_weight, n_epochs, callback=None):
+        self._est, self._X, self._y, self._callback = est, X, y, callback
+        self._metadata = {"sample_weight": sample_weight}
+        self._params = est.get_params(deep=False)
+        self._epoch = None
+        self._root = None
+        if hasattr(est, "_init_callback_context"):
+            self._root = est._init_callback_context(max_subtasks=n_epochs)
+            self._root.call_on_fit_task_begin(estimator=est, X=X, y=y,
+                                              metadata=self._metadata)
+
+    def epoch_begins(self):
+        if self._root is not None:
+            self._epoch = self._root.subcontext(task_name="epoch")
+            self._epoch.call_on_fit_task_begin(estimator=self._est)
+
+    def progress(self, info):
+        """fit(callback=)'s progress event, after a chunk of batches."""
+        if self._callback is not None:
+            self._callback(self._est, {"event": "progress", **info})
+            self.check_parameters("the callback")
+
+    def epoch_ends(self, entry, commit, fitted_attributes):
+        """Run the epoch's callbacks; whether one asked to stop. commit() makes the run
+        the estimator's fitted state (fit(callback=) sees the estimator itself);
+        fitted_attributes() the attributes of a copy as of now (scikit-learn's)."""
+        stop = False
+        if self._callback is not None:
+            commit()
+            stop = bool(self._callback(self._est, {"event": "epoch", **entry}))
+            self.check_parameters("the callback")
+        if self._epoch is not None:
+            stop = self._end(self._epoch, fitted_attributes) or stop
+            self._epoch = None
+        return stop
+
+    def fit_ends(self, fitted_attributes):
+        if self._root is not None:
+            self._end(self._root, fitted_attributes)
+
+    def _end(self, context, fitted_attributes):
+        stop = context.call_on_fit_task_end(
+            estimator=self._est, X=self._X, y=self._y, metadata=self._metadata,
+            reconstruction_attributes=fitted_attributes)
+        self.check_parameters("a callback")
+        return stop
+
+    def check_parameters(self, who):
+        """ValueError if `who` changed a parameter of the estimator during fit."""
+        now = self._est.get_params(deep=False)
+        changed = [k for k, v in self._params.items() if not _same(v, now.get(k))]
+        if changed:
+            raise ValueError(
+                f"{who} changed {', '.join(changed)} during fit, which would have no effect: "
+                "parameters are read when fit starts. To change the learning rate during "
+                "training use learning_rate='adaptive' or 'cosine', or stop and continue "
+                "with warm_start=True after set_params.")
+
+
+def _same(a, b):
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(np.all(np.asarray(a == b)))
+    except (TypeError, ValueError):
+        return repr(a) == repr(b)
