@@ -8,10 +8,13 @@ Shape legend for this file:
     d  features per sample, H * W * C (the flattened image, in C order)
 """
 
+from __future__ import annotations
+
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
@@ -187,13 +190,13 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        mode="symmetric",
+        mode: str = "symmetric",
         *,
-        per_channel=False,
-        n_channels=None,
-        channel_axis=-1,
-        max_value=255.0,
-    ):
+        per_channel: bool = False,
+        n_channels: int | None = None,
+        channel_axis: int = -1,
+        max_value: float = 255.0,
+    ) -> None:
         self.mode = mode
         self.per_channel = per_channel
         self.n_channels = n_channels
@@ -201,7 +204,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.max_value = max_value
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> PixelScaler:
         """Learn the number of features and, for ``mode="standard"``, the statistics.
 
         Parameters
@@ -240,7 +243,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.scale_ = _safe_scale(var, mean, count)
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Scale images to float32.
 
         Parameters
@@ -271,7 +274,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         return _blockwise_to_float32(X, scale_block)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Map scaled values back to the original pixel scale.
 
         Parameters
