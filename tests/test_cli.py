@@ -129,11 +129,23 @@ def test_bad_regularization_options_exit_2(capsys, argv):
 
 def test_progress_bar_only_on_a_terminal(capsys, data_dir, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "200")  # room for the full 30-character bar
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2")
     assert status == 0, err
     assert re.search(r"Epoch 1/2 \[[#.]{30}\] \d+/600", err)
     assert "\r" not in out and "[#" not in out
     assert len(EPOCH_LINE.findall(out)) == 2
+
+
+def test_progress_bar_redraws_fit_a_60_column_terminal(capsys, data_dir, monkeypatch):
+    monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "60")
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "2")
+    assert status == 0, err
+    redraws = [p.replace("\033[K", "") for p in err.replace("\n", "\r").split("\r")]
+    bars = [p for p in redraws if p.startswith("Epoch ")]
+    assert bars and max(map(len, bars)) <= 59  # a longer line would wrap and stay behind
+    assert any(re.search(r"\] \d+/600  loss", p) for p in bars)  # the bar, shrunk
 
 
 def test_save_then_evaluate(capsys, data_dir, tmp_path):

@@ -482,7 +482,7 @@ def test_grid_search_parallel_over_widths_and_scaling():
     from fastmlp import PixelScaler
 
     X, y = load_digits(return_X_y=True)
-    X, y = X[:600] * 16, y[:600]  # pixel-like 0..255 range
+    X, y = X[:600] * (255 / 16), y[:600]  # pixel-like 0..255 range (16 maps to 255)
     pipe = make_pipeline(PixelScaler(), MLPImageClassifier(max_iter=20, random_state=0))
     grid = GridSearchCV(pipe, {"mlpimageclassifier__hidden_layer_sizes": [(16,), (64,)],
                                "pixelscaler__mode": ["unit", "symmetric", "standard"]},

@@ -12,8 +12,10 @@ from fastmlp import _atomic, _machine, _progress
 
 
 @pytest.fixture
-def bar(capsys):
-    """What the progress bar wrote to stderr since the last call."""
+def bar(capsys, monkeypatch):
+    """What the progress bar wrote to stderr since the last call, on a terminal wide
+    enough for the full 30-character bar (the layout depends on the width)."""
+    monkeypatch.setenv("COLUMNS", "200")
     _progress.clear_line()
     capsys.readouterr()
     yield lambda: capsys.readouterr().err
@@ -52,6 +54,73 @@ def test_clear_line_and_end_line_act_only_on_a_shown_bar(bar):
     _progress.draw_bar(1, 1, 1, 2, 0.0, 0.0, 0.0)
     _progress.clear_line()
     assert bar().endswith("\r\033[K")
+
+
+def _redraws(err):
+    """The lines a terminal shows, one per redraw: the text between carriage returns."""
+    assert "\n" not in err
+    return [part.replace("\033[K", "") for part in err.split("\r") if part]
+
+
+def _draw_extremes():
+    """Training and download bars with the widest figures they print."""
+    for done in (0, 30_000, 60_000):
+        _progress.draw_bar(100, 100, done, 60_000, 12.3456, 1.0, 12345.6)
+        _progress.draw_transfer("train-images-idx3-ubyte.gz", done * 441, 26_421_880)
+    _progress.draw_transfer("train-images-idx3-ubyte.gz", 9_999_999, None)
+
+
+@pytest.mark.parametrize("columns", [60, 80, 41, 20, 1])
+def test_every_redraw_fits_the_terminal(bar, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    _draw_extremes()
+    lines = _redraws(bar())
+    assert len(lines) == 7
+    # One column stays free: a line reaching the last one wraps on some terminals.
+    assert max(map(len, lines)) <= columns - 1
+    if columns >= 80:  # the figures fit, and a shrunk bar with them
+        assert all(line.endswith(("12345.6s", " MB")) for line in lines)
+        assert re.search(r"^Epoch 100/100 \[#{5,}\] 60000/60000", lines[4])
+    elif columns > 1:  # every line starts as it should, however much of it is cut
+        assert all(line.startswith(("Epoch 100/100"[:columns - 1], "train-images"[:columns - 1]))
+                   for line in lines)
+
+
+def test_bar_shrinks_before_anything_else_is_cut(bar, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    _progress.draw_bar(3, 20, 300, 600, 0.5, 0.875, 1.25)
+    line, = _redraws(bar())
+    # 59 columns minus the 48 of the figures: a 7-character bar, 3/7 of it done.
+    assert line == "Epoch 3/20 [###....] 300/600  loss 0.5000  acc 87.50%  1.2s"
+    assert len(line) == 59
+    monkeypatch.setenv("COLUMNS", "55")  # room for a bar of 3: none, the figures stay
+    _progress.draw_bar(3, 20, 300, 600, 0.5, 0.875, 1.25)
+    assert _redraws(bar()) == ["Epoch 3/20 300/600  loss 0.5000  acc 87.50%  1.2s"]
+
+
+def test_terminal_width_comes_from_columns_then_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "61")
+    assert _progress.terminal_columns() == 61
+    for unusable in ("", "0", "wide"):  # ignored, as shutil ignores them
+        monkeypatch.setenv("COLUMNS", unusable)
+        monkeypatch.setattr(_progress.shutil, "get_terminal_size",
+                            lambda: os.terminal_size((47, 10)))
+        assert _progress.terminal_columns() == 47  # stderr is captured: not a terminal
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_verbose_redraws_fit_a_60_column_terminal(bar, monkeypatch, rng):
+    import fastmlp.estimator as est
+
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setattr(est, "stderr_is_terminal", lambda: True)
+    X, y = rng.normal(size=(3000, 20)), rng.integers(0, 3, size=3000)
+    est.MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=32,
+                           verbose=True).fit(X, y)
+    lines = [line for line in bar().replace("\n", "\r").split("\r") if line.strip()]
+    drawn = [line.replace("\033[K", "") for line in lines if line.startswith("Epoch")]
+    assert len(drawn) >= 3 and max(map(len, drawn)) <= 59
+    assert "[" in drawn[-1] and "3000/3000" in drawn[-1]
 
 
 def test_machine_info():

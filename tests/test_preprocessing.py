@@ -3,19 +3,24 @@
 Shape legend: n samples, H x W pixels, C channels, d = H * W * C features.
 """
 
+import contextlib
 import doctest
 import pickle
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastmlp.preprocessing
+from fastmlp.exceptions import PixelRangeWarning
 from fastmlp.preprocessing import PixelScaler
 
 
@@ -208,6 +213,133 @@ def test_one_constant_channel(rng):
     assert_array_equal(scaler.transform(X).reshape(10, 3, 3, 2)[..., 1], 0.0)
 
 
+# -- the range check at fit (PixelRangeWarning) -------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "unit"])
+def test_digits_range_warns_and_names_the_max_value_to_use(mode):
+    X = load_digits().data  # float64 holding whole numbers 0..16
+    with pytest.warns(PixelRangeWarning, match=r"maximum 16 is far below max_value=255.*"
+                                               r"pass max_value=16\."):
+        PixelScaler(mode=mode).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        Xt = PixelScaler(mode=mode, max_value=16).fit_transform(X)  # the advice, followed
+    assert Xt.max() == 1.0
+
+
+@pytest.mark.parametrize("high, max_value, warns", [
+    (63, 255, True), (64, 255, False),  # 255 / 4 = 63.75
+    (25, 100, True), (26, 100, False),  # exactly a quarter still warns
+    (1, 255, True),  # 0/1 masks
+    (255, 255, False), (65535, 65535, False), (16383, 65535, True),
+])
+def test_far_below_threshold_on_integer_images(rng, high, max_value, warns):
+    X = rng.integers(0, high, size=(50, 6, 6), endpoint=True).astype(np.uint16)
+    X[0, 0, 0] = high  # the maximum is exactly `high`
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        PixelScaler(max_value=max_value).fit(X)
+    assert [w.category for w in caught] == ([PixelRangeWarning] if warns else [])
+
+
+def test_dark_images_that_reach_full_intensity_do_not_warn(rng):
+    X = rng.integers(0, 20, size=(200, 28, 28), dtype=np.uint8)  # mostly black
+    X[17, 3, 4] = 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        PixelScaler().fit(X)
+
+
+@pytest.mark.parametrize("mode, nominal", [("symmetric", r"\[-1, 1\]"), ("unit", r"\[0, 1\]")])
+@pytest.mark.parametrize("X", [np.array([[0.0, 255.5]]), np.array([[0, 300]], dtype=np.uint16)],
+                         ids=["float", "uint16"])
+def test_values_above_max_value_warn(mode, nominal, X):
+    with pytest.warns(PixelRangeWarning, match=rf"maximum {X.max():g} exceeds max_value=255, "
+                                               rf"so those pixels scale beyond {nominal}"):
+        Xt = PixelScaler(mode=mode).fit_transform(X)
+    assert Xt.max() > 1.0  # legal, hence a warning: the values are scaled, not clipped
+
+
+@pytest.mark.parametrize("X", [
+    np.zeros((4, 9), dtype=np.uint8),  # black images say nothing about the bit depth
+    np.linspace(0.0, 1.0, 36).reshape(4, 9),  # fractional: maybe scaled on purpose
+    np.full((4, 9), -5.0),  # negative values are not judged
+], ids=["zeros", "fractional", "negative"])
+def test_data_the_range_check_does_not_judge(X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        PixelScaler().fit(X)
+
+
+def test_standard_mode_has_no_range_check():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        PixelScaler(mode="standard").fit(load_digits().data)
+
+
+def test_one_fractional_value_in_a_late_block_stops_the_warning(rng):
+    # Many blocks of whole numbers, one fraction in the last row: every block is tested.
+    rows = 8 * fastmlp.preprocessing._block_rows(64)
+    X = rng.integers(0, 17, size=(rows, 64)).astype(np.float64)
+    with pytest.warns(PixelRangeWarning):
+        PixelScaler().fit(X)
+    X[-1, -1] = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelRangeWarning)
+        PixelScaler().fit(X)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_range_check_reads_a_memmap_without_copying_it(tmp_path, rng, dtype):
+    X = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=dtype,
+                                  shape=(20000, 28, 28))
+    X[:] = rng.integers(0, 17, size=(28, 28))  # digits-like values, the same image
+    tracemalloc.start()
+    try:
+        with pytest.warns(PixelRangeWarning, match="maximum 16 "):
+            PixelScaler().fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 10  # blocks of rows at most, never a copy of X
+
+
+# -- the channel axis of 4-D images ------------------------------------------------------
+
+
+def test_channels_first_images_with_the_default_axis_are_refused(rng):
+    X = _images(rng, (6, 3, 8, 8))
+    scaler = PixelScaler(mode="standard", per_channel=True)
+    with pytest.raises(ValueError, match=r"axis -1 of X, of size 8.*axis 1 has 3.*"
+                                         r"\(n, C, H, W\).*Pass channel_axis=1"):
+        scaler.fit(X)
+    fitted = scaler.set_params(channel_axis=1).fit(X)
+    assert_allclose(fitted.mean_, X.mean(axis=(0, 2, 3)))
+
+
+def test_channels_last_images_with_axis_1_are_refused(rng):
+    X = _images(rng, (6, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"\(n, H, W, C\).*Pass channel_axis=-1"):
+        PixelScaler(mode="standard", per_channel=True, channel_axis=1).fit(X)
+
+
+@pytest.mark.parametrize("shape, params, n_stats", [
+    ((6, 3, 8, 8), {"n_channels": 8}, 8),  # an explicit channel count is taken at its word
+    ((6, 5, 6, 7), {}, 7),  # neither axis looks like channels: nothing to suggest
+    ((6, 3, 8, 4), {}, 4),  # both could be: the stated axis wins
+    ((6, 2, 5, 5), {"channel_axis": 1}, 2),
+])
+def test_channel_axis_accepted_when_not_ambiguous(rng, shape, params, n_stats):
+    scaler = PixelScaler(mode="standard", per_channel=True, **params).fit(_images(rng, shape))
+    assert scaler.mean_.shape == (n_stats,)
+
+
+@pytest.mark.parametrize("params", [{"mode": "standard"}, {"mode": "unit", "per_channel": True}])
+def test_channel_axis_only_checked_for_per_channel_statistics(rng, params):
+    PixelScaler(**params).fit(_images(rng, (6, 3, 8, 8)))  # no channels are used
+
+
 # -- input forms -------------------------------------------------------------------------
 
 
@@ -225,7 +357,10 @@ def test_image_shapes_flatten_in_c_order(rng, mode):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float16, np.float32, bool])
 def test_any_real_dtype(rng, dtype):
     X = _images(rng, (4, 6, 6)).astype(dtype)
-    Xt = PixelScaler(mode="unit").fit_transform(X)
+    # Boolean pixels (max 1) against max_value=255 are the case PixelRangeWarning is for.
+    warns = pytest.warns(PixelRangeWarning) if dtype is bool else contextlib.nullcontext()
+    with warns:
+        Xt = PixelScaler(mode="unit").fit_transform(X)
     assert Xt.dtype == np.float32
     assert_allclose(Xt, X.reshape(4, -1).astype(np.float64) / 255, rtol=1e-6)
 

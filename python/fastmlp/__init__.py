@@ -6,19 +6,13 @@
 - :mod:`fastmlp.kernels` — the compiled kernels on NumPy arrays.
 """
 
-from importlib import metadata as _metadata
-
 from ._core import active_isa, detected_isa
-from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
-
-# The version has one home, pyproject.toml; an installed fastmlp reads it from its metadata.
-try:
-    __version__ = _metadata.version("fastmlp")
-except _metadata.PackageNotFoundError:  # imported from a build tree, never installed
-    __version__ = "0+unknown"
+from ._version import __version__  # the one home of the version; pyproject.toml reads it
+from .exceptions import PixelRangeWarning, TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = [
     "MLPImageClassifier",
+    "PixelRangeWarning",
     "PixelScaler",
     "TrainingDivergedError",
     "TrainingInterruptedWarning",
@@ -40,12 +34,16 @@ def __getattr__(name):
         from .preprocessing import PixelScaler
 
         return PixelScaler
-    if name in ("datasets", "kernels", "preprocessing"):
+    if name in _LAZY_SUBMODULES:
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 
+# Loaded by __getattr__ on first use; listed by dir() before that, for tab completion.
+_LAZY_SUBMODULES = ("datasets", "kernels", "preprocessing")
+
+
 def __dir__():
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *_LAZY_SUBMODULES})

@@ -28,6 +28,7 @@ import os
 import zlib
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._atomic import atomic_file
 
@@ -209,7 +210,7 @@ def _describe(dtype, shape):
     return f"shape {shape} of {dtype.name} ({nbytes} bytes of data)"
 
 
-def read_idx(path, *, mmap=True):
+def read_idx(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
     """Read an IDX file, gzip-compressed or raw, into a NumPy array.
 
     Compression is detected from the content (the gzip magic bytes ``1f 8b``), never from
@@ -334,7 +335,8 @@ def _to_native(arr):
     return arr.astype(native)
 
 
-def write_idx(path, array, *, compress=None):
+def write_idx(path: str | os.PathLike, array: ArrayLike, *,
+              compress: bool | None = None) -> None:
     """Write an array to an IDX file, atomically.
 
     Parameters

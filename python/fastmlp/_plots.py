@@ -16,7 +16,7 @@ import numpy as np
 
 from ._atomic import atomic_file
 
-__all__ = ["require_matplotlib", "write_plots"]
+__all__ = ["require_matplotlib", "restored_epoch", "write_plots"]
 
 _PLOT_HINT = 'pip install "fastmlp[plot]" (or pip install ".[plot]" in a source checkout)'
 
@@ -30,20 +30,26 @@ def require_matplotlib():
                           f"with: {_PLOT_HINT}") from None
 
 
-def write_plots(directory, rows, y_test, y_pred, images_test, target_names, title):
+def write_plots(directory, rows, y_test, y_pred, images_test, target_names, title, *,
+                early_stopping_metric="accuracy"):
     """Write loss.png, accuracy.png, confusion_matrix.png and samples.png; return paths.
 
     ``rows`` are the per-epoch records of the command line (``loss``, ``accuracy``,
-    ``test_loss``, ``test_accuracy`` by ``epoch``). A file that cannot be written is an
-    OSError whose message names it.
+    ``test_loss``, ``test_accuracy`` by ``epoch``, and ``val_loss``, ``val_accuracy`` when
+    early stopping held out a validation split). With a validation split the curves show
+    it too, and mark the epoch whose weights early stopping restored: the first with the
+    best validation ``early_stopping_metric`` (the estimator's parameter of that name,
+    whose default the command line keeps). A file that cannot be written is an OSError
+    whose message names it.
     """
     import matplotlib
 
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")  # files only, never a window
+    restored = restored_epoch(rows, early_stopping_metric)
     figures = {
-        "loss.png": _curve(rows, "loss", "Loss (cross-entropy)", 1, title),
-        "accuracy.png": _curve(rows, "accuracy", "Accuracy (%)", 100, title),
+        "loss.png": _curve(rows, "loss", "Loss (cross-entropy)", 1, title, restored),
+        "accuracy.png": _curve(rows, "accuracy", "Accuracy (%)", 100, title, restored),
         "confusion_matrix.png": _confusion(y_test, y_pred, target_names, title),
         "samples.png": _samples(y_test, y_pred, images_test, target_names, title),
     }
@@ -59,18 +65,44 @@ def write_plots(directory, rows, y_test, y_pred, images_test, target_names, titl
     return written
 
 
-def _curve(rows, key, label, scale, title):
-    """``key`` per epoch: the training figure (averaged during the epoch) and the test one."""
+def restored_epoch(rows, metric="accuracy"):
+    """The epoch whose weights early stopping keeps, or None without a validation split.
+
+    The estimator keeps a new best only when it is strictly better, so ties go to the
+    first epoch: np.argmax and np.argmin return the first extreme too.
+    """
+    if not rows or "val_accuracy" not in rows[0]:
+        return None
+    if metric == "accuracy":
+        best = int(np.argmax([r["val_accuracy"] for r in rows]))
+    else:
+        best = int(np.argmin([r["val_loss"] for r in rows]))
+    return rows[best]["epoch"]
+
+
+def _curve(rows, key, label, scale, title, restored=None):
+    """``key`` per epoch: the training figure (averaged during the epoch), the test one,
+    and the validation one with the restored epoch marked when early stopping was on."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(epochs, [scale * r[key] for r in rows], "o-", label="train (during epoch)")
     ax.plot(epochs, [scale * r[f"test_{key}"] for r in rows], "s-", label="test (after epoch)")
+    if f"val_{key}" in rows[0]:
+        ax.plot(epochs, [scale * r[f"val_{key}"] for r in rows], "^-",
+                label="validation (after epoch)")
+    if restored is not None:
+        ax.axvline(restored, color="0.4", linestyle="--", linewidth=1,
+                   label=f"restored weights (epoch {restored})")
     ax.set_xlabel("Epoch")
     ax.set_ylabel(label)
-    ax.set_xticks(epochs if len(epochs) <= 20 else ax.get_xticks())
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    else:  # a tick per epoch would crowd; the automatic ticks may fall between epochs
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{title}: {label.split(' ')[0].lower()} per epoch")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -4,11 +4,21 @@ Two things report progress with it: training (the batches of an epoch, drawn by
 :func:`draw_bar`) and downloads (the bytes of a file, drawn by :func:`draw_transfer`).
 Both draw the same bar with the same line discipline, and :func:`clear_line` erases
 whichever is shown so that the next message starts on a clean line.
+
+Every line is fitted to the terminal's width at the time it is drawn: a line longer than
+the terminal wraps, and ``\r`` then returns only to the start of the wrapped part, leaving
+one stale line per redraw. The bar shrinks first; on a terminal too narrow even for the
+figures, the line is cut. fastmlp draws the bar itself rather than with tqdm: the same
+line discipline serves training, downloads and the command line's messages in between
+(see :func:`clear_line`), with no dependency.
 """
 
+import os
+import shutil
 import sys
 
-_WIDTH = 30  # characters between the brackets
+_WIDTH = 30  # characters between the brackets, when the terminal has room
+_MIN_WIDTH = 5  # a narrower bar says too little to be worth its columns
 _shown = False  # whether a bar is on screen (and the cursor is at its end)
 
 
@@ -20,10 +30,34 @@ def stderr_is_terminal():
         return False
 
 
-def _bar(done, total):
+def terminal_columns():
+    """Width of the terminal the bar is drawn on: ``$COLUMNS`` when set, else stderr's
+    terminal, else what :func:`shutil.get_terminal_size` finds (stdout's, or 80)."""
+    if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) > 0:
+        return int(os.environ["COLUMNS"])
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, OSError, ValueError):  # not a file, or not a terminal
+        columns = 0
+    return columns or shutil.get_terminal_size().columns
+
+
+def _bar(done, total, width):
     """``[####......]``: the part done of ``total``, full at (or past) the end."""
-    filled = min(_WIDTH, _WIDTH * done // max(total, 1))
-    return "[" + "#" * filled + "." * (_WIDTH - filled) + "]"
+    filled = min(width, width * done // max(total, 1))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _fit(head, done, total, tail):
+    """``head [bar] tail`` in fewer columns than the terminal has.
+
+    One column stays free: writing into the last one makes some terminals wrap.
+    """
+    room = max(0, terminal_columns() - 1)
+    width = min(_WIDTH, room - len(head) - len(tail) - 4)  # 2 spaces, 2 brackets
+    if width >= _MIN_WIDTH:
+        return f"{head} {_bar(done, total, width)} {tail}"
+    return f"{head} {tail}"[:room]
 
 
 def _show(text):
@@ -54,14 +88,14 @@ def end_line():
 
 def draw_bar(epoch, n_epochs, done, total, loss, accuracy, elapsed):
     """The training bar: epoch, samples done, running loss and accuracy, seconds."""
-    _show(f"Epoch {epoch}/{n_epochs} {_bar(done, total)} {done}/{total}  "
-          f"loss {loss:.4f}  acc {100 * accuracy:.2f}%  {elapsed:.1f}s")
+    _show(_fit(f"Epoch {epoch}/{n_epochs}", done, total, f"{done}/{total}  loss {loss:.4f}  "
+               f"acc {100 * accuracy:.2f}%  {elapsed:.1f}s"))
 
 
 def draw_transfer(name, done, total):
     """The download bar of file ``name``: megabytes received, of ``total`` bytes when the
     size is known (None otherwise: then only the count)."""
     if total:
-        _show(f"{name}: {_bar(done, total)} {done / 1e6:6.1f}/{total / 1e6:.1f} MB")
+        _show(_fit(f"{name}:", done, total, f"{done / 1e6:6.1f}/{total / 1e6:.1f} MB"))
     else:
-        _show(f"{name}: {done / 1e6:6.1f} MB")
+        _show(f"{name}: {done / 1e6:6.1f} MB"[:max(0, terminal_columns() - 1)])

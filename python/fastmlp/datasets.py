@@ -39,12 +39,16 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from numbers import Real
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import _cifar, _net, _progress
 from ._atomic import StagedFile
 from ._idx import _describe, read_idx, write_idx
+
+if TYPE_CHECKING:  # for annotations only: scikit-learn is imported when data are loaded
+    from sklearn.utils import Bunch
 
 __all__ = [
     "read_idx",
@@ -501,14 +505,14 @@ def _check_split(images, labels, images_path, labels_path):
 
 
 def load_fashion_mnist(
-    data_home=None,
+    data_home: str | os.PathLike | None = None,
     *,
-    download=False,
-    return_X_y=False,
-    base_url=None,
-    timeout=300,
-    verbose=None,
-):
+    download: bool = False,
+    return_X_y: bool = False,
+    base_url: str | None = None,
+    timeout: float = 300,
+    verbose: bool | None = None,
+) -> Bunch | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load Fashion-MNIST: 60000 training and 10000 test images, 28x28, 10 classes.
 
     Grayscale images of clothing articles, one per image, centred, pixel values 0
@@ -610,14 +614,14 @@ def load_fashion_mnist(
 
 
 def load_mnist(
-    data_home=None,
+    data_home: str | os.PathLike | None = None,
     *,
-    download=False,
-    return_X_y=False,
-    base_url=None,
-    timeout=300,
-    verbose=None,
-):
+    download: bool = False,
+    return_X_y: bool = False,
+    base_url: str | None = None,
+    timeout: float = 300,
+    verbose: bool | None = None,
+) -> Bunch | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST: 60000 training and 10000 test images of handwritten digits, 28x28.
 
     The same four file names, the same lookup order (with ``mnist`` in place of

@@ -13,9 +13,11 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -409,8 +411,11 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None,
-            callback=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+            X_val: ArrayLike | None = None, y_val: ArrayLike | None = None,
+            sample_weight_val: ArrayLike | None = None,
+            callback: Callable[[MLPImageClassifier, dict], bool | None] | None = None
+            ) -> MLPImageClassifier:
         """Train for ``max_iter`` epochs (fewer if training stops early).
 
         Parameters
@@ -448,47 +453,102 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                          callback=callback, validation=validation)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over (X, y), continuing from the current state.
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+                    sample_weight: ArrayLike | None = None) -> MLPImageClassifier:
+        """Train for one epoch over (X, y), continuing from the current state.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features) or images
+        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
+                (n, H, W, C) or (n, C, H, W)
+            Training samples of any real dtype, scaled as for :meth:`fit`; image
+            arrays are flattened in C order.
         y : array-like of shape (n_samples,)
+            Class labels, each one of ``classes``.
         classes : array-like of shape (n_classes,), default=None
-            All the classes of the problem; required on the first call.
+            All the classes of the problem. Required on the first call; on later calls
+            it may be omitted, and if given must equal the first call's.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples, as in :meth:`fit`.
 
         Returns
         -------
         self : MLPImageClassifier
+            The estimator, updated in place.
         """
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes,
                          callback=None, validation=None)
 
-    def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), float64 rows summing to 1."""
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Estimate the probability of each class for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
+                (n, H, W, C) or (n, C, H, W)
+            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes), dtype float64
+            Softmax probabilities in the order of ``classes_``; each row sums to 1.
+        """
         proba = self._forward(X, log=False).astype(np.float64)
         proba /= proba.sum(axis=1, keepdims=True)
         return proba
 
-    def predict_log_proba(self, X):
-        """Log of ``predict_proba``, computed stably from the logits."""
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
+        """Estimate the logarithm of the probability of each class for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
+                (n, H, W, C) or (n, C, H, W)
+            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes), dtype float64
+            Natural logarithms of the class probabilities, in the order of ``classes_``,
+            computed from the logits as a log-softmax (not as ``log(predict_proba(X))``),
+            so they stay finite where a probability rounds to 0.
+        """
         return self._forward(X, log=True).astype(np.float64)
 
-    def predict(self, X):
-        """Most probable class of each sample."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predict the most probable class of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
+                (n, H, W, C) or (n, C, H, W)
+            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            For each sample, the class of ``classes_`` with the highest probability.
+        """
         logp = self._forward(X, log=True)
         return self.classes_[np.argmax(logp, axis=1)]
 
-    def summary(self, n_features=None, n_classes=None):
-        """Per-layer table: layer, output shape, parameter count, totals.
+    def summary(self, n_features: int | None = None,
+                n_classes: int | None = None) -> ModelSummary:
+        """Describe the network layer by layer: output shape and parameter count.
 
         Fitted estimators describe themselves; before fitting pass ``n_features`` and
         ``n_classes``.
+
+        Parameters
+        ----------
+        n_features : int, default=None
+            Number of input features (``H * W * C`` for images). None takes
+            ``n_features_in_`` of the fitted estimator.
+        n_classes : int, default=None
+            Number of output units, one per class (two for a binary problem). None takes
+            ``n_outputs_`` of the fitted estimator.
 
         Returns
         -------
@@ -512,6 +572,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False
+        tags.input_tags.three_d_array = True  # image arrays (n, H, W) and 4-D are flattened
         return tags
 
     # ----------------------------------------------------------------------------------

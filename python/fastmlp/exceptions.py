@@ -1,7 +1,7 @@
 """The exceptions and warnings fastmlp raises, in one place so that callers (the command
 line among them) test their class, never their text."""
 
-__all__ = ["TrainingDivergedError", "TrainingInterruptedWarning"]
+__all__ = ["PixelRangeWarning", "TrainingDivergedError", "TrainingInterruptedWarning"]
 
 
 class TrainingDivergedError(ValueError):
@@ -14,3 +14,11 @@ class TrainingDivergedError(ValueError):
 
 class TrainingInterruptedWarning(UserWarning):
     """``fit`` was interrupted (Ctrl-C); the model keeps every batch trained so far."""
+
+
+class PixelRangeWarning(UserWarning):
+    """:class:`fastmlp.PixelScaler` was fitted on data whose range does not fit its
+    ``max_value``: integer-valued pixels whose maximum is at most a quarter of it (the
+    images would be squeezed into a corner of the output range), or any pixel above it.
+    The message gives the observed maximum and the ``max_value`` to use instead.
+    """

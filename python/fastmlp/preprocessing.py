@@ -8,12 +8,18 @@ Shape legend for this file:
     d  features per sample, H * W * C (the flattened image, in C order)
 """
 
+from __future__ import annotations
+
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .exceptions import PixelRangeWarning
 
 __all__ = ["PixelScaler"]
 
@@ -21,6 +27,15 @@ __all__ = ["PixelScaler"]
 # still finite in float32: smaller ones would scale every pixel to infinity.
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MIN_MAX_VALUE = 2.0 / _FLOAT32_MAX
+
+# Integer-valued data whose maximum is at most this fraction of max_value are taken for
+# images of another bit depth (digits' 0..16, binary 0/1 masks) rather than dark 8-bit
+# images: a dark subset of Fashion-MNIST or MNIST still reaches 255 somewhere.
+_FAR_BELOW_FRACTION = 0.25
+
+# Channel counts that images have (grayscale, grayscale with alpha, RGB, RGBA); used to
+# tell which axis of a 4-D array holds the channels.
+_PLAUSIBLE_CHANNELS = (1, 2, 3, 4)
 
 # Rows are processed in blocks of about this many values, so that the float64 working copy
 # stays small (a few hundred kB) however large the data set is.
@@ -74,6 +89,10 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Where the channels are in 4-D image arrays: ``-1`` for ``(n, H, W, C)``, ``1``
         for ``(n, C, H, W)``. It also tells how the channels are laid out in the rows of
         2-D input (see ``n_channels``). Only the per-channel statistics depend on it.
+        With ``per_channel=True`` and ``n_channels=None``, :meth:`fit` raises a
+        ``ValueError`` when the axis it names cannot hold channels (its size is not 1 to
+        4) while the other one can: ``(n, 3, 32, 32)`` images read with
+        ``channel_axis=-1`` would otherwise learn 32 "channels" over the image width.
 
     max_value : float, default=255.0
         The value of a full-intensity pixel, used by the ``"symmetric"`` and ``"unit"``
@@ -81,7 +100,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         stored as floats in ``[0, 1]``. Values are not clipped: a pixel above
         ``max_value`` maps above the nominal range. Ignored by ``"standard"``. It must be
         finite and between about 5.9e-39 and 3.4e38, so that the scaling stays finite
-        in float32; :meth:`fit` refuses other values with a ``ValueError``.
+        in float32; :meth:`fit` refuses other values with a ``ValueError``. :meth:`fit`
+        also checks the training data against it and warns with
+        :class:`~fastmlp.exceptions.PixelRangeWarning` when they do not fit (see Notes).
 
     Attributes
     ----------
@@ -121,6 +142,23 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     the arithmetic is done in float64 and rounded once, so ``0`` and ``max_value`` map
     exactly to the ends of the range.
 
+    In the ``"symmetric"`` and ``"unit"`` modes, :meth:`fit` compares the maximum of the
+    training data with ``max_value`` and issues a
+    :class:`~fastmlp.exceptions.PixelRangeWarning`, naming the observed maximum, when
+
+    - the maximum exceeds ``max_value``: those pixels scale beyond the nominal range
+      (legal, hence a warning and not an error); or
+    - every value is a whole number (any integer or boolean dtype, or floats holding
+      whole numbers) and the maximum is positive and at most ``max_value / 4``: pixel
+      counts of another bit depth, such as scikit-learn's digits (0 to 16) or 0/1 masks
+      with the default ``max_value=255``, which would all scale into a corner of the
+      range. Dark 8-bit images still reach 255 somewhere and do not warn. Data with
+      fractional values are not judged this way: they are as often features already
+      scaled on purpose as images, and warning on them would be noise.
+
+    The maximum is computed in one streaming pass and the whole-number test blockwise,
+    so a memory-mapped data set larger than memory is read, never copied.
+
     Examples
     --------
     >>> import numpy as np
@@ -152,13 +190,13 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        mode="symmetric",
+        mode: str = "symmetric",
         *,
-        per_channel=False,
-        n_channels=None,
-        channel_axis=-1,
-        max_value=255.0,
-    ):
+        per_channel: bool = False,
+        n_channels: int | None = None,
+        channel_axis: int = -1,
+        max_value: float = 255.0,
+    ) -> None:
         self.mode = mode
         self.per_channel = per_channel
         self.n_channels = n_channels
@@ -166,7 +204,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.max_value = max_value
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> PixelScaler:
         """Learn the number of features and, for ``mode="standard"``, the statistics.
 
         Parameters
@@ -184,6 +222,8 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Fitted scaler.
         """
         X, image_channels = self._validate_input(X, reset=True)
+        if self.mode != "standard":
+            self._check_range(X)
 
         if self.mode == "symmetric":
             half = float(self.max_value) / 2.0
@@ -203,7 +243,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.scale_ = _safe_scale(var, mean, count)
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Scale images to float32.
 
         Parameters
@@ -234,7 +274,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         return _blockwise_to_float32(X, scale_block)
 
-    def inverse_transform(self, X):
+    def inverse_transform(self, X: ArrayLike) -> np.ndarray:
         """Map scaled values back to the original pixel scale.
 
         Parameters
@@ -288,6 +328,8 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if ndim == 3:
                 image_channels = 1
             else:
+                if reset and self.mode == "standard" and self.per_channel:
+                    self._check_channel_axis(X.shape)
                 image_channels = X.shape[self.channel_axis]
             # reshape reads in C (row-major) order whatever the memory layout.
             X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
@@ -298,6 +340,54 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             )
         X = validate_data(self, X, reset=reset, dtype="numeric")
         return X, image_channels
+
+    def _check_channel_axis(self, shape):
+        """ValueError when ``channel_axis`` points at an axis of the 4-D ``shape`` that
+        cannot hold channels while the other candidate axis can.
+
+        Channels-first images (n, 3, 32, 32) read with ``channel_axis=-1`` would otherwise
+        learn 32 "channels" over the image width. An explicit ``n_channels`` settles the
+        question, so the check is skipped then.
+        """
+        if self.n_channels is not None:
+            return
+        axis, other = (-1, 1) if self.channel_axis == -1 else (1, -1)
+        if shape[axis] in _PLAUSIBLE_CHANNELS or shape[other] not in _PLAUSIBLE_CHANNELS:
+            return
+        layout = "(n, C, H, W)" if other == 1 else "(n, H, W, C)"
+        raise ValueError(
+            f"per_channel=True with channel_axis={self.channel_axis} takes the channels "
+            f"from axis {axis} of X, of size {shape[axis]}, which is not an image channel "
+            f"count (1 to 4), while axis {other} has {shape[other]}: X of shape "
+            f"{tuple(shape)} looks like {layout} images. Pass channel_axis={other}, or "
+            f"n_channels={shape[axis]} if the images really have {shape[axis]} channels."
+        )
+
+    def _check_range(self, X):
+        """PixelRangeWarning when X (n, d) does not fit ``max_value`` (see Notes).
+
+        ``X.max()`` streams through the data (a memory-mapped array is read once, never
+        copied); the whole-number test runs blockwise, and only when the maximum is low.
+        """
+        high = float(X.max())
+        max_value = float(self.max_value)
+        if high > max_value:
+            message = (f"the data's maximum {high:g} exceeds max_value={max_value:g}, so "
+                       f"those pixels scale beyond {self._nominal_range()}")
+        elif 0 < high <= _FAR_BELOW_FRACTION * max_value and _integer_valued(X):
+            message = (f"the data's maximum {high:g} is far below max_value={max_value:g}, "
+                       f"so every pixel scales into a corner of {self._nominal_range()}")
+        else:
+            return
+        warnings.warn(
+            f"PixelScaler: {message}; if {high:g} is the full-intensity value of these "
+            f"images, pass max_value={high:g}.",
+            PixelRangeWarning,
+            stacklevel=4,  # past fit and its _fit_context wrapper: the caller of fit
+        )
+
+    def _nominal_range(self):
+        return "[-1, 1]" if self.mode == "symmetric" else "[0, 1]"
 
     def _resolve_channels(self, n_features, image_channels):
         """Number of channels for per-channel statistics, checked against the data."""
@@ -340,6 +430,18 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 def _block_rows(n_features):
     return max(1, _BLOCK_VALUES // max(1, n_features))
+
+
+def _integer_valued(X):
+    """Whether every value of X (n, d) is a whole number, as pixel counts are."""
+    if X.dtype.kind in "biu":
+        return True
+    step = _block_rows(X.shape[1])
+    for start in range(0, X.shape[0], step):
+        block = np.asarray(X[start : start + step])
+        if not np.array_equal(block, np.rint(block)):
+            return False
+    return True
 
 
 def _channel_moments(X, n_channels, channels_last):
