@@ -4,6 +4,8 @@
 - :class:`PixelScaler` — the pixel normalizations images need.
 - :mod:`fastmlp.datasets` — IDX files, Fashion-MNIST and MNIST loaders.
 - :mod:`fastmlp.kernels` — the compiled kernels on NumPy arrays.
+- :func:`save`, :func:`load` (:mod:`fastmlp.io`) — a model file without pickle.
+- :mod:`fastmlp.export` — the model as a scikit-learn ``MLPClassifier`` or in ONNX.
 """
 
 from importlib import metadata as _metadata
@@ -25,6 +27,8 @@ __all__ = [
     "__version__",
     "active_isa",
     "detected_isa",
+    "load",
+    "save",
 ]
 
 
@@ -40,7 +44,11 @@ def __getattr__(name):
         from .preprocessing import PixelScaler
 
         return PixelScaler
-    if name in ("datasets", "kernels", "preprocessing"):
+    if name in ("save", "load"):
+        from . import io
+
+        return getattr(io, name)
+    if name in ("datasets", "export", "io", "kernels", "preprocessing"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
