@@ -9,7 +9,8 @@ Subcommands:
   784-256(ReLU)-10, pixels scaled to [-1, 1], PyTorch-style initialization, plain SGD with
   learning rate 0.01, batches of 64, shuffled, 5 epochs. Optionally saves the model, a JSON
   record of the run and PNG plots.
-- ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model.
+- ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model, on
+  the test split (a directory holding only the two test files will do).
 - ``summary``: the per-layer table of an architecture.
 - ``bench``: runs ``bench/bench_training.py`` of the source checkout fastmlp is installed
   from (an editable install); never a file found from the current directory.
@@ -25,9 +26,10 @@ Every file the command writes (``--save``, ``--json``, ``--plots``) appears whol
 at all: it is written beside its final name and renamed over it once complete, so a
 crash, Ctrl-C or a full disk leaves the previous file as it was.
 
-Model files are pickles (joblib): loading one runs code it contains,
-so pass ``evaluate``
-only model files you trust.
+Model files are written by :func:`fastmlp.save`: NumPy arrays and a JSON header, read
+without pickle, so loading one runs no code from it. Model files of older fastmlp
+versions were joblib pickles; ``evaluate`` reads them only with ``--allow-pickle``
+(loading a pickle runs code it contains: only for files you trust).
 
 The heavy imports (scikit-learn, the estimator) happen inside :func:`main`, so that
 Ctrl-C during start-up is handled like Ctrl-C at any later time.
@@ -239,9 +241,13 @@ def _add_train_command(sub, defaults):
                           "OMP_NUM_THREADS)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE",
-                     help="save the model (the classifier; it scales its own input) with "
-                          "joblib, e.g. model.joblib; the file is a pickle, so load only "
-                          "model files you trust")
+                     help="save the model (the classifier; it scales its own input) to "
+                          "FILE, e.g. model.fastmlp, in fastmlp's model file format (no "
+                          "pickle: loading it runs no code); see fastmlp.load")
+    out.add_argument("--save-optimizer-state", action="store_true",
+                     help="also save the optimizer's state (Adam's moments, the SGD "
+                          "velocity), so that --resume continues exactly as an uninterrupted "
+                          "run; makes the file up to 3x larger")
     out.add_argument("--plots", metavar="DIR",
                      help="write PNG plots (loss and accuracy curves, confusion matrix, "
                           "sample predictions) to DIR; needs matplotlib")
@@ -283,10 +289,18 @@ def _add_evaluate_command(sub):
         "evaluate", help="evaluate a saved model on the test split",
         description="Print the test accuracy, the per-class precision/recall/F1 report and "
                     "the confusion matrix of a model saved by `fastmlp train --save`. "
-                    "Only load model files you trust: joblib files can run code.")
+                    "--data-dir may hold only the two test files (t10k-*).")
     evaluate.add_argument("model", metavar="MODEL", help="model file written by --save")
     _add_data_options(evaluate, None)
+    _add_allow_pickle_option(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _add_allow_pickle_option(parser):
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also read a joblib (pickle) model file of an older fastmlp; loading a pickle "
+             "runs code it contains, so only for files you trust")
 
 
 def _add_summary_command(sub):
@@ -400,6 +414,36 @@ def _load_data(dataset, data_dir, download):
         raise CommandError(message) from None
     except (OSError, ValueError) as exc:
         raise CommandError(f"could not load {spec.title}: {exc}") from None
+
+
+def _load_test_data(dataset, data_dir, download):
+    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``):
+    from the loader, or from a ``data_dir`` that holds only the two test files."""
+    from sklearn.utils import Bunch
+
+    if data_dir is not None and not datasets._in_data_home(dataset, data_dir):
+        for directory in datasets._data_home_dirs(dataset, data_dir):
+            found, _ = datasets._files_in(directory)
+            if {"test_images", "test_labels"} <= set(found):
+                break
+        else:
+            if download:
+                return _load_data(dataset, data_dir, download)
+            raise CommandError(
+                f"{data_dir} does not hold the test files of "
+                f"{datasets._DATASETS[dataset].title} ({datasets._FILE_NAMES[2]} and "
+                f"{datasets._FILE_NAMES[3]}, gzipped or not), neither directly nor in "
+                f"{os.path.join(data_dir, dataset)}; add --download to fetch the data set there")
+        try:
+            images = datasets.read_idx(found["test_images"])
+            labels = datasets.read_idx(found["test_labels"])
+            datasets._check_split(images, labels, found["test_images"], found["test_labels"])
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"could not load the test split: {exc}") from None
+        return Bunch(data_test=images.reshape(len(images), -1), images_test=images,
+                     target_test=labels.astype(np.int64),
+                     target_names=np.asarray(datasets._DATASETS[dataset].target_names))
+    return _load_data(dataset, data_dir, download)
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -549,10 +593,11 @@ def _cmd_train(args):
              "test_loss": test_loss, "test_accuracy": test_acc,
              "epochs_trained": len(reporter.rows)}
     if args.save is not None:
-        _save_model(args, {"model": classifier, "dataset": args.dataset,
-                           "target_names": [str(n) for n in data.target_names],
-                           "architecture": arch, "config": config, "history": reporter.rows,
-                           "final": final})
+        _save_model(args, classifier, {
+            "dataset": args.dataset, "target_names": [str(n) for n in data.target_names],
+            "image_shape": list(images.shape[1:]) if images is not None else None,
+            "architecture": arch, "config": config, "history": reporter.rows,
+            "final": final})
     if args.json is not None:
         _write_json(args, {"command": "train", "config": config, "architecture": arch,
                            "n_parameters": n_params, "n_train": len(y_train),
@@ -744,22 +789,12 @@ def _run_config(args, activation):
     }
 
 
-# File name endings joblib compresses by (joblib reads the ending only from a file name,
-# and the model is written through an open temporary file).
-_JOBLIB_COMPRESSION = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma",
-                       ".xz": "xz"}
+def _save_model(args, model, metadata):
+    from . import io
 
-
-def _save_model(args, record):
-    import joblib
-
-    from . import __version__
-
-    compress = next((method for end, method in _JOBLIB_COMPRESSION.items()
-                     if args.save.endswith(end)), 0)
     try:
-        with atomic_file(args.save) as f:
-            joblib.dump({**record, "fastmlp_version": __version__}, f, compress=compress)
+        io.save(model, args.save, include_optimizer_state=args.save_optimizer_state,
+                metadata=metadata)
     except OSError as exc:
         raise CommandError(f"cannot save the model to {args.save}: "
                            f"{exc.strerror or exc}; the previous file, if any, is "
@@ -828,19 +863,46 @@ def _poor_result_note(test_accuracy, n_classes, args):
 # evaluate, summary, bench
 # --------------------------------------------------------------------------------------
 
-def _load_model(path):
-    """(model, metadata) from a file written by ``train --save``, or a bare estimator."""
-    import joblib
+def _load_model(path, allow_pickle=False):
+    """(model, metadata) from a file written by ``train --save``; with ``allow_pickle``
+    also from a joblib file of an older fastmlp (a dict with the model, or the model)."""
+    from . import io
 
     if not os.path.isfile(path):
         raise CommandError(f"model file {path} does not exist")
+    try:
+        return io.load(path, return_metadata=True)
+    except (OSError, ValueError) as exc:
+        error = exc
+    if not allow_pickle:
+        hint = ("; if it is a joblib model file of an older fastmlp and you trust it, pass "
+                "--allow-pickle (loading a pickle runs code it contains)"
+                if _looks_like_a_pickle(path) else "")
+        raise CommandError(f"cannot read the model file {path}: {error}{hint}")
+    return _load_pickled_model(path)
+
+
+def _looks_like_a_pickle(path):
+    """Whether the file starts as a pickle (protocol 2+) or a joblib-compressed one."""
+    with open(path, "rb") as f:
+        start = f.read(3)
+    return start[:1] == b"\x80" or start[:2] in (b"\x1f\x8b", b"\x78\x9c", b"\x78\x01",
+                                                  b"BZ") or start == b"\xfd7z"
+
+
+def _load_pickled_model(path):
+    import joblib
+
+    print(f"fastmlp: warning: reading {path} as a pickle (joblib) file, which runs code it "
+          f"contains; save the model again with `fastmlp train --save` for a file that "
+          f"does not", file=sys.stderr)
     try:
         obj = joblib.load(path)
     except Exception as exc:  # unpickling can fail in many ways; none is a bug here
         raise CommandError(f"cannot read the model file {path}: "
                            f"{type(exc).__name__}: {exc}") from None
     if isinstance(obj, dict) and hasattr(obj.get("model"), "predict_log_proba"):
-        return obj["model"], obj
+        return obj["model"], {k: v for k, v in obj.items() if k != "model"}
     if hasattr(obj, "predict_log_proba") and hasattr(obj, "classes_"):
         return obj, {}
     raise CommandError(f"{path} does not hold a fastmlp model (expected a file written by "
@@ -850,11 +912,11 @@ def _load_model(path):
 def _cmd_evaluate(args):
     from sklearn.metrics import classification_report, confusion_matrix
 
-    model, meta = _load_model(args.model)
+    model, meta = _load_model(args.model, args.allow_pickle)
     dataset = args.dataset or meta.get("dataset") or "fashion-mnist"
     if dataset not in datasets._DATASETS:
         raise CommandError(f"the model names an unknown data set {dataset!r}; pass --dataset")
-    data = _load_data(dataset, args.data_dir, args.download)
+    data = _load_test_data(dataset, args.data_dir, args.download)
     names = [str(n) for n in data.target_names]
     X_test, y_test = data.data_test, data.target_test
     try:

@@ -283,8 +283,9 @@ def load(path, *, return_metadata=False):
     with open(path, "rb") as f:
         try:
             archive = np.load(f, allow_pickle=False)
-        except ValueError as exc:  # a pickle (an old joblib model) or not NumPy at all
-            raise ValueError(f"{path} is not a fastmlp model file ({exc})") from None
+        except ValueError:  # a pickle (np.load never unpickles here), or not NumPy at all
+            raise ValueError(f"{path} is not a fastmlp model file (not a NumPy .npz "
+                             f"archive)") from None
         except (zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path} is corrupt or truncated: {exc}") from None
         if not isinstance(archive, np.lib.npyio.NpzFile):
