@@ -33,8 +33,9 @@ def fitted(kind, activation, n_classes, rng, labels=None):
     X, y = make_data(rng, shape=shape, n_classes=n_classes)
     if labels is not None:
         y = np.asarray(labels)[y]
+    # Batches larger than the few rows to_sklearn fits scikit-learn's model on.
     clf = MLPImageClassifier((16, 8), activation=activation, random_state=0,
-                             learning_rate_init=0.01)
+                             learning_rate_init=0.01, batch_size=32)
     if kind == "classifier":
         X = X / 255.0
         return clf.partial_fit(X, y, classes=np.unique(y)), X

@@ -176,7 +176,6 @@ _SHARED_PARAMS = ("activation", "solver", "alpha", "batch_size", "learning_rate_
 def _sklearn_classifier(clf):
     import warnings
 
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     params = {k: getattr(clf, k) for k in _SHARED_PARAMS}
@@ -186,8 +185,8 @@ def _sklearn_classifier(clf):
         learning_rate=clf.learning_rate if clf.learning_rate != "cosine" else "constant",
         random_state=random_state, **params)
     classes = clf.classes_
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with warnings.catch_warnings():  # what a fit on a few zero rows warns of is moot
+        warnings.simplefilter("ignore")
         mlp.partial_fit(np.zeros((len(classes), clf.n_features_in_)), classes, classes=classes)
     mlp.coefs_, mlp.intercepts_ = _output_layer(clf)
     mlp.n_iter_, mlp.t_ = clf.n_iter_, clf.t_
