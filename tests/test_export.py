@@ -185,3 +185,20 @@ def test_docstring_examples():
     pytest.importorskip("onnxruntime")
     result = doctest.testmod(fastmlp.export, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("n_classes", [2, 3], ids=["binary", "multiclass"])
+def test_a_classifier_with_an_input_scaler_exports_its_scaling(rng, n_classes):
+    ort = pytest.importorskip("onnxruntime")
+    X, y = make_data(rng, n_classes=n_classes)
+    clf = MLPImageClassifier((8,), random_state=0, batch_size=32,
+                             input_scaler=PixelScaler(mode="standard"))
+    clf.partial_fit(X, y, classes=np.unique(y))  # uint8 pixels, scaled inside the core
+    exported = to_sklearn(clf)
+    assert type(exported[0]) is StandardScaler
+    np.testing.assert_allclose(exported.predict_proba(X), clf.predict_proba(X), rtol=0,
+                               atol=1e-6)
+    session = ort.InferenceSession(to_onnx(clf, input_dtype="uint8").SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"X": X})[0], clf.predict_proba(X), rtol=0,
+                               atol=1e-5)

@@ -347,3 +347,19 @@ def test_the_names_are_lazy_and_listed():
 def test_docstring_examples():
     result = doctest.testmod(fastmlp.io, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "standard"])
+def test_a_classifier_that_scales_its_own_input_round_trips(tmp_path, data, mode):
+    X, y = data  # uint8: the core applies the fitted input_scaler_ itself
+    clf = quick(input_scaler=PixelScaler(mode=mode)).partial_fit(X, y, classes=[0, 1, 2])
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path, include_optimizer_state=True)
+    loaded = fastmlp.load(path)
+    assert type(loaded.input_scaler) is PixelScaler and loaded.input_scaler.mode == mode
+    assert_same_value(fitted_attributes(loaded.input_scaler_),
+                      fitted_attributes(clf.input_scaler_), "input_scaler_")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert_same_value(loaded.coefs_, clf.coefs_, "coefs_")
