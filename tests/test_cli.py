@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 import pytest
 
+import fastmlp
 from conftest import data_required
 from fastmlp import cli, datasets
 from fastmlp.datasets import write_idx
@@ -148,21 +149,24 @@ def test_progress_bar_redraws_fit_a_60_column_terminal(capsys, data_dir, monkeyp
     assert any(re.search(r"\] \d+/600  loss", p) for p in bars)  # the bar, shrunk
 
 
-def test_save_then_evaluate(capsys, data_dir, tmp_path):
-    model = tmp_path / "model.joblib"
+@pytest.mark.parametrize("test_files_only", [False, True], ids=["four files", "test files"])
+def test_save_then_evaluate(capsys, data_dir, tmp_path, test_files_only):
+    model = tmp_path / "model.fastmlp"
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "3",
                            "--lr", "0.05", "--normalize", "standard", "--hidden", "32,16",
                            "--save", model)
     assert status == 0, err
     final = float(TEST_LINE.findall(out)[-1][1])
 
-    saved = joblib.load(model)
-    classifier = saved["model"]  # it scales the pixels itself
-    assert classifier.input_scaler_.mode == "standard"
+    classifier, saved = fastmlp.load(model, return_metadata=True)
+    assert classifier.input_scaler_.mode == "standard"  # it scales the pixels itself
     assert classifier.hidden_layer_sizes == (32, 16)
-    assert saved["dataset"] == "fashion-mnist"
+    assert saved["dataset"] == "fashion-mnist" and saved["image_shape"] == [28, 28]
     assert saved["target_names"][9] == "Ankle boot"
 
+    if test_files_only:  # evaluate needs only the test split
+        for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+            (data_dir / name).unlink()
     status, out, err = run(capsys, "evaluate", model, "--data-dir", data_dir)
     assert status == 0, err
     # The same scaling is applied, so evaluate reproduces the last test accuracy.
@@ -181,7 +185,29 @@ def test_evaluate_errors(capsys, tmp_path, data_dir):
     junk.write_bytes(b"not a model")
     status, _, err = run(capsys, "evaluate", junk, "--data-dir", data_dir)
     assert status == 1 and "cannot read the model file" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "--allow-pickle" not in err  # it is no pickle either
+    status, _, err = run(capsys, "evaluate", junk, "--data-dir", data_dir, "--allow-pickle")
+    assert status == 1 and "cannot read the model file" in err and "Traceback" not in err
+    model = tmp_path / "model.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", model)[0] == 0
+    (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    status, _, err = run(capsys, "evaluate", model, "--data-dir", data_dir)
+    assert status == 1 and "does not hold the test files" in err and "t10k-labels" in err
+
+
+def test_an_old_joblib_model_is_read_only_when_allowed(capsys, data_dir, tmp_path):
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save",
+                         tmp_path / "model.fastmlp")
+    assert status == 0, err
+    pipeline, metadata = fastmlp.load(tmp_path / "model.fastmlp", return_metadata=True)
+    old = tmp_path / "model.joblib"  # what fastmlp 0.1's --save wrote
+    joblib.dump({"model": pipeline, **metadata}, old)
+    status, out, err = run(capsys, "evaluate", old, "--data-dir", data_dir)
+    assert status == 1 and "pass --allow-pickle" in err and out == ""
+    status, out, err = run(capsys, "evaluate", old, "--data-dir", data_dir, "--allow-pickle")
+    assert status == 0, err
+    assert "warning: reading" in err and "runs code" in err
+    assert "Test Accuracy: " in out and "784-8(ReLU)-10" in out
 
 
 def test_json_record(capsys, data_dir, tmp_path):
@@ -337,7 +363,7 @@ def test_missing_data_shows_how_to_get_it(capsys, tmp_path, monkeypatch):
 
 def test_unwritable_outputs_fail_before_training(capsys, data_dir, tmp_path):
     status, out, err = run(capsys, "train", "--data-dir", data_dir,
-                           "--save", tmp_path / "no" / "such" / "model.joblib")
+                           "--save", tmp_path / "no" / "such" / "model.fastmlp")
     assert status == 1 and "does not exist" in err and out == ""
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--json", tmp_path)
     assert status == 1 and "is a directory" in err and out == ""
@@ -471,31 +497,30 @@ def test_a_failure_while_writing_leaves_the_previous_file(capsys, data_dir, tmp_
 
 def test_a_serializer_failing_midway_leaves_the_previous_model(capsys, data_dir, tmp_path,
                                                                monkeypatch):
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.fastmlp"
     model.write_bytes(b"the previous model")
 
-    def dump_half(value, f, **kwargs):
-        f.write(b"\x80\x04half a pickle")
+    def savez_half(f, **arrays):
+        f.write(b"PK\x03\x04half an archive")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(joblib, "dump", dump_half)
+    monkeypatch.setattr(np, "savez", savez_half)
     status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", model)
     assert status == 1 and "cannot save the model" in err and "unchanged" in err
     assert model.read_bytes() == b"the previous model" and names(tmp_path) == [
-        "data", "model.joblib"]
+        "data", "model.fastmlp"]
 
 
 def test_saved_files_are_complete_and_keep_their_permissions(capsys, data_dir, tmp_path):
-    model, compressed = tmp_path / "model.joblib", tmp_path / "model.joblib.gz"
+    model, other = tmp_path / "model.fastmlp", tmp_path / "model.npz"
     model.write_bytes(b"old")
     os.chmod(model, 0o600)
-    for path in (model, compressed):
+    for path in (model, other):
         status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", path)
         assert status == 0, err
-        assert joblib.load(path)["model"].predict(np.zeros((1, 784), np.uint8)).shape == (1,)
+        assert fastmlp.load(path).predict(np.zeros((1, 784), np.uint8)).shape == (1,)
     assert stat.S_IMODE(os.stat(model).st_mode) == 0o600
-    assert compressed.read_bytes()[:2] == b"\x1f\x8b"  # joblib's compression by name
-    assert names(tmp_path) == ["data", "model.joblib", "model.joblib.gz"]
+    assert names(tmp_path) == ["data", "model.fastmlp", "model.npz"]  # the names as given
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
@@ -537,7 +562,7 @@ runpy.run_module("fastmlp", run_name="__main__", alter_sys=True)
 @pytest.mark.parametrize("command", ["summary", "train", "evaluate"])
 def test_ctrl_c_during_start_up(tmp_path, data_dir, command):
     argv = {"summary": ["summary"], "train": ["train", "--data-dir", str(data_dir)],
-            "evaluate": ["evaluate", "model.joblib"]}[command]
+            "evaluate": ["evaluate", "model.fastmlp"]}[command]
     proc = subprocess.run([sys.executable, "-c", CTRL_C_ON_IMPORT, *argv], capture_output=True,
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 130, proc.stderr
@@ -555,12 +580,12 @@ def test_ctrl_c_after_an_epoch_saves_the_run_and_exits_130(capsys, data_dir, tmp
         return stop
 
     monkeypatch.setattr(cli._EpochReporter, "__call__", ctrl_c_after_epoch_2)
-    model, record = tmp_path / "model.joblib", tmp_path / "run.json"
+    model, record = tmp_path / "model.fastmlp", tmp_path / "run.json"
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "4",
                            "--hidden", "8", "--save", model, "--json", record)
     assert status == 130, err
     assert "interrupted after 2 of 4 epochs" in err and "Traceback" not in err
-    assert joblib.load(model)["final"]["epochs_trained"] == 2
+    assert fastmlp.load(model, return_metadata=True)[1]["final"]["epochs_trained"] == 2
     assert json.loads(record.read_text())["interrupted"] is True
 
 

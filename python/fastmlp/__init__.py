@@ -4,6 +4,8 @@
 - :class:`PixelScaler` — the pixel normalizations images need.
 - :mod:`fastmlp.datasets` — IDX files, Fashion-MNIST and MNIST loaders.
 - :mod:`fastmlp.kernels` — the compiled kernels on NumPy arrays.
+- :func:`save`, :func:`load` (:mod:`fastmlp.io`) — a model file without pickle.
+- :mod:`fastmlp.export` — the model as a scikit-learn ``MLPClassifier`` or in ONNX.
 """
 
 from ._core import active_isa, detected_isa
@@ -19,6 +21,8 @@ __all__ = [
     "__version__",
     "active_isa",
     "detected_isa",
+    "load",
+    "save",
 ]
 
 
@@ -34,6 +38,10 @@ def __getattr__(name):
         from .preprocessing import PixelScaler
 
         return PixelScaler
+    if name in ("save", "load"):
+        from . import io
+
+        return getattr(io, name)
     if name in _LAZY_SUBMODULES:
         import importlib
 
@@ -42,7 +50,7 @@ def __getattr__(name):
 
 
 # Loaded by __getattr__ on first use; listed by dir() before that, for tab completion.
-_LAZY_SUBMODULES = ("datasets", "kernels", "preprocessing")
+_LAZY_SUBMODULES = ("datasets", "export", "io", "kernels", "preprocessing")
 
 
 def __dir__():

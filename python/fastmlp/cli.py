@@ -9,7 +9,10 @@ Subcommands:
   784-256(ReLU)-10, pixels scaled to [-1, 1], PyTorch-style initialization, plain SGD with
   learning rate 0.01, batches of 64, shuffled, 5 epochs. Optionally saves the model, a JSON
   record of the run and PNG plots.
-- ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model.
+- ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model, on
+  the test split (a directory holding only the two test files will do).
+- ``predict``: the most probable classes of the user's images (PNG/JPEG via Pillow,
+  ``.npy``, IDX) under a saved model.
 - ``summary``: the per-layer table of an architecture.
 - ``bench``: runs ``bench/bench_training.py`` of the source checkout fastmlp is installed
   from (an editable install); never a file found from the current directory.
@@ -25,9 +28,10 @@ Every file the command writes (``--save``, ``--json``, ``--plots``) appears whol
 at all: it is written beside its final name and renamed over it once complete, so a
 crash, Ctrl-C or a full disk leaves the previous file as it was.
 
-Model files are pickles (joblib): loading one runs code it contains,
-so pass ``evaluate``
-only model files you trust.
+Model files are written by :func:`fastmlp.save`: NumPy arrays and a JSON header, read
+without pickle, so loading one runs no code from it. Model files of older fastmlp
+versions were joblib pickles; ``evaluate`` reads them only with ``--allow-pickle``
+(loading a pickle runs code it contains: only for files you trust).
 
 The heavy imports (scikit-learn, the estimator) happen inside :func:`main`, so that
 Ctrl-C during start-up is handled like Ctrl-C at any later time.
@@ -180,6 +184,7 @@ def build_parser(train_defaults=None):
     sub.required = True
     _add_train_command(sub, train_defaults or {})
     _add_evaluate_command(sub)
+    _add_predict_command(sub)
     _add_summary_command(sub)
     sub.add_parser(
         "bench", add_help=False, help="run the training benchmark (source checkout only)",
@@ -231,6 +236,10 @@ def _add_train_command(sub, defaults):
     opt.add_argument("--patience", type=_positive_int, default=10,
                      help="epochs without improvement before --early-stopping stops "
                           "(default: %(default)s)")
+    opt.add_argument("--resume", metavar="MODEL",
+                     help="continue training a model saved by --save (warm start, with its "
+                          "optimizer state if saved with --save-optimizer-state); its saved "
+                          "options become the defaults, --epochs says how many more epochs")
     opt.add_argument("--seed", type=int, default=0,
                      help="random seed of initialization and shuffling (default: %(default)s)")
     _add_regularization_options(train)
@@ -239,9 +248,13 @@ def _add_train_command(sub, defaults):
                           "OMP_NUM_THREADS)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE",
-                     help="save the model (the classifier; it scales its own input) with "
-                          "joblib, e.g. model.joblib; the file is a pickle, so load only "
-                          "model files you trust")
+                     help="save the model (the classifier; it scales its own input) to "
+                          "FILE, e.g. model.fastmlp, in fastmlp's model file format (no "
+                          "pickle: loading it runs no code); see fastmlp.load")
+    out.add_argument("--save-optimizer-state", action="store_true",
+                     help="also save the optimizer's state (Adam's moments, the SGD "
+                          "velocity), so that --resume continues exactly as an uninterrupted "
+                          "run; makes the file up to 3x larger")
     out.add_argument("--plots", metavar="DIR",
                      help="write PNG plots (loss and accuracy curves, confusion matrix, "
                           "sample predictions) to DIR; needs matplotlib")
@@ -283,10 +296,38 @@ def _add_evaluate_command(sub):
         "evaluate", help="evaluate a saved model on the test split",
         description="Print the test accuracy, the per-class precision/recall/F1 report and "
                     "the confusion matrix of a model saved by `fastmlp train --save`. "
-                    "Only load model files you trust: joblib files can run code.")
+                    "--data-dir may hold only the two test files (t10k-*).")
     evaluate.add_argument("model", metavar="MODEL", help="model file written by --save")
     _add_data_options(evaluate, None)
+    _add_allow_pickle_option(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+
+def _add_allow_pickle_option(parser):
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also read a joblib (pickle) model file of an older fastmlp; loading a pickle "
+             "runs code it contains, so only for files you trust")
+
+
+def _add_predict_command(sub):
+    predict = sub.add_parser(
+        "predict", help="classify image files with a saved model",
+        description="Print, for each image, its file (with the index in a stack), the most "
+                    "probable class and its probability. Reads PNG, JPEG and the other "
+                    'formats of Pillow (pip install "fastmlp[image]"), .npy files (one '
+                    "image, a stack, or rows of pixels) and IDX files. Images are converted "
+                    "to the model's input: colour to grayscale and resized when the sizes "
+                    "differ, each with a note on stderr.")
+    predict.add_argument("model", metavar="MODEL", help="model file written by --save")
+    predict.add_argument("files", metavar="FILE", nargs="+", help="image files")
+    predict.add_argument("--top", type=_positive_int, default=1, metavar="K",
+                         help="print the K most probable classes (default: %(default)s)")
+    predict.add_argument("--json", action="store_true",
+                         help="print a JSON list instead: per image file, index, and the "
+                              "predictions' label, class and probability")
+    _add_allow_pickle_option(predict)
+    predict.set_defaults(handler=_cmd_predict)
 
 
 def _add_summary_command(sub):
@@ -341,9 +382,32 @@ def _run(argv):
     if argv and argv[0] == "bench":
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
-    if getattr(args, "preset", None) is not None:  # the preset's values become defaults
+    if getattr(args, "resume", None) is not None:  # the saved run's options become defaults
+        if args.preset is not None:
+            raise CommandError("--resume continues a saved run with its own options; leave "
+                               "out --preset")
+        resumed = _load_model(args.resume)
+        args = build_parser(_resume_defaults(resumed[1])).parse_args(argv)
+        args.resumed = resumed
+    elif getattr(args, "preset", None) is not None:  # the preset's values become defaults
         args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
     return args.handler(args) or 0
+
+
+# The options of a saved run (its "config") that --resume takes as defaults.
+_RESUMED_OPTIONS = (
+    "dataset", "data_dir", "hidden", "activation", "init", "normalize", "solver", "lr",
+    "momentum", "nesterov", "alpha", "batch_size", "epochs", "early_stopping", "patience",
+    "seed", "lr_schedule", "warmup_epochs", "dropout", "weight_decay", "label_smoothing",
+    "random_shift", "random_flip")
+
+
+def _resume_defaults(metadata):
+    config = metadata.get("config") or {}
+    defaults = {k: config[k] for k in _RESUMED_OPTIONS if k in config}
+    if "hidden" in defaults:
+        defaults["hidden"] = tuple(defaults["hidden"])
+    return defaults
 
 
 def _preset_defaults(name):
@@ -400,6 +464,36 @@ def _load_data(dataset, data_dir, download):
         raise CommandError(message) from None
     except (OSError, ValueError) as exc:
         raise CommandError(f"could not load {spec.title}: {exc}") from None
+
+
+def _load_test_data(dataset, data_dir, download):
+    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``):
+    from the loader, or from a ``data_dir`` that holds only the two test files."""
+    from sklearn.utils import Bunch
+
+    if data_dir is not None and not datasets._in_data_home(dataset, data_dir):
+        for directory in datasets._data_home_dirs(dataset, data_dir):
+            found, _ = datasets._files_in(directory)
+            if {"test_images", "test_labels"} <= set(found):
+                break
+        else:
+            if download:
+                return _load_data(dataset, data_dir, download)
+            raise CommandError(
+                f"{data_dir} does not hold the test files of "
+                f"{datasets._DATASETS[dataset].title} ({datasets._FILE_NAMES[2]} and "
+                f"{datasets._FILE_NAMES[3]}, gzipped or not), neither directly nor in "
+                f"{os.path.join(data_dir, dataset)}; add --download to fetch the data set there")
+        try:
+            images = datasets.read_idx(found["test_images"])
+            labels = datasets.read_idx(found["test_labels"])
+            datasets._check_split(images, labels, found["test_images"], found["test_labels"])
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"could not load the test split: {exc}") from None
+        return Bunch(data_test=images.reshape(len(images), -1), images_test=images,
+                     target_test=labels.astype(np.int64),
+                     target_names=np.asarray(datasets._DATASETS[dataset].target_names))
+    return _load_data(dataset, data_dir, download)
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -521,13 +615,13 @@ def _cmd_train(args):
     title = datasets._DATASETS[args.dataset].title
     y_train, y_test = data.target, data.target_test
     _check_classes(y_train, y_test)
+    activation = _ACTIVATIONS[args.activation]
+    images = data.get("images")
+    image_shape = images.shape[1:] if images is not None else None
+    classifier = _classifier_to_train(args, activation, image_shape)
     X_train, X_test = data.data, data.data_test  # uint8, scaled inside the core
     load_time = time.perf_counter() - wall_start
 
-    activation = _ACTIVATIONS[args.activation]
-    images = data.get("images")
-    classifier = _make_classifier(args, activation, images.shape[1:] if images is not None
-                                  else None, input_scaler=_make_scaler(args.normalize))
     n_features, n_classes = X_train.shape[1], len(np.unique(y_train))
     arch = _architecture(n_features, args.hidden, activation, n_classes)
     n_params = classifier.summary(n_features, n_classes).total_params
@@ -535,7 +629,8 @@ def _cmd_train(args):
     if not args.quiet:
         _print_header(args, data, title, arch, n_params)
 
-    reporter = _EpochReporter(X_test, y_test, args.epochs, args.quiet,
+    before = getattr(args, "resumed", (None, {}))[1].get("history", [])
+    reporter = _EpochReporter(X_test, y_test, len(before) + args.epochs, args.quiet,
                               progress=not args.quiet and _stderr_is_terminal())
     train_time, interrupted = _train(classifier, X_train, y_train, reporter, args)
     test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
@@ -547,12 +642,13 @@ def _cmd_train(args):
     final = {"train_loss": reporter.rows[-1]["loss"],
              "train_accuracy": reporter.rows[-1]["accuracy"],
              "test_loss": test_loss, "test_accuracy": test_acc,
-             "epochs_trained": len(reporter.rows)}
+             "epochs_trained": len(before) + len(reporter.rows)}
     if args.save is not None:
-        _save_model(args, {"model": classifier, "dataset": args.dataset,
-                           "target_names": [str(n) for n in data.target_names],
-                           "architecture": arch, "config": config, "history": reporter.rows,
-                           "final": final})
+        _save_model(args, classifier, {
+            "dataset": args.dataset, "target_names": [str(n) for n in data.target_names],
+            "image_shape": None if image_shape is None else list(image_shape),
+            "architecture": arch, "config": config, "history": before + reporter.rows,
+            "final": final})
     if args.json is not None:
         _write_json(args, {"command": "train", "config": config, "architecture": arch,
                            "n_parameters": n_params, "n_train": len(y_train),
@@ -561,6 +657,48 @@ def _cmd_train(args):
     if args.plots is not None:
         _save_plots(args, reporter.rows, y_test, y_pred, data, title)
     return 130 if interrupted else 0  # Ctrl-C is reported even when the run was saved
+
+
+def _classifier_to_train(args, activation, image_shape):
+    """A new classifier, or with --resume the saved one, set to continue training."""
+    if getattr(args, "resumed", None) is None:
+        return _make_classifier(args, activation, image_shape,
+                                input_scaler=_make_scaler(args.normalize))
+    return _resumed_classifier(args, activation, image_shape)
+
+
+def _resumed_classifier(args, activation, image_shape):
+    """The saved classifier set to continue training with the command line's training
+    options; its architecture and input scaling stay."""
+    from .estimator import MLPImageClassifier
+
+    classifier, _ = args.resumed
+    if not isinstance(classifier, MLPImageClassifier):
+        raise CommandError(f"{args.resume} holds no model `fastmlp train` can continue (a "
+                           f"classifier saved by `fastmlp train --save`)")
+    scaler = getattr(classifier, "input_scaler_", None)
+    saved = (tuple(c.shape[1] for c in classifier.coefs_[:-1]), classifier.activation,
+             "none" if scaler is None else scaler.mode)
+    if (tuple(args.hidden), activation, args.normalize) != saved:
+        raise CommandError(
+            f"--resume continues the model as it is (--hidden {','.join(map(str, saved[0]))} "
+            f"--activation {saved[1]} --normalize {saved[2]}); leave out the options that "
+            f"change it")
+    params = _make_classifier(args, activation, image_shape).get_params()
+    for fixed in ("hidden_layer_sizes", "activation", "weight_init", "random_state",
+                  "input_scaler"):
+        del params[fixed]
+    classifier.set_params(**{**params, "warm_start": True})
+    if not args.early_stopping:  # as for a new run: the stopping rule never fires
+        classifier.n_iter_no_change = classifier.n_iter_ + args.epochs + 1
+    if not args.quiet:
+        print(f"Resuming {args.resume}: {classifier.n_iter_} epochs trained so far")
+    if classifier._optimizer_state is None and (args.solver == "adam" or args.momentum
+                                                or args.lr_schedule == "cosine"):
+        print(f"fastmlp: note: {args.resume} was saved without its optimizer state "
+              f"(--save-optimizer-state): the optimizer starts afresh from its weights",
+              file=sys.stderr)
+    return classifier
 
 
 def _prepare_outputs(args):
@@ -744,22 +882,12 @@ def _run_config(args, activation):
     }
 
 
-# File name endings joblib compresses by (joblib reads the ending only from a file name,
-# and the model is written through an open temporary file).
-_JOBLIB_COMPRESSION = {".z": "zlib", ".gz": "gzip", ".bz2": "bz2", ".lzma": "lzma",
-                       ".xz": "xz"}
+def _save_model(args, model, metadata):
+    from . import io
 
-
-def _save_model(args, record):
-    import joblib
-
-    from . import __version__
-
-    compress = next((method for end, method in _JOBLIB_COMPRESSION.items()
-                     if args.save.endswith(end)), 0)
     try:
-        with atomic_file(args.save) as f:
-            joblib.dump({**record, "fastmlp_version": __version__}, f, compress=compress)
+        io.save(model, args.save, include_optimizer_state=args.save_optimizer_state,
+                metadata=metadata)
     except OSError as exc:
         raise CommandError(f"cannot save the model to {args.save}: "
                            f"{exc.strerror or exc}; the previous file, if any, is "
@@ -828,19 +956,46 @@ def _poor_result_note(test_accuracy, n_classes, args):
 # evaluate, summary, bench
 # --------------------------------------------------------------------------------------
 
-def _load_model(path):
-    """(model, metadata) from a file written by ``train --save``, or a bare estimator."""
-    import joblib
+def _load_model(path, allow_pickle=False):
+    """(model, metadata) from a file written by ``train --save``; with ``allow_pickle``
+    also from a joblib file of an older fastmlp (a dict with the model, or the model)."""
+    from . import io
 
     if not os.path.isfile(path):
         raise CommandError(f"model file {path} does not exist")
+    try:
+        return io.load(path, return_metadata=True)
+    except (OSError, ValueError) as exc:
+        error = exc
+    if not allow_pickle:
+        hint = ("; if it is a joblib model file of an older fastmlp and you trust it, pass "
+                "--allow-pickle (loading a pickle runs code it contains)"
+                if _looks_like_a_pickle(path) else "")
+        raise CommandError(f"cannot read the model file {path}: {error}{hint}")
+    return _load_pickled_model(path)
+
+
+def _looks_like_a_pickle(path):
+    """Whether the file starts as a pickle (protocol 2+) or a joblib-compressed one."""
+    with open(path, "rb") as f:
+        start = f.read(3)
+    return start[:1] == b"\x80" or start[:2] in (b"\x1f\x8b", b"\x78\x9c", b"\x78\x01",
+                                                  b"BZ") or start == b"\xfd7z"
+
+
+def _load_pickled_model(path):
+    import joblib
+
+    print(f"fastmlp: warning: reading {path} as a pickle (joblib) file, which runs code it "
+          f"contains; save the model again with `fastmlp train --save` for a file that "
+          f"does not", file=sys.stderr)
     try:
         obj = joblib.load(path)
     except Exception as exc:  # unpickling can fail in many ways; none is a bug here
         raise CommandError(f"cannot read the model file {path}: "
                            f"{type(exc).__name__}: {exc}") from None
     if isinstance(obj, dict) and hasattr(obj.get("model"), "predict_log_proba"):
-        return obj["model"], obj
+        return obj["model"], {k: v for k, v in obj.items() if k != "model"}
     if hasattr(obj, "predict_log_proba") and hasattr(obj, "classes_"):
         return obj, {}
     raise CommandError(f"{path} does not hold a fastmlp model (expected a file written by "
@@ -850,11 +1005,11 @@ def _load_model(path):
 def _cmd_evaluate(args):
     from sklearn.metrics import classification_report, confusion_matrix
 
-    model, meta = _load_model(args.model)
+    model, meta = _load_model(args.model, args.allow_pickle)
     dataset = args.dataset or meta.get("dataset") or "fashion-mnist"
     if dataset not in datasets._DATASETS:
         raise CommandError(f"the model names an unknown data set {dataset!r}; pass --dataset")
-    data = _load_data(dataset, args.data_dir, args.download)
+    data = _load_test_data(dataset, args.data_dir, args.download)
     names = [str(n) for n in data.target_names]
     X_test, y_test = data.data_test, data.target_test
     try:
@@ -881,6 +1036,68 @@ def _cmd_evaluate(args):
     for name, row in zip(row_names, cm):
         print(name.ljust(name_w) + "".join(str(v).rjust(cell_w) for v in row))
     return 0
+
+
+def _cmd_predict(args):
+    from . import _images
+
+    model, meta = _load_model(args.model, args.allow_pickle)
+    classifier = model.steps[-1][1] if hasattr(model, "steps") else model
+    try:
+        geometry = _images.model_geometry(
+            classifier.n_features_in_,
+            meta.get("image_shape") or getattr(classifier, "image_shape", None))
+    except _images.ImageFileError as exc:
+        raise CommandError(str(exc)) from None
+    entries, failed = [], 0
+    for path in args.files:
+        try:
+            entries += _predict_file(model, path, geometry, args.top, meta)
+        except _images.ImageFileError as exc:
+            print(f"fastmlp: error: {path}: {exc}", file=sys.stderr)
+            failed += 1
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        width = max((len(_where(e)) for e in entries), default=0)
+        for e in entries:
+            print(f"{_where(e):<{width}}  " + ", ".join(
+                f"{p['label']} {p['probability']:.4f}" for p in e["predictions"]))
+    return 1 if failed else 0
+
+
+def _predict_file(model, path, geometry, top, meta):
+    """The prediction entries of the images in one file; ImageFileError when it fails."""
+    from . import _images
+
+    images, stacked, notes = _images.read_images(path, geometry)
+    for note in notes:
+        print(f"fastmlp: note: {path}: {note}", file=sys.stderr)
+    try:
+        proba = model.predict_proba(images.reshape(len(images), -1))
+    except ValueError as exc:  # the first line: scikit-learn's messages go on at length
+        raise _images.ImageFileError(str(exc).splitlines()[0]) from None
+    classes = model.classes_
+    names = _class_names(classes, meta.get("target_names"))
+    entries = []
+    for i, p in enumerate(proba):
+        best = np.argsort(-p, kind="stable")[:top]
+        entries.append({"file": path, "index": i if stacked else None, "predictions": [
+            {"label": names[j], "class": classes[j].item(), "probability": float(p[j])}
+            for j in best]})
+    return entries
+
+
+def _class_names(classes, target_names):
+    """A name per class: the data set's class names when the classes index them."""
+    if (target_names and classes.dtype.kind in "iu" and classes.min() >= 0
+            and classes.max() < len(target_names)):
+        return [str(target_names[c]) for c in classes]
+    return [str(c) for c in classes]
+
+
+def _where(entry):
+    return entry["file"] + ("" if entry["index"] is None else f"[{entry['index']}]")
 
 
 def _cmd_summary(args):

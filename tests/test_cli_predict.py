@@ -1,0 +1,188 @@
+"""``fastmlp predict`` on the user's image files, and ``fastmlp train --resume``."""
+
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.datasets import write_idx
+from test_cli import QUICK, data_dir, make_images, run  # noqa: F401 - data_dir: a fixture
+
+Image = pytest.importorskip("PIL.Image")
+NAMES = fastmlp.datasets._DATASETS["fashion-mnist"].target_names
+LINE = re.compile(r"^(\S+)\s+(.+) (\d\.\d{4})$")
+
+
+@pytest.fixture
+def model(capsys, data_dir, tmp_path):  # noqa: F811 - the fixture imported above
+    path = tmp_path / "model.fastmlp"
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "3", "--lr",
+                         "0.05", "--hidden", "32", "-q", "--save", path)
+    assert status == 0, err
+    return path
+
+
+@pytest.fixture
+def images(rng):
+    return make_images(rng, 12)[0]
+
+
+def expected(model_path, images):
+    """(label names, probabilities of them) that the saved model gives these images."""
+    proba = fastmlp.load(model_path).predict_proba(images.reshape(len(images), -1))
+    return [NAMES[k] for k in proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def parse(out):
+    return [LINE.match(line).groups() for line in out.splitlines()]
+
+
+def test_png_files(capsys, model, images, tmp_path):
+    files = []
+    for i, image in enumerate(images[:4]):
+        files.append(tmp_path / f"image{i}.png")
+        Image.fromarray(image).save(files[-1])
+    status, out, err = run(capsys, "predict", model, *files)
+    assert status == 0 and err == ""
+    labels, proba = expected(model, images[:4])
+    rows = parse(out)
+    assert [r[0] for r in rows] == [str(f) for f in files]
+    assert [r[1] for r in rows] == labels
+    np.testing.assert_allclose([float(r[2]) for r in rows], proba, atol=5e-5)
+
+
+def test_colour_and_other_sizes_are_converted_with_a_note(capsys, model, images, tmp_path):
+    rgb, large = tmp_path / "rgb.png", tmp_path / "large.jpg"
+    Image.fromarray(images[0]).convert("RGB").save(rgb)
+    Image.fromarray(np.kron(images[1], np.ones((2, 2), np.uint8))).save(large, quality=100)
+    status, out, err = run(capsys, "predict", model, rgb, large)
+    assert status == 0, err
+    assert f"fastmlp: note: {rgb}: converted to grayscale" in err
+    assert f"fastmlp: note: {large}: resized from 56x56 to 28x28 (the model's input size)" in err
+    labels, _ = expected(model, images[:2])
+    assert [r[1] for r in parse(out)] == labels
+
+
+def test_npy_and_idx_files_one_image_or_a_stack(capsys, model, images, tmp_path):
+    one, stack, rows, idx = (tmp_path / n for n in ("one.npy", "stack.npy", "rows.npy",
+                                                     "images-idx3-ubyte.gz"))
+    np.save(one, images[0])
+    np.save(stack, images[:3])
+    np.save(rows, images[3:5].reshape(2, -1).astype(np.float32))
+    write_idx(idx, images[5:9])
+    status, out, err = run(capsys, "predict", model, one, stack, rows, idx)
+    assert status == 0 and err == ""
+    got = parse(out)
+    assert [r[0] for r in got] == [str(one)] + [f"{stack}[{i}]" for i in range(3)] + [
+        f"{rows}[{i}]" for i in range(2)] + [f"{idx}[{i}]" for i in range(4)]
+    assert [r[1] for r in got] == expected(model, images[[0, 0, 1, 2, 3, 4, 5, 6, 7, 8]])[0]
+
+
+def test_json_and_top_k(capsys, model, images, tmp_path):
+    stack = tmp_path / "stack.npy"
+    np.save(stack, images[:5])
+    status, out, err = run(capsys, "predict", model, stack, "--json", "--top", "3")
+    assert status == 0, err
+    entries = json.loads(out)
+    proba = fastmlp.load(model).predict_proba(images[:5].reshape(5, -1))
+    assert [(e["file"], e["index"]) for e in entries] == [(str(stack), i) for i in range(5)]
+    for e, p in zip(entries, proba):
+        best = np.argsort(-p, kind="stable")[:3]
+        assert [q["class"] for q in e["predictions"]] == best.tolist()
+        assert [q["label"] for q in e["predictions"]] == [NAMES[k] for k in best]
+        np.testing.assert_allclose([q["probability"] for q in e["predictions"]], p[best],
+                                   rtol=1e-12)
+    status, out, _ = run(capsys, "predict", model, stack, "--top", "20")  # at most 10
+    assert status == 0 and all(line.count(", ") == 9 for line in out.splitlines())
+
+
+def test_bad_files_are_reported_and_the_others_still_predicted(capsys, model, images,
+                                                               tmp_path):
+    good = tmp_path / "good.png"
+    Image.fromarray(images[0]).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:40])
+    text, shape, pickled, nan = (tmp_path / n for n in ("notes.txt", "shape.npy",
+                                                        "pickled.npy", "nan.npy"))
+    text.write_text("not an image")
+    np.save(shape, np.zeros((2, 3, 5, 7, 9)))
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(nan, np.full((28, 28), np.nan))
+    bad = [truncated, text, shape, pickled, nan, tmp_path / "missing.png"]
+    status, out, err = run(capsys, "predict", model, good, *bad)
+    assert status == 1 and "Traceback" not in err
+    assert [r[0] for r in parse(out)] == [str(good)]
+    messages = err.splitlines()
+    assert [m.split(": ")[2] for m in messages] == [str(p) for p in bad]
+    assert "not a readable image" in messages[0] and "neither an image" in messages[1]
+    assert "shape (2, 3, 5, 7, 9)" in messages[2] and "not a readable .npy" in messages[3]
+    assert "NaN or infinite" in messages[4] and "no such file" in messages[5]
+
+
+def test_without_pillow_the_message_says_how_to_install_it(capsys, model, images, tmp_path,
+                                                           monkeypatch):
+    png, large = tmp_path / "image.png", tmp_path / "large.npy"
+    Image.fromarray(images[0]).save(png)
+    np.save(large, np.kron(images[0], np.ones((2, 2), np.uint8)))
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    status, out, err = run(capsys, "predict", model, png, large)
+    assert status == 1 and out == "" and "Traceback" not in err
+    assert err.count('needs Pillow: pip install "fastmlp[image]"') == 2
+
+
+def test_predict_without_a_model_file(capsys, tmp_path):
+    status, out, err = run(capsys, "predict", tmp_path / "missing.fastmlp", tmp_path / "x.png")
+    assert status == 1 and "does not exist" in err and out == ""
+
+
+# -- train --resume ----------------------------------------------------------------------
+
+
+def test_resume_with_the_optimizer_state_continues_bitwise(capsys, data_dir, tmp_path):  # noqa: F811
+    train = ("train", "--data-dir", data_dir, "--hidden", "16", "--solver", "adam", "--lr",
+             "0.003", "-q")
+    straight, first, resumed = (tmp_path / n for n in ("straight.fastmlp", "first.fastmlp",
+                                                       "resumed.fastmlp"))
+    assert run(capsys, *train, "--epochs", "3", "--save", straight)[0] == 0
+    assert run(capsys, *train, "--epochs", "2", "--save", first, "--save-optimizer-state")[0] == 0
+    # The saved options are the defaults: only how many more epochs is given.
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first, "-q",
+                         "--epochs", "1", "--save", resumed)
+    assert status == 0 and err == ""
+    (a, meta_a), (b, meta_b) = (fastmlp.load(p, return_metadata=True)
+                                for p in (straight, resumed))
+    for x, y in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(x, y)
+    assert b.n_iter_ == 3 and meta_b["final"]["epochs_trained"] == 3
+    assert [r["epoch"] for r in meta_b["history"]] == [1, 2, 3]
+    assert meta_b["history"][-1]["loss"] == meta_a["history"][-1]["loss"]
+
+
+def test_resume_without_the_optimizer_state_restarts_it_with_a_note(capsys, data_dir,  # noqa: F811
+                                                                    tmp_path):
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--solver", "adam",
+               "--save", first)[0] == 0
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--epochs", "1")
+    assert status == 0
+    assert "saved without its optimizer state" in err and "starts afresh" in err
+    assert f"Resuming {first}: 1 epochs trained so far" in out and "Epoch [2/2]" in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--hidden", "32"), "leave out the options that change it"),
+    (("--normalize", "unit"), "--normalize symmetric"),
+    (("--preset", "accurate"), "leave out --preset"),
+])
+def test_resume_refuses_to_change_the_model(capsys, data_dir, tmp_path, extra, message):  # noqa: F811
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first, *extra)
+    assert status == 1 and message in err and "Traceback" not in err
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume",
+                         tmp_path / "missing.fastmlp")
+    assert status == 1 and "does not exist" in err

@@ -1,0 +1,365 @@
+"""fastmlp.save / fastmlp.load: the pickle-free model file."""
+
+import doctest
+import json
+import os
+import pickle
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import fastmlp
+import fastmlp.io
+from fastmlp import MLPImageClassifier, PixelScaler
+
+one_epoch = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def make_data(rng, n=240, d=36, n_classes=3):
+    """uint8 "images" whose class (of about equal counts) is told by the mean of a band
+    of pixels."""
+    X = rng.integers(0, 256, size=(n, d)).astype(np.uint8)
+    band = X[:, : d // 4].mean(axis=1)
+    y = np.digitize(band, np.quantile(band, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    return X, y
+
+
+def quick(**params):
+    return MLPImageClassifier(**{"hidden_layer_sizes": (12, 8), "max_iter": 2,
+                                 "random_state": 0, **params})
+
+
+def fitted_attributes(est):
+    return {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
+
+
+def assert_same_value(a, b, where=""):
+    """Equal, bitwise for arrays and floats, of the same types all the way down."""
+    assert type(a) is type(b), where
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, z) in enumerate(zip(a, b)):
+            assert_same_value(x, z, f"{where}[{i}]")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            assert_same_value(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, where
+
+
+@pytest.fixture
+def data(rng):
+    return make_data(rng)
+
+
+@one_epoch
+@pytest.mark.parametrize("labels", ["int", "str", "object"])
+def test_a_loaded_classifier_is_the_saved_one(tmp_path, data, labels):
+    X, y = data
+    y = {"int": y * 10 - 3, "str": np.array(["cat", "dog", "emu"])[y],
+         "object": np.array(["cat", "dog", "emu"], dtype=object)[y]}[labels]
+    clf = quick(early_stopping=True, dropout=0.1).fit(X / 255.0, y)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path)
+    loaded = fastmlp.load(path)
+    assert type(loaded) is MLPImageClassifier
+    assert_same_value(loaded.get_params(), clf.get_params(), "params")
+    assert_same_value(fitted_attributes(loaded), fitted_attributes(clf), "fitted")
+    np.testing.assert_array_equal(loaded.predict_proba(X / 255.0), clf.predict_proba(X / 255.0))
+    np.testing.assert_array_equal(loaded.predict(X / 255.0), clf.predict(X / 255.0))
+    assert loaded._optimizer_state is None  # not saved by default
+
+
+@one_epoch
+@pytest.mark.parametrize("build", [
+    lambda: make_pipeline(PixelScaler(mode="standard"), quick()),
+    lambda: Pipeline([("scaler", PixelScaler(mode="unit")), ("clf", quick(solver="sgd"))]),
+    lambda: Pipeline([("scaler", "passthrough"), ("clf", quick())]),
+], ids=["make_pipeline", "named steps", "passthrough"])
+def test_a_loaded_pipeline_predicts_bitwise_the_same(tmp_path, data, build):
+    X, y = data
+    model = build().fit(X, y)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(model, path)
+    loaded = fastmlp.load(path)
+    assert [name for name, _ in loaded.steps] == [name for name, _ in model.steps]
+    for (_, a), (_, b) in zip(loaded.steps, model.steps):
+        assert type(a) is type(b)
+        if not isinstance(a, str):
+            assert_same_value(fitted_attributes(a), fitted_attributes(b), type(a).__name__)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "adam", "dropout": 0.2},
+    {"solver": "sgd", "momentum": 0.9, "learning_rate_init": 0.05},
+    {"solver": "adam", "learning_rate": "cosine", "warmup_epochs": 0.5, "random_shift": 1,
+     "image_shape": (6, 6)},
+], ids=["adam+dropout", "sgd+momentum", "cosine+shift"])
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_training_continues_bitwise_with_the_optimizer_state(tmp_path, data, params, how):
+    X, y = data
+    X = X / 255.0
+    with pytest.warns(ConvergenceWarning):
+        original = quick(max_iter=1, **params).fit(X, y)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(original, path, include_optimizer_state=True)
+    resumed = fastmlp.load(path)
+
+    def go_on(est):
+        if how == "partial_fit":
+            return est.partial_fit(X, y)
+        with pytest.warns(ConvergenceWarning):
+            return est.set_params(warm_start=True, max_iter=2).fit(X, y)
+
+    go_on(original), go_on(resumed)
+    assert resumed.n_iter_ == original.n_iter_ > 1
+    assert_same_value(resumed.coefs_, original.coefs_, "coefs_")
+    assert_same_value(resumed.intercepts_, original.intercepts_, "intercepts_")
+    assert_same_value(resumed.loss_curve_, original.loss_curve_, "loss_curve_")
+    assert resumed._optimizer_state.t == original._optimizer_state.t
+
+
+def test_without_the_optimizer_state_the_file_is_the_parameters_and_training_restarts(
+        tmp_path, data):
+    X, y = data
+    X = X / 255.0
+    clf = quick(hidden_layer_sizes=(256, 128)).partial_fit(X, y, classes=[0, 1, 2])
+    param_bytes = sum(a.nbytes for a in clf.coefs_ + clf.intercepts_)
+    small, full = tmp_path / "small.fastmlp", tmp_path / "full.fastmlp"
+    fastmlp.save(clf, small)
+    fastmlp.save(clf, full, include_optimizer_state=True)
+    assert param_bytes < os.path.getsize(small) < 1.05 * param_bytes + 16384
+    assert os.path.getsize(full) > 2.9 * param_bytes  # Adam's two moments per parameter
+
+    restarted, resumed = fastmlp.load(small), fastmlp.load(full)
+    np.testing.assert_array_equal(restarted.predict_proba(X), clf.predict_proba(X))
+    steps_per_epoch = clf._optimizer_state.t
+    for est in (clf, restarted, resumed):
+        est.partial_fit(X, y)
+    assert restarted._optimizer_state.t == steps_per_epoch  # Adam's step count restarted
+    assert clf._optimizer_state.t == resumed._optimizer_state.t == 2 * steps_per_epoch
+    assert not np.array_equal(restarted.coefs_[0], clf.coefs_[0])
+    np.testing.assert_array_equal(resumed.coefs_[0], clf.coefs_[0])
+
+
+def test_feature_names_random_states_and_nested_estimators_round_trip(tmp_path, data):
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    frame = pd.DataFrame(X / 255.0, columns=[f"px{i}" for i in range(X.shape[1])])
+    clf = quick(random_state=np.random.RandomState(7), class_weight={0: 1.0, 1: 2.5, 2: 1.0})
+    clf.partial_fit(frame, y, classes=[0, 1, 2])
+    # A fitted PixelScaler held as an attribute (as an input scaler would be) is saved
+    # nested, whatever attribute holds it.
+    clf.input_scaler_ = PixelScaler(mode="standard").fit(X)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path, include_optimizer_state=True)
+    loaded = fastmlp.load(path)
+    assert loaded.feature_names_in_.dtype == object
+    np.testing.assert_array_equal(loaded.feature_names_in_, clf.feature_names_in_)
+    assert loaded.class_weight == {0: 1.0, 1: 2.5, 2: 1.0}
+    assert isinstance(loaded.random_state, np.random.RandomState)
+    assert loaded.random_state.randint(1 << 30) == clf.random_state.randint(1 << 30)
+    assert isinstance(loaded.input_scaler_, PixelScaler)
+    assert_same_value(fitted_attributes(loaded.input_scaler_),
+                      fitted_attributes(clf.input_scaler_), "input_scaler_")
+    np.testing.assert_array_equal(loaded.predict_proba(frame), clf.predict_proba(frame))
+
+
+def test_every_private_attribute_of_a_fitted_classifier_is_known(data):
+    # A private attribute the estimator gains must be saved (PRIVATE_STATE) or declared
+    # transient here; otherwise a loaded model could not continue training.
+    transient = set()
+    X, y = data
+    with pytest.warns(ConvergenceWarning):
+        clf = quick(early_stopping=True, dropout=0.1).fit(X / 255.0, y)
+    private = {k for k in vars(clf) if k.startswith("_")}
+    assert private - transient == set(fastmlp.io.PRIVATE_STATE["MLPImageClassifier"])
+
+
+@one_epoch
+def test_pickle_and_joblib_keep_working(tmp_path, data):
+    X, y = data
+    clf = quick().fit(X / 255.0, y)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path, include_optimizer_state=True)
+    loaded = fastmlp.load(path)
+    for copy in (pickle.loads(pickle.dumps(loaded)), joblib.load(_joblib(tmp_path, loaded))):
+        np.testing.assert_array_equal(copy.predict_proba(X / 255.0), clf.predict_proba(X / 255.0))
+
+
+def _joblib(tmp_path, obj):
+    path = tmp_path / "model.joblib"
+    joblib.dump(obj, path)
+    return path
+
+
+@one_epoch
+def test_what_cannot_be_saved_is_refused(tmp_path, data):
+    X, y = data
+    path = tmp_path / "model.fastmlp"
+    with pytest.raises(TypeError, match="LogisticRegression"):
+        fastmlp.save(LogisticRegression(max_iter=1000).fit(X / 255.0, y), path)
+    with pytest.raises(TypeError, match="StandardScaler"):
+        fastmlp.save(make_pipeline(StandardScaler(), quick()).fit(X, y), path)
+    with pytest.raises(NotFittedError):
+        fastmlp.save(quick(), path)
+    clf = quick().partial_fit(X, y, classes=[0, 1, 2])
+    with pytest.raises(TypeError, match="JSON-serializable"):
+        fastmlp.save(clf, path, metadata={"when": object()})
+    clf.custom_ = object()
+    with pytest.raises(TypeError, match=r"model\.custom_"):
+        fastmlp.save(clf, path)
+    assert not os.listdir(tmp_path)  # nothing written, not even a temporary file
+
+
+def test_a_failed_save_leaves_the_previous_file(tmp_path, data, monkeypatch):
+    X, y = data
+    clf = quick().partial_fit(X, y, classes=[0, 1, 2])
+    path = tmp_path / "model.fastmlp"
+    path.write_bytes(b"the previous model")
+
+    def savez_half(f, **arrays):
+        f.write(b"PK\x03\x04 half an archive")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", savez_half)
+    with pytest.raises(OSError, match="No space"):
+        fastmlp.save(clf, path)
+    assert path.read_bytes() == b"the previous model"
+    assert os.listdir(tmp_path) == ["model.fastmlp"]
+
+
+# -- files that must be refused ----------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path, data):
+    X, y = data
+    clf = quick().partial_fit(X / 255.0, y, classes=[0, 1, 2])
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path, include_optimizer_state=True)
+    return path
+
+
+def rewrite(path, edit_header=None, drop=None):
+    """Rewrite the archive at path with its header edited and/or one member dropped."""
+    with zipfile.ZipFile(path) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    if drop is not None:
+        del members[drop]
+    if edit_header is not None:
+        with np.load(path) as npz:
+            header = json.loads(npz["header"].tobytes())
+        edit_header(header)
+        text = json.dumps(header).encode()
+        tmp = path.with_suffix(".npy")
+        np.save(tmp, np.frombuffer(text, dtype=np.uint8))
+        members["header.npy"] = tmp.read_bytes()
+        tmp.unlink()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content)
+
+
+def classifier_node(header):
+    return header["model"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.update(format_version=fastmlp.io.FORMAT_VERSION + 1),
+     "upgrade fastmlp"),
+    (lambda h: h.update(format="something-else"), "not a fastmlp model file"),
+    (lambda h: h.pop("model"), "has no 'model'"),
+    (lambda h: h["model"].update({"class": "os.system"}), "names the class 'os.system'"),
+    (lambda h: h["model"]["params"].update(no_such_param=1), "no parameter no_such_param"),
+    (lambda h: h["model"]["fitted"].update(fit=1), "'fit', which is not a fitted one"),
+    (lambda h: h["model"]["fitted"].update(__class__=1), "not a fitted one"),
+    (lambda h: h["model"]["fitted"].update(x_={"__pickle__": "..."}), "unknown value tag"),
+    (lambda h: h["model"]["fitted"]["coefs_"].pop(), "do not chain"),
+    (lambda h: h["model"]["fitted"].update(n_features_in_=35), "do not chain"),
+], ids=["newer version", "other format", "no model", "other class", "unknown parameter",
+        "method name", "dunder", "unknown tag", "missing layer", "wrong feature count"])
+def test_a_bad_header_is_refused(saved, edit, message):
+    rewrite(saved, edit_header=edit)
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(saved)
+
+
+def test_a_missing_array_is_refused(saved):
+    with zipfile.ZipFile(saved) as z:
+        name = next(n for n in z.namelist() if "coefs_" in n)
+    rewrite(saved, drop=name)
+    with pytest.raises(ValueError, match=f"array '{name[:-4]}' .* is missing"):
+        fastmlp.load(saved)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.99])
+def test_a_truncated_file_is_refused(saved, cut):
+    content = saved.read_bytes()
+    saved.write_bytes(content[: int(cut * len(content))])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        fastmlp.load(saved)
+
+
+def test_a_damaged_array_is_refused(saved):
+    content = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        info = next(i for i in z.infolist() if "coefs_.0" in i.filename)
+    content[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF  # inside its data
+    saved.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match="corrupt"):
+        fastmlp.load(saved)
+
+
+def test_pickles_and_other_files_are_refused(tmp_path, data):
+    X, y = data
+    clf = quick().partial_fit(X, y, classes=[0, 1, 2])
+    cases = {"model.joblib": lambda p: joblib.dump(clf, p),
+             "array.npy": lambda p: np.save(p, np.zeros(3)),
+             "other.npz": lambda p: np.savez(p, weights=np.zeros(3)),
+             "text.txt": lambda p: p.write_text("not a model")}
+    for name, write in cases.items():
+        write(tmp_path / name)
+        with pytest.raises(ValueError, match="not a fastmlp model file"):
+            fastmlp.load(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        fastmlp.load(tmp_path / "missing.fastmlp")
+
+
+def test_the_names_are_lazy_and_listed():
+    assert fastmlp.save is fastmlp.io.save and fastmlp.load is fastmlp.io.load
+    assert {"save", "load"} <= set(dir(fastmlp)) and {"save", "load"} <= set(fastmlp.__all__)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(fastmlp.io, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("mode", ["symmetric", "standard"])
+def test_a_classifier_that_scales_its_own_input_round_trips(tmp_path, data, mode):
+    X, y = data  # uint8: the core applies the fitted input_scaler_ itself
+    clf = quick(input_scaler=PixelScaler(mode=mode)).partial_fit(X, y, classes=[0, 1, 2])
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path, include_optimizer_state=True)
+    loaded = fastmlp.load(path)
+    assert type(loaded.input_scaler) is PixelScaler and loaded.input_scaler.mode == mode
+    assert_same_value(fitted_attributes(loaded.input_scaler_),
+                      fitted_attributes(clf.input_scaler_), "input_scaler_")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.partial_fit(X, y)
+    clf.partial_fit(X, y)
+    assert_same_value(loaded.coefs_, clf.coefs_, "coefs_")
