@@ -1,24 +1,28 @@
 """Scale benchmark: one epoch on 60 thousand to millions of 28x28 uint8 images.
 
 Fashion-MNIST's 60000 training images are tiled into a uint8 ``.npy`` file (memory-mapped,
-never loaded whole), and for each sample count N the first N rows train one epoch of the
-default ``MLPImageClassifier`` (784-256-10, Adam, batches of 128), along two paths:
+never loaded whole), and for each sample count N the first N rows train ``--epochs`` epochs (3) of
+the default ``MLPImageClassifier`` (784-256-10, Adam, batches of 128), along two paths:
 
 * ``pipeline``: ``PixelScaler().fit_transform(X)`` then ``fit`` on its float32 copy (what a
   ``make_pipeline(PixelScaler(), MLPImageClassifier())`` does), 4 bytes per pixel in memory;
 * ``fused``: ``MLPImageClassifier(input_scaler=PixelScaler())``: the core reads the uint8
-  file through the mapping and scales each pixel as it gathers a batch; no copy.
+  file through the mapping and scales each pixel as it gathers a batch; no copy;
+* ``fused-ram``: the same on the uint8 images read into memory first (1 byte per pixel),
+  the like-for-like comparison with the pipeline's float32 array in memory.
 
 Each run is a process of its own, so its peak anonymous memory (``RssAnon`` of
 /proc/self/status, sampled every 5 ms; file pages of the mapping are not anonymous) is its
-own. Reported per run: the epoch's time (``history_``), the whole call's wall time (the
-pipeline's includes its scaling pass), the peak anonymous memory above the interpreter's
+own. Reported per run: the median epoch time (``history_``; epochs of one run vary by
+10-30% on a shared virtual machine), the whole call's wall time (the pipeline's includes
+its scaling pass), the peak anonymous memory above the interpreter's
 with its imports, and the training accuracy. Before anything is timed, both paths train
 the same 5000 images and must agree bitwise.
 
-``--cold`` adds runs of the fused path on the largest N with the file evicted from the page
-cache first (``posix_fadvise(DONTNEED)``), with ``shuffle=True`` and ``shuffle="block"``:
-what reading a file at random from disk costs, and what block shuffling saves.
+The fused path also runs on the largest N with ``shuffle="block"``; ``--cold`` adds its
+first epoch, and that of ``shuffle=True``, with the file evicted from the page cache first
+(``posix_fadvise(DONTNEED)``): what reading a file at random from disk costs, and what
+block shuffling saves.
 
 Run ``python bench/bench_scale.py --help`` for the options; ``--quick`` is a smoke run.
 """
@@ -47,15 +51,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                    help="comma-separated sample counts (default: %(default)s)")
-    p.add_argument("--paths", default="pipeline,fused", help="default: %(default)s")
+    p.add_argument("--paths", default="pipeline,fused-ram,fused", help="default: %(default)s")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")),
                    help="where the tiled .npy file is written (default: %(default)s)")
     p.add_argument("--cold", action="store_true",
                    help="also time cold-cache epochs with shuffle=True and 'block'")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
     p.add_argument("--quick", action="store_true", help="sizes 20000,60000; a smoke run")
     p.add_argument("--json", type=Path, default=HERE / "results" / "scale.json")
-    p.add_argument("--worker", nargs=4, metavar=("PATH", "N", "FILE", "SHUFFLE"),
+    p.add_argument("--worker", nargs=5, metavar=("PATH", "N", "FILE", "SHUFFLE", "EPOCHS"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -127,28 +132,30 @@ def _rss_anon():
     raise RuntimeError("no RssAnon in /proc/self/status")
 
 
-def make_model(path, shuffle, threads, **extra):
+def make_model(path, shuffle, threads, epochs=1, **extra):
     from fastmlp import MLPImageClassifier, PixelScaler
 
-    scaler = PixelScaler() if path == "fused" else None
-    return MLPImageClassifier(max_iter=1, random_state=0, input_scaler=scaler,
+    scaler = PixelScaler() if path.startswith("fused") else None
+    return MLPImageClassifier(max_iter=epochs, random_state=0, input_scaler=scaler,
                               shuffle=True if shuffle == "True" else shuffle,
                               n_threads=threads, **extra)
 
 
-def train(path, X, y, shuffle, threads, **extra):
-    """One epoch along `path`; returns the fitted model."""
+def train(path, X, y, shuffle, threads, epochs=1, **extra):
+    """`epochs` epochs along `path`; returns the fitted model."""
     from fastmlp import PixelScaler
 
-    model = make_model(path, shuffle, threads, **extra)
+    model = make_model(path, shuffle, threads, epochs, **extra)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # one epoch does not converge
+        warnings.simplefilter("ignore")  # a few epochs do not converge
         if path == "pipeline":
             return model.fit(PixelScaler().fit_transform(X), y)
+        if path == "fused-ram":
+            return model.fit(np.array(X), y)  # the anonymous copy counts in its memory
         return model.fit(X, y)
 
 
-def worker(path, n, file, shuffle, threads):
+def worker(path, n, file, shuffle, threads, epochs):
     # Imported before the sampler starts: their memory is the base, not the run's.
     import sklearn.model_selection  # noqa: F401
 
@@ -158,16 +165,18 @@ def worker(path, n, file, shuffle, threads):
     y = np.load(Path(str(file)[:-4] + "-y.npy"))[:n]
     with AnonSampler() as mem:
         start = time.perf_counter()
-        model = train(path, X, y, shuffle, threads)
+        model = train(path, X, y, shuffle, threads, epochs)
         wall = time.perf_counter() - start
-    entry = model.history_[0]
-    return {"path": path, "n": n, "shuffle": shuffle, "epoch_s": entry["time"], "wall_s": wall,
+    times = [e["time"] for e in model.history_]
+    entry = model.history_[-1]
+    return {"path": path, "n": n, "shuffle": shuffle, "epoch_s": float(np.median(times)),
+            "epochs_s": times, "wall_s": wall,
             "peak_anon_mb": (mem.peak - mem.base) / 2**20, "base_anon_mb": mem.base / 2**20,
             "train_accuracy": entry["accuracy"]}
 
 
-def run_worker(path, n, file, shuffle, threads):
-    cmd = [sys.executable, __file__, "--worker", path, str(n), str(file), shuffle]
+def run_worker(path, n, file, shuffle, threads, epochs):
+    cmd = [sys.executable, __file__, "--worker", path, str(n), str(file), shuffle, str(epochs)]
     if threads:
         cmd += ["--threads", str(threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -187,11 +196,24 @@ def verify(file, threads):
         raise SystemExit("bench_scale: the fused path does not equal the pipeline; not timing")
 
 
+def shuffle_rows(file, n, args):
+    """The fused path on n samples with shuffle="block", warm; with --cold also the first
+    epoch, on a file evicted from the page cache, of shuffle=True and "block"."""
+    rows = [run_worker("fused", n, file, "block", args.threads, args.epochs)]
+    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    for shuffle in ("True", "block") if args.cold else ():
+        evict(file)
+        row = run_worker("fused", n, file, shuffle, args.threads, args.epochs)
+        rows.append({**row, "cold": True, "epoch_s": row["epochs_s"][0]})
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
+
+
 def table(rows):
-    lines = ["| samples | path | shuffle | epoch (s) | µs / sample | wall (s) | peak anon (MB) "
-             "| train acc |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| samples | path | shuffle | median epoch (s) | µs / sample | wall (s) "
+             "| peak anon (MB) | train acc |", "|---:|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        cold = " (cold cache)" if r.get("cold") else ""
+        cold = " (cold cache: first epoch)" if r.get("cold") else ""
         lines.append(f"| {r['n']:,} | {r['path']} | {r['shuffle']}{cold} | {r['epoch_s']:.2f} "
                      f"| {1e6 * r['epoch_s'] / r['n']:.1f} | {r['wall_s']:.2f} "
                      f"| {r['peak_anon_mb']:.0f} | {100 * r['train_accuracy']:.2f}% |")
@@ -201,8 +223,8 @@ def table(rows):
 def main(argv=None):
     args = parse_args(argv)
     if args.worker:
-        path, n, file, shuffle = args.worker
-        print(json.dumps(worker(path, int(n), file, shuffle, args.threads)))
+        path, n, file, shuffle, epochs = args.worker
+        print(json.dumps(worker(path, int(n), file, shuffle, args.threads, int(epochs))))
         return 0
     from fastmlp._machine import machine_info
 
@@ -211,14 +233,9 @@ def main(argv=None):
     rows = []
     for n in args.sizes:
         for path in args.paths:
-            rows.append(run_worker(path, n, file, "True", args.threads))
+            rows.append(run_worker(path, n, file, "True", args.threads, args.epochs))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-    if args.cold:
-        for shuffle in ("True", "block"):
-            evict(file)
-            row = run_worker("fused", max(args.sizes), file, shuffle, args.threads)
-            rows.append({**row, "cold": True})
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    rows += shuffle_rows(file, max(args.sizes), args)
     info = machine_info()
     print(f"\n{info.get('cpu', '')}, {args.threads or 'all'} threads, "
           f"{datetime.date.today()}\n\n{table(rows)}")

@@ -670,3 +670,29 @@ def test_reference_run_on_fashion_mnist(capsys):
     # first epoch ends well short of the last.
     assert all(a > b for a, b in zip(train_loss, train_loss[1:])), out
     assert train_acc[0] < train_acc[-1] - 5, out
+
+
+def test_validation_data_replaces_the_held_out_split(capsys, data_dir, tmp_path, rng):
+    X_val, y_val = make_images(rng, 150)
+    write_idx(tmp_path / "val-images-idx3-ubyte.gz", X_val)
+    np.save(tmp_path / "val-labels.npy", y_val.astype(np.int64))
+    model = tmp_path / "m.fastmlp"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1",
+                           "--early-stopping", "--validation-data",
+                           tmp_path / "val-images-idx3-ubyte.gz", tmp_path / "val-labels.npy",
+                           "--save", model)
+    assert status == 0, err
+    shown = float(re.search(r"Validation Accuracy: (\d+\.\d{2})%", out).group(1))
+    classifier = fastmlp.load(model)
+    assert classifier.t_ == 600  # every training image was trained on
+    assert shown == pytest.approx(100 * classifier.score(X_val.reshape(150, -1), y_val),
+                                  abs=0.005)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--validation-data", "a", "b"], "add it"),
+    (["--early-stopping", "--validation-data", "missing-idx3", "b"], "cannot read"),
+])
+def test_bad_validation_data(capsys, data_dir, argv, message):
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", *argv)
+    assert status == 1 and message in err and "Traceback" not in err

@@ -233,6 +233,9 @@ def _add_train_command(sub, defaults):
     opt.add_argument("--early-stopping", action="store_true",
                      help="hold out 10%% of the training data, stop when its accuracy has "
                           "not improved for --patience epochs and keep the best weights")
+    opt.add_argument("--validation-data", nargs=2, metavar=("IMAGES", "LABELS"),
+                     help="with --early-stopping, watch these images and labels (IDX files, "
+                          ".gz or raw, or .npy) instead of 10%% of the training data")
     opt.add_argument("--patience", type=_positive_int, default=10,
                      help="epochs without improvement before --early-stopping stops "
                           "(default: %(default)s)")
@@ -632,7 +635,8 @@ def _cmd_train(args):
     before = getattr(args, "resumed", (None, {}))[1].get("history", [])
     reporter = _EpochReporter(X_test, y_test, len(before) + args.epochs, args.quiet,
                               progress=not args.quiet and _stderr_is_terminal())
-    train_time, interrupted = _train(classifier, X_train, y_train, reporter, args)
+    validation = _validation_data(args, X_train.shape[1])
+    train_time, interrupted = _train(classifier, X_train, y_train, reporter, args, validation)
     test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
     wall_time = time.perf_counter() - wall_start
     _print_results(args, reporter.rows, test_loss, test_acc, n_classes,
@@ -809,7 +813,34 @@ def _regularization_label(args):
     return ", ".join(parts)
 
 
-def _train(classifier, X_train, y_train, reporter, args):
+def _validation_data(args, n_features):
+    """--validation-data as fit's X_val and y_val keywords (empty without the option)."""
+    if args.validation_data is None:
+        return {}
+    if not args.early_stopping:
+        raise CommandError("--validation-data is watched by --early-stopping; add it")
+    images, labels = (_read_array(path, what) for path, what in
+                      zip(args.validation_data, ("validation images", "validation labels")))
+    if images.ndim < 2 or int(np.prod(images.shape[1:])) != n_features:
+        raise CommandError(f"the validation images {args.validation_data[0]} have shape "
+                           f"{images.shape}; the model takes images of {n_features} pixels")
+    if labels.shape != (len(images),):
+        raise CommandError(f"{args.validation_data[1]} holds {labels.shape} labels for "
+                           f"{len(images)} validation images")
+    return {"X_val": images.reshape(len(images), -1), "y_val": labels}
+
+
+def _read_array(path, what):
+    """An IDX (.gz or raw) or .npy file as an array; CommandError if it is neither."""
+    try:
+        if str(path).endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        return np.asarray(datasets.read_idx(path))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot read the {what} {path}: {exc}") from None
+
+
+def _train(classifier, X_train, y_train, reporter, args, validation):
     """Fit, reporting every epoch; return (seconds, whether Ctrl-C cut it short).
 
     An interrupt before the first epoch ended exits with status 130; one after it keeps
@@ -819,7 +850,7 @@ def _train(classifier, X_train, y_train, reporter, args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            classifier.fit(X_train, y_train, callback=reporter)
+            classifier.fit(X_train, y_train, callback=reporter, **validation)
         except ValueError as exc:
             raise CommandError(_training_failed(exc, args, reporter)) from None
     train_time = time.perf_counter() - train_start
