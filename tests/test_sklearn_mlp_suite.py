@@ -104,7 +104,11 @@ def test_readme_states_the_table():
 
 
 def test_sklearn_mlp_tests_pass_outside_the_expected_failures(tmp_path):
-    if importlib.util.find_spec(UPSTREAM) is None:  # some packagers strip the tests
+    try:
+        found = importlib.util.find_spec(UPSTREAM) is not None
+    except ModuleNotFoundError:  # sklearn.neural_network.tests itself is missing
+        found = False
+    if not found:  # some packagers strip the tests
         pytest.skip(f"this scikit-learn ships without {UPSTREAM}")
     outcomes = run_upstream(tmp_path)
     same_version = sklearn.__version__ == TABLE_VERSION
