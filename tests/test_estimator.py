@@ -379,6 +379,54 @@ def test_early_stopping_restores_best_weights():
         assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
 
 
+@pytest.mark.parametrize("y, names", [
+    ([0, 0, 0, 1, 0, 0, 0, 0], r"\['True'\] \('True' stands for classes_\[1\] = 1\)"),
+    (["cat"] * 5 + ["dog"] + ["emu"] * 5, r"\['dog'\]"),
+])
+def test_early_stopping_needs_two_samples_of_each_class(y, names):
+    # The split is stratified as in scikit-learn, whose error names the lonely class
+    # ('True' for a binary problem's classes_[1], as scikit-learn's own message does).
+    X = np.arange(2 * len(y), dtype=np.float32).reshape(len(y), 2)
+    clf = MLPImageClassifier(early_stopping=True, validation_fraction=0.5)
+    with pytest.raises(ValueError, match=r"only 1 member.*too few members are: " + names):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coefs_")
+
+
+def test_early_stopping_needs_a_validation_sample_per_class():
+    X, y = _blobs(n=40, classes=4)
+    with pytest.raises(ValueError, match="number of classes = 4.*pass X_val and y_val"):
+        MLPImageClassifier(early_stopping=True, validation_fraction=0.05).fit(X, y)
+
+
+@quiet
+@pytest.mark.parametrize("classes", [2, 5])
+def test_predict_log_proba_is_the_log_of_predict_proba(classes):
+    X, y = _blobs(n=300, classes=classes)
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)),
+                               rtol=1e-7)
+    # Logits far apart: probabilities round to 0, their logarithms stay finite.
+    clf.coefs_[-1] *= np.float32(1e4)
+    proba, log_proba = clf.predict_proba(X), clf.predict_log_proba(X)
+    zero = proba == 0
+    assert zero.any() and np.isfinite(log_proba).all()
+    assert (log_proba[zero] < np.log(np.finfo(np.float32).tiny)).all()
+    np.testing.assert_allclose(log_proba[~zero], np.log(proba[~zero]), rtol=1e-7)
+
+
+@quiet
+def test_optimizer_learning_rate_under_scikit_learn_name():
+    # code written for MLPClassifier reads the current learning rate as
+    # _optimizer.learning_rate; invscaling runs on t_ over warm-start fits.
+    X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
+    clf = MLPImageClassifier(hidden_layer_sizes=4, solver="sgd", learning_rate="invscaling",
+                             power_t=0.25, max_iter=1, warm_start=True).fit(X, y).fit(X, y)
+    assert clf._optimizer is clf._optimizer_state
+    assert clf._optimizer.learning_rate == clf.learning_rate_init / 9 ** 0.25
+    assert not hasattr(MLPImageClassifier(), "_optimizer")
+
+
 @quiet
 def test_class_weight_shifts_predictions():
     X, y = make_blobs(n_samples=400, centers=3, cluster_std=8, random_state=0)

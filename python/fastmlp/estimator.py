@@ -192,9 +192,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     nesterovs_momentum : bool, default=True
         Use Nesterov's momentum with SGD.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified), stop when the
-        validation metric has not improved for ``n_iter_no_change`` epochs, and restore the
-        best weights.
+        Hold out ``validation_fraction`` of the training data (stratified: each class
+        needs at least 2 samples, and the held-out share at least one per class, or fit
+        raises as scikit-learn's ``MLPClassifier`` does), stop when the validation metric
+        has not improved for ``n_iter_no_change`` epochs, and restore the best weights.
     validation_fraction : float, default=0.1
         Share of the training data held out when ``early_stopping`` is on.
     beta_1, beta_2 : float, default=0.9, 0.999
@@ -283,6 +284,24 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "softmax".
     input_scaler_ : PixelScaler or None
         The fitted clone of ``input_scaler`` that prediction applies; None without one.
+
+    Notes
+    -----
+    Where fastmlp differs from scikit-learn's ``MLPClassifier`` on purpose:
+
+    - It trains with ``"sgd"`` or ``"adam"`` (no ``"lbfgs"``), on dense binary or
+      multiclass data (no sparse X, no multilabel y), in float32 whatever X's dtype
+      (``coefs_`` are float32 arrays).
+    - ``n_iter_`` counts the epochs of every ``fit`` with ``warm_start`` and of every
+      ``partial_fit``, not those of the last call only; ``max_iter`` epochs are trained
+      per call to ``fit`` in both.
+    - A binary problem ends in a 2-unit softmax (``n_outputs_ == 2``), not in one
+      logistic unit, so a model whose output layer has a single unit is not one that
+      fastmlp can continue training.
+    - ``y`` must hold at least two classes (``MLPClassifier`` also fits one).
+    - ``warm_start`` keeps the optimizer's state (Adam's moments, SGD's velocity).
+
+    ``_optimizer.learning_rate`` is the current learning rate, as in ``MLPClassifier``.
 
     Examples
     --------
@@ -511,11 +530,17 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes), dtype float64
-            Natural logarithms of the class probabilities, in the order of ``classes_``,
-            computed from the logits as a log-softmax (not as ``log(predict_proba(X))``),
-            so they stay finite where a probability rounds to 0.
+            Natural logarithms of the class probabilities, in the order of ``classes_``:
+            ``np.log(predict_proba(X))`` where a probability is positive, and where one
+            rounds to 0 the log-softmax of the logits, so they stay finite.
         """
-        return self._forward(X, log=True).astype(np.float64)
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            log_proba = np.log(proba)
+        zero = proba == 0
+        if zero.any():
+            log_proba[zero] = self._forward(X, log=True)[zero]
+        return log_proba
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predict the most probable class of each sample.
@@ -568,6 +593,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             if i + 2 < len(sizes) and self.activation != "identity":
                 rows.append((label, (None, sizes[i + 1]), 0))
         return ModelSummary(rows)
+
+    @property
+    def _optimizer(self):
+        """The optimizer state under scikit-learn's ``MLPClassifier`` name, for code that
+        reads ``_optimizer.learning_rate`` (the current learning rate) from it."""
+        return self._optimizer_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -754,19 +785,30 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                    FitRecord.of(self), noise_seed=getattr(self, "_noise_seed", None))
 
     def _split_validation(self, data, run):
-        """Hold out validation_fraction of the rows (stratified where every class can be
-        on both sides); data keeps the rest. Returns the held-out ValidationData."""
+        """Hold out validation_fraction of the rows, stratified; data keeps the rest.
+        Returns the held-out ValidationData."""
         n = data.n
-        n_val = int(np.ceil(self.validation_fraction * n))
-        counts = np.bincount(data.y)
-        counts = counts[counts > 0]
-        can_stratify = counts.min() >= 2 and len(counts) <= min(n_val, n - n_val)
-        idx_train, idx_val = train_test_split(
-            np.arange(n), random_state=run.rng, test_size=self.validation_fraction,
-            stratify=data.y if can_stratify else None)
-        if idx_val.shape[0] < 2:
-            raise ValueError("The validation set is too small. Increase "
-                             "'validation_fraction' or the size of your dataset.")
+        # Stratified as in scikit-learn's MLPClassifier, so too few samples of a class
+        # raise its error. A binary problem is stratified on "is classes_[1]" as a column,
+        # as MLPClassifier's one-unit target is (the error names the class 'True'), and
+        # a multiclass one on the labels as given, so the error names them; both split
+        # as the encoded labels would, their classes sorting alike.
+        labels = run.classes[data.y]
+        stratify = ((labels == run.classes[1])[:, None] if len(run.classes) == 2
+                    else labels)
+        try:
+            idx_train, idx_val = train_test_split(
+                np.arange(n), random_state=run.rng, test_size=self.validation_fraction,
+                stratify=stratify)
+        except ValueError as exc:
+            where = ""
+            if len(run.classes) == 2 and "Classes with too few members" in str(exc):
+                where = f" ('True' stands for classes_[1] = {run.classes[1:].tolist()[0]!r})"
+            raise ValueError(
+                f"{exc}{where}. early_stopping holds out a stratified "
+                f"validation_fraction={self.validation_fraction} of the samples: each "
+                "class needs at least 2 samples, and the validation set at least one "
+                "sample per class; pass X_val and y_val to fit instead.") from exc
         # Both sides stay rows of X, not copies; the core keys each sample's random draws
         # by its position among the training samples, as if X[idx_train] were given.
         idx_val, idx_train = idx_val.astype(np.int64), idx_train.astype(np.int64)
