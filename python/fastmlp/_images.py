@@ -67,6 +67,14 @@ def read_images(path, geometry):
     return images, stacked, notes
 
 
+def read_array(path):
+    """A .npy or IDX file's array (by its content, not its name), checked as read_images
+    checks them; ImageFileError with the reason otherwise."""
+    if not os.path.isfile(path):
+        raise ImageFileError("no such file" if not os.path.exists(path) else "not a file")
+    return _read_npy(path) if _kind(path) == "npy" else _read_idx(path)
+
+
 def _kind(path):
     suffix = os.path.splitext(path.lower().removesuffix(".gz"))[1]
     if suffix == ".npy":

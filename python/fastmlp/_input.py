@@ -15,10 +15,9 @@ import numpy as np
 from sklearn.base import clone
 
 from . import _core
+from .preprocessing import _FLOAT32_MAX
 
 __all__ = ["fit_input_scaler", "pixel_input", "pixel_dtype"]
-
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # The dtypes the core reads as they are; the others are converted exactly first.
 _CORE_DTYPES = frozenset(np.dtype(t) for t in (

@@ -832,11 +832,11 @@ def _validation_data(args, n_features):
 
 def _read_array(path, what):
     """An IDX (.gz or raw) or .npy file as an array; CommandError if it is neither."""
+    from ._images import ImageFileError, read_array
+
     try:
-        if str(path).endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        return np.asarray(datasets.read_idx(path))
-    except (OSError, ValueError) as exc:
+        return read_array(path)
+    except ImageFileError as exc:
         raise CommandError(f"cannot read the {what} {path}: {exc}") from None
 
 

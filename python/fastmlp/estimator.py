@@ -48,12 +48,11 @@ from ._training import (
 )
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
-from .preprocessing import PixelScaler
+from .preprocessing import _FLOAT32_MAX, PixelScaler
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Rows per call into the core at prediction (float32 copies of at most this many rows).
 _PREDICT_BLOCK_ROWS = 32768
 
