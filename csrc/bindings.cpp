@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "isa.hpp"
+#include "kernels/gemm_bf16.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/loss.hpp"
@@ -264,6 +265,14 @@ PYBIND11_MODULE(_core, m) {
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));
+  m.def("detected_bf16_kernel", [] { return std::string(bf16_kernel_name(detected_bf16_kernel())); });
+  m.def("active_bf16_kernel", [] { return std::string(bf16_kernel_name(active_bf16_kernel())); });
+  m.def("set_bf16_kernel", [](const std::string& s) {
+    Bf16Kernel k;
+    if (!parse_bf16_kernel(s.c_str(), &k))
+      throw std::invalid_argument("kernel must be 'amx', 'avx512bf16' or 'reference', got '" + s + "'");
+    set_bf16_kernel(k);
+  }, py::arg("kernel"));
   m.def("max_threads", &default_num_threads);
   m.attr("MAX_THREADS") = kMaxThreads;
 #if defined(_OPENMP)

@@ -11,6 +11,8 @@
 #include "kernels/augment.hpp"
 #include "kernels/dropout.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_bf16.hpp"
+#include "kernels/gemm_bf16_kernel.hpp"
 #include "pyarray.hpp"
 
 namespace fastmlp {
@@ -112,6 +114,100 @@ py::array_t<float> matmul(py::handle a, py::handle b, bool trans_a, bool trans_b
   return c;
 }
 
+// A bfloat16 kernel by name, or a clear error when this CPU (or its OS) does not run it.
+Bf16Kernel bf16_kernel_from(const std::string& name) {
+  Bf16Kernel k;
+  if (!parse_bf16_kernel(name.c_str(), &k))
+    throw std::invalid_argument("kernel must be 'amx', 'avx512bf16' or 'reference', got '" +
+                                name + "'");
+  if (static_cast<int>(k) > static_cast<int>(detected_bf16_kernel()))
+    throw std::invalid_argument("this CPU lacks the " + name + " kernel (best: " +
+                                bf16_kernel_name(detected_bf16_kernel()) + ")");
+  return k;
+}
+
+// op(a) · op(b) with bfloat16 operands through the packers of bf16.hpp and one kernel.
+// The padding the contract lets the kernels read (rows past M of A, columns past N of B)
+// holds NaN, so a kernel that let it into a delivered sum fails the tests.
+py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool trans_b,
+                               const std::string& kernel, int n_threads, py::object out,
+                               py::object bias, Activation act, bool tile_epilogue,
+                               py::object descent, py::object relu_gate) {
+  GemmArgs g;
+  auto c = product_args(a, b, trans_a, trans_b, out, &g);
+  set_epilogue(&g, bias, act, tile_epilogue, descent, relu_gate, !out.is_none());
+  const Bf16Kernel kind = bf16_kernel_from(kernel);
+  const index_t M = g.m, N = g.n, K = g.k, Kp = bf16_pad(K, kBf16KStep);
+  const index_t Mp = bf16_pad(M, kBf16MStep), Np = bf16_pad(N, kBf16NStep);
+  const bf16_t nan = 0x7FC0;
+  std::vector<bf16_t> A(static_cast<size_t>(Mp * Kp), nan), B(static_cast<size_t>(Kp * Np), nan);
+  if (trans_a) {  // a (K, M)
+    bf16_pack_transposed(g.a, g.lda, 0, K, M, A.data(), Kp);
+    bf16_zero_cols(M, K, Kp, A.data(), Kp);
+  } else {
+    bf16_pack_rows(g.a, g.lda, 0, M, K, Kp, A.data(), Kp);
+  }
+  if (trans_b) {  // b (N, K)
+    bf16_pack_pairs_transposed(g.b, g.ldb, 0, N, K, Kp, B.data(), Np);
+  } else {
+    bf16_pack_pairs(g.b, g.ldb, 0, K, N, B.data(), Np);
+    bf16_zero_pairs(K, Kp, B.data(), Np);
+  }
+  Bf16GemmArgs p;
+  p.m = M, p.n = N, p.k = Kp, p.a = A.data(), p.lda = Kp, p.b = B.data(), p.ldb = Np, p.epi = g;
+  std::vector<std::int32_t> count;
+  CountingEpilogue ce{g.c, nullptr, g.m, g.n};
+  if (tile_epilogue) {
+    count.assign(static_cast<size_t>(g.m * g.n), 0);
+    ce.count = count.data();
+    p.epi.epilogue.fn = &CountingEpilogue::run, p.epi.epilogue.ctx = &ce;
+  }
+  {
+    py::gil_scoped_release nogil;
+    if (kind == Bf16Kernel::Reference) {
+      bgemm_reference(p);
+    } else {
+      const Bf16Kernel before = active_bf16_kernel();
+      set_bf16_kernel(kind);
+      const int nt = resolve_threads(n_threads);
+      FASTMLP_PARALLEL(nt)
+      bgemm(p, thread_index(), team_size());
+      set_bf16_kernel(before);
+    }
+  }
+  if (tile_epilogue) check_counts(ce, count);
+  return c;
+}
+
+py::array_t<std::uint16_t> bf16_round(py::handle x_obj, bool hardware) {
+  const View<float> x = checked<float>(x_obj, "x", 0);
+  if (hardware) bf16_kernel_from("avx512bf16");
+  py::array_t<std::uint16_t> out(static_cast<py::ssize_t>(x.size()));
+  if (hardware)
+    bf16_convert_hardware(x.data, x.size(), out.mutable_data());
+  else
+    for (index_t i = 0; i < x.size(); ++i) out.mutable_data()[i] = to_bf16(x.data[i]);
+  return out;
+}
+
+// s + a[0]·b[0] + a[1]·b[1] per row, the vdpbf16ps step, emulated or by the instruction.
+py::array_t<float> bf16_dot_pairs(py::array_t<std::uint16_t, py::array::c_style> a,
+                                  py::array_t<std::uint16_t, py::array::c_style> b,
+                                  py::array_t<float, py::array::c_style> s, bool hardware) {
+  const index_t n = s.size();
+  if (a.size() != 2 * n || b.size() != 2 * n) throw std::invalid_argument("a, b must be (n, 2)");
+  if (hardware) bf16_kernel_from("avx512bf16");
+  py::array_t<float> out(static_cast<py::ssize_t>(n));
+  for (index_t i = 0; i < n; ++i) {
+    const bf16_t* pa = a.data() + 2 * i;
+    const bf16_t* pb = b.data() + 2 * i;
+    out.mutable_data()[i] =
+        hardware ? bf16_dot_pair_hardware(pa, pb, s.data()[i])
+                 : bf16_fma(pa[0], pb[0], bf16_fma(pa[1], pb[1], s.data()[i]));
+  }
+  return out;
+}
+
 // The keep mask of `width` units of hidden layer `layer` for the given samples at `step`.
 py::array_t<std::uint8_t> dropout_mask(std::uint64_t seed, std::uint64_t step, py::handle samples,
                                        index_t layer, index_t width, float rate) {
@@ -168,6 +264,14 @@ void bind_testing(py::module_& core) {
         py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
         py::arg("exact_threads") = false, py::arg("descent") = py::none(),
         py::arg("relu_gate") = py::none());
+  t.def("bf16_matmul", &bf16_matmul, py::arg("a"), py::arg("b"), py::kw_only(),
+        py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "reference",
+        py::arg("n_threads") = 0, py::arg("out") = py::none(), py::arg("bias") = py::none(),
+        py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
+        py::arg("descent") = py::none(), py::arg("relu_gate") = py::none());
+  t.def("bf16_round", &bf16_round, py::arg("x"), py::kw_only(), py::arg("hardware") = false);
+  t.def("bf16_dot_pairs", &bf16_dot_pairs, py::arg("a"), py::arg("b"), py::arg("s"),
+        py::kw_only(), py::arg("hardware") = false);
   t.def("dropout_mask", &dropout_mask, py::arg("seed"), py::arg("step"), py::arg("samples"),
         py::arg("layer"), py::arg("width"), py::arg("rate"));
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),

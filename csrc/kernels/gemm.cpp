@@ -68,35 +68,6 @@ struct Workspace {
 };
 thread_local Workspace tl_ws;
 
-// Thread ith's rectangle of C. The grid of MR x NR tiles is cut into pm x pn contiguous
-// pieces (pm * pn = nth); the cut with the fewest tiles in the largest piece wins, ties go
-// to cutting the dimension with more tiles (M for the 784 x 256 weight gradient, N for a
-// 64 x 256 batch product). Depends only on (M, N, tile, ith, nth): deterministic.
-struct Rect {
-  index_t i0, i1, j0, j1;
-};
-Rect partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth) {
-  const index_t mt = ceil_div(M, MR), nt = ceil_div(N, NR);
-  int best_pm = 1;
-  index_t best_cost = -1;
-  for (int pm = 1; pm <= nth; ++pm) {
-    if (nth % pm != 0) continue;
-    const int pn = nth / pm;
-    const index_t cost = ceil_div(mt, pm) * ceil_div(nt, pn);
-    const bool tie_prefers = (mt >= nt) == (pm > best_pm);
-    if (best_cost < 0 || cost < best_cost || (cost == best_cost && tie_prefers)) {
-      best_cost = cost;
-      best_pm = pm;
-    }
-  }
-  const int pn = nth / best_pm;
-  index_t t0, t1, u0, u1;
-  split_range(mt, ith / pn, best_pm, &t0, &t1);
-  split_range(nt, ith % pn, pn, &u0, &u1);
-  return {std::min(t0 * MR, M), std::min(t1 * MR, M), std::min(u0 * NR, N),
-          std::min(u1 * NR, N)};
-}
-
 // dst (kc, NR) = op(B)[pk0 .. pk0+kc)[col .. col+nr); columns >= nr are left unset (the
 // micro-kernel masks them).
 void pack_b(const GemmArgs& p, index_t pk0, index_t kc, index_t col, index_t nr, index_t NR,
@@ -304,6 +275,32 @@ void gemm_rect(const GemmKernelSet& ks, const GemmTile& tile, const GemmArgs& p,
 
 }  // namespace
 
+// Thread ith's rectangle of C. The grid of MR x NR tiles is cut into pm x pn contiguous
+// pieces (pm * pn = nth); the cut with the fewest tiles in the largest piece wins, ties go
+// to cutting the dimension with more tiles (M for the 784 x 256 weight gradient, N for a
+// 64 x 256 batch product). Depends only on (M, N, tile, ith, nth): deterministic.
+Rect gemm_partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth) {
+  const index_t mt = ceil_div(M, MR), nt = ceil_div(N, NR);
+  int best_pm = 1;
+  index_t best_cost = -1;
+  for (int pm = 1; pm <= nth; ++pm) {
+    if (nth % pm != 0) continue;
+    const int pn = nth / pm;
+    const index_t cost = ceil_div(mt, pm) * ceil_div(nt, pn);
+    const bool tie_prefers = (mt >= nt) == (pm > best_pm);
+    if (best_cost < 0 || cost < best_cost || (cost == best_cost && tie_prefers)) {
+      best_cost = cost;
+      best_pm = pm;
+    }
+  }
+  const int pn = nth / best_pm;
+  index_t t0, t1, u0, u1;
+  split_range(mt, ith / pn, best_pm, &t0, &t1);
+  split_range(nt, ith % pn, pn, &u0, &u1);
+  return {std::min(t0 * MR, M), std::min(t1 * MR, M), std::min(u0 * NR, N),
+          std::min(u1 * NR, N)};
+}
+
 void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, index_t nr,
                       const float* tile, index_t ldt) {
   if (p.epilogue.fn != nullptr) {
@@ -336,7 +333,7 @@ void sgemm(const GemmArgs& p, int ith, int nth) {
   if (p.m <= 0 || p.n <= 0 || ith < 0 || ith >= nth) return;
   const GemmKernelSet& ks = kernels_for(active_isa());
   const GemmTile& tile = tile_for(ks, p.n);
-  const Rect R = partition(p.m, p.n, tile.mr, tile.nr, ith, nth);
+  const Rect R = gemm_partition(p.m, p.n, tile.mr, tile.nr, ith, nth);
   if (R.i1 <= R.i0 || R.j1 <= R.j0) return;
   if (p.descent && p.epilogue.fn == nullptr && p.k > ks.kc) {
     // Several K runs: the partial sums cannot live in c, which holds W. Keep them in

@@ -56,6 +56,13 @@ struct GemmKernelSet {
   index_t pack_b_rows;    // a row-major B is packed from this many product rows on
 };
 
+// Thread ith's rectangle [i0, i1) x [j0, j1) of an M x N product tiled MR x NR (gemm.cpp):
+// static and deterministic; whole tiles, every element in exactly one rectangle.
+struct Rect {
+  index_t i0, i1, j0, j1;
+};
+Rect gemm_partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth);
+
 // Defined by gemm_avx512.cpp / gemm_avx2.cpp (x86-64 builds only) and gemm_generic.cpp.
 const GemmKernelSet& gemm_kernels_avx512();
 const GemmKernelSet& gemm_kernels_avx2();

@@ -1,0 +1,64 @@
+// The bfloat16 packers of bf16.hpp: plain loops over to_bf16, vectorized by the compiler
+// (one clone per instruction set, all rounding alike: integer operations only).
+#include "kernels/bf16.hpp"
+
+namespace fastmlp {
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                    index_t kp, bf16_t* dst, index_t ldd) {
+  for (index_t r = r0; r < r1; ++r) {
+    const float* s = src + r * lds;
+    bf16_t* d = dst + r * ldd;
+    for (index_t c = 0; c < cols; ++c) d[c] = to_bf16(s[c]);
+    for (index_t c = cols; c < kp; ++c) d[c] = 0;
+  }
+}
+
+// 8 x 8 blocks: 8 source rows are read together so each destination row is written in
+// runs of 8 elements instead of one element per cache line.
+FASTMLP_SIMD_CLONES
+void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                          bf16_t* dst, index_t ldd) {
+  constexpr index_t kB = 8;
+  index_t r = r0;
+  for (; r + kB <= r1; r += kB)
+    for (index_t c = 0; c < cols; ++c)
+      for (index_t q = 0; q < kB; ++q) dst[c * ldd + r + q] = to_bf16(src[(r + q) * lds + c]);
+  for (; r < r1; ++r)
+    for (index_t c = 0; c < cols; ++c) dst[c * ldd + r] = to_bf16(src[r * lds + c]);
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                     bf16_t* dst, index_t ldb) {
+  for (index_t r = r0; r < r1; ++r) {
+    const float* s = src + r * lds;
+    bf16_t* d = dst + (r / 2) * 2 * ldb + (r & 1);
+    for (index_t c = 0; c < cols; ++c) d[2 * c] = to_bf16(s[c]);
+  }
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
+                                index_t cols, index_t kp, bf16_t* dst, index_t ldb) {
+  for (index_t j = r0; j < r1; ++j) {
+    const float* s = src + j * lds;
+    for (index_t k = 0; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = to_bf16(s[k]);
+    for (index_t k = cols; k < kp; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = 0;
+  }
+}
+
+void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb) {
+  for (index_t r = r0; r < r1; ++r) {
+    bf16_t* d = dst + (r / 2) * 2 * ldb + (r & 1);
+    for (index_t c = 0; c < ldb; ++c) d[2 * c] = 0;
+  }
+}
+
+void bf16_zero_cols(index_t rows, index_t c0, index_t c1, bf16_t* dst, index_t ldd) {
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = c0; c < c1; ++c) dst[r * ldd + c] = 0;
+}
+
+}  // namespace fastmlp

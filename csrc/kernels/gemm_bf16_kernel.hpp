@@ -1,0 +1,33 @@
+// fastmlp/csrc/kernels/gemm_bf16_kernel.hpp — what a bfloat16 kernel contributes to the
+// driver (gemm_bf16.cpp). Internal to gemm_bf16*.cpp.
+#pragma once
+
+#include "kernels/gemm_bf16.hpp"
+
+namespace fastmlp {
+
+// The sums of C[i0 : i0+mc, j0 : j0+nc] (the whole K) into t[r*ldt + c]. mc <= kBf16BlockM
+// and nc <= kBf16BlockN; t has room for both rounded up to 32, and entries past (mc, nc)
+// may be written with sums of padding.
+using Bf16BlockKernel = void (*)(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0,
+                                 index_t nc, float* t, index_t ldt);
+
+constexpr index_t kBf16BlockM = 64, kBf16BlockN = 128;
+
+// Defined by gemm_bf16_avx512.cpp and gemm_bf16_amx.cpp (x86-64 builds only).
+void bf16_block_avx512(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, index_t nc,
+                       float* t, index_t ldt);
+void bf16_block_amx(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, index_t nc,
+                    float* t, index_t ldt);
+// Loads the AMX tile configuration on the calling thread (before its first block of a
+// product) and releases the tile state (after its last).
+void amx_begin();
+void amx_end();
+// n floats to bfloat16 with the hardware conversion (vcvtneps2bf16): the tests check
+// to_bf16 against it.
+void bf16_convert_hardware(const float* src, index_t n, bf16_t* dst);
+// One vdpbf16ps lane: s + a·b over one pair, by the instruction (the tests check
+// bf16_fma's emulation against it).
+float bf16_dot_pair_hardware(const bf16_t a[2], const bf16_t b[2], float s);
+
+}  // namespace fastmlp

@@ -1,0 +1,208 @@
+"""The bfloat16 GEMM core (csrc/kernels/bf16.*, gemm_bf16*).
+
+- Rounding: the scalar to_bf16 against a NumPy definition of round-to-nearest-even and,
+  where the CPU has AVX512-BF16, against the conversion instruction, bitwise.
+- One step of the chain: the emulated fused multiply-add against vdpbf16ps, bitwise.
+- Products: the scalar emulation against float64 sums of the rounded operands; the
+  AVX512-BF16 kernel bitwise equal to the emulation for every layout, shape, epilogue and
+  thread count; the AMX kernel within a tight bound of it and bitwise reproducible across
+  thread counts. Every output is poisoned with NaN first, and the padding the kernels may
+  read holds NaN (the hook fills it so).
+
+A kernel the CPU lacks is skipped with the reason; where the hardware kernels exist (the
+AMX test machine has both), nothing is skipped.
+"""
+
+import itertools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastmlp import _core
+
+T = _core.testing
+KERNELS = ["amx", "avx512bf16", "reference"]
+_RANK = {"reference": 0, "avx512bf16": 1, "amx": 2}
+
+# (M, K, N): ones, odd, primes, the training shapes (forward, weight gradient, input
+# gradient, output layer), K past one AMX step and not a multiple of it, larger.
+SHAPES = [(1, 1, 1), (1, 7, 1), (7, 1, 13), (2, 3, 97), (97, 3, 2), (13, 17, 31),
+          (33, 33, 33), (64, 784, 256), (784, 64, 256), (64, 10, 256), (64, 256, 10),
+          (129, 65, 130), (200, 300, 40)]
+TRANS = list(itertools.product([False, True], [False, True]))
+
+
+def _skip_unless(kernel):
+    best = _core.detected_bf16_kernel()
+    if _RANK[best] < _RANK[kernel]:
+        pytest.skip(f"this CPU lacks the {kernel} kernel (best: {best})")
+
+
+@pytest.fixture(params=["amx", "avx512bf16"])
+def hw_kernel(request):
+    _skip_unless(request.param)
+    return request.param
+
+
+def _bf16_bits_numpy(x):
+    """Round-to-nearest-even float32 -> bfloat16 bits, the definition in bf16.hpp, written
+    independently in NumPy (uint64 arithmetic, no overflow)."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    mag = u & 0x7FFFFFFF
+    nearest = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF
+    out = np.where(mag < 0x00800000, (u >> 16) & 0x8000,
+                   np.where(mag > 0x7F800000, ((u >> 16) | 0x40) & 0xFFFF, nearest))
+    return out.astype(np.uint16)
+
+
+def _from_bits(h):
+    return (np.asarray(h, np.uint32) << 16).view(np.float32)
+
+
+def _rounded(x):
+    return _from_bits(_bf16_bits_numpy(x)).reshape(x.shape).astype(np.float64)
+
+
+def _special_floats(rng, n):
+    with np.errstate(over="ignore"):
+        return _special_floats_unchecked(rng, n)
+
+
+def _special_floats_unchecked(rng, n):
+    x = rng.standard_normal(n).astype(np.float32)
+    x *= np.float32(2.0) ** rng.integers(-140, 128, n).astype(np.float32)
+    bits = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    ties = (rng.integers(0, 2**16, n, dtype=np.uint32) << 16 | 0x8000).view(np.float32)
+    edge = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-40, 1.1754942e-38,
+                     1.17549435e-38, 3.4028235e38, -3.4028235e38, 3.3961776e38, 1.0, -1.0],
+                    np.float32)
+    return np.concatenate([x, bits, ties, edge])
+
+
+def test_rounding_matches_definition(rng):
+    x = _special_floats(rng, 20000)
+    assert np.array_equal(T.bf16_round(x), _bf16_bits_numpy(x))
+
+
+def test_rounding_matches_hardware(rng):
+    _skip_unless("avx512bf16")
+    x = _special_floats(rng, 20000)
+    assert np.array_equal(T.bf16_round(x), T.bf16_round(x, hardware=True))
+
+
+def test_dot_pair_emulation_matches_instruction(rng):
+    _skip_unless("avx512bf16")
+    n = 100000
+    normal = T.bf16_round(rng.standard_normal(4 * n).astype(np.float32)).reshape(2, n, 2)
+    anything = rng.integers(0, 2**16, (2, n, 2), dtype=np.uint16)  # denormals, NaN, inf
+    s = np.concatenate([rng.standard_normal(n // 2).astype(np.float32),
+                        _special_floats(rng, n)[: n - n // 2]])
+    for a, b in (normal, anything):
+        emulated = T.bf16_dot_pairs(a, b, s)
+        hardware = T.bf16_dot_pairs(a, b, s, hardware=True)
+        same = (emulated.view(np.uint32) == hardware.view(np.uint32)) | (
+            np.isnan(emulated) & np.isnan(hardware))
+        assert same.all(), f"{(~same).sum()} of {n} steps differ"
+
+
+def _operands(rng, m, k, n, trans_a, trans_b):
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    return a, b
+
+
+def _product(a, b, trans_a, trans_b, kernel, n_threads=0, **kw):
+    m = a.shape[1] if trans_a else a.shape[0]
+    n = b.shape[0] if trans_b else b.shape[1]
+    out = kw.pop("out", None)
+    if out is None:
+        out = np.full((m, n), np.nan, np.float32)
+    return T.bf16_matmul(a, b, trans_a=trans_a, trans_b=trans_b, kernel=kernel,
+                         n_threads=n_threads, out=out, **kw)
+
+
+def _exact(a, b, trans_a, trans_b):
+    """The float64 product of the bfloat16-rounded operands, and its |A|·|B| scale."""
+    a64, b64 = _rounded(a), _rounded(b)
+    a64, b64 = (a64.T if trans_a else a64), (b64.T if trans_b else b64)
+    return a64 @ b64, np.abs(a64) @ np.abs(b64)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("trans", TRANS, ids=lambda t: "TN"[t[0]] + "TN"[t[1]])
+def test_reference_matches_float64(rng, shape, trans):
+    m, k, n = shape
+    a, b = _operands(rng, m, k, n, *trans)
+    c = _product(a, b, *trans, "reference")
+    exact, scale = _exact(a, b, *trans)
+    # float32 sums of exact products: at most k roundings of 2^-24 relative to |A|·|B|.
+    bound = (k + 1) * 2.0**-24 * scale + 1e-30
+    assert np.all(np.abs(c - exact) <= bound)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("trans", TRANS, ids=lambda t: "TN"[t[0]] + "TN"[t[1]])
+def test_hardware_kernels(rng, hw_kernel, shape, trans):
+    """AVX512-BF16 is the emulated chain bit for bit; AMX is within the chain's own error
+    bound of the float64 product. Both are the same for 1, 2 and 3 threads."""
+    m, k, n = shape
+    a, b = _operands(rng, m, k, n, *trans)
+    ref = _product(a, b, *trans, "reference")
+    got = _product(a, b, *trans, hw_kernel, n_threads=1)
+    if hw_kernel == "avx512bf16":
+        assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    else:
+        exact, scale = _exact(a, b, *trans)
+        assert np.all(np.isfinite(got))
+        assert np.all(np.abs(got - exact) <= (k + 1) * 2.0**-24 * scale + 1e-30)
+    for nt in (2, 3):
+        again = _product(a, b, *trans, hw_kernel, n_threads=nt)
+        assert np.array_equal(again.view(np.uint32), got.view(np.uint32))
+
+
+@pytest.mark.parametrize("shape", [(64, 784, 256), (13, 17, 31), (1, 5, 70)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_epilogues(rng, kernel, shape):
+    """Bias + ReLU, the SGD descent step, the ReLU gate and a custom epilogue that counts
+    deliveries: each the same as applying it to the kernel's plain product."""
+    _skip_unless(kernel)
+    m, k, n = shape
+    a, b = _operands(rng, m, k, n, False, False)
+    plain = _product(a, b, False, False, kernel, n_threads=2)
+    bias = rng.standard_normal(n).astype(np.float32)
+    relu = _product(a, b, False, False, kernel, n_threads=2, bias=bias,
+                    activation=_core.Activation.relu)
+    assert np.array_equal(relu, np.maximum(plain + bias, 0))
+    W = rng.standard_normal((m, n)).astype(np.float32)
+    stepped = _product(a, b, False, False, kernel, n_threads=2, out=W.copy(),
+                       descent=(0.1, 0.01))
+    lr, wd = np.float32(0.1), np.float32(0.01)
+    assert np.array_equal(stepped, W - lr * (plain + wd * W))
+    gate = np.where(rng.random((m, n)) < 0.5, 0.0, 1.0).astype(np.float32)
+    gated = _product(a, b, False, False, kernel, n_threads=2, relu_gate=gate)
+    assert np.array_equal(gated, np.where(gate > 0, plain, np.float32(0)))
+    counted = _product(a, b, False, False, kernel, n_threads=3, tile_epilogue=True)
+    assert np.array_equal(counted, plain)
+
+
+def test_kernel_names_and_choice():
+    assert _core.detected_bf16_kernel() in KERNELS
+    assert _core.active_bf16_kernel() in KERNELS
+    with pytest.raises(ValueError, match="kernel must be"):
+        _core.set_bf16_kernel("sse9")
+    with pytest.raises(ValueError, match="kernel must be"):
+        T.bf16_matmul(np.ones((1, 1), np.float32), np.ones((1, 1), np.float32), kernel="x")
+
+
+@pytest.mark.parametrize("lowered", ["reference", "avx512bf16"])
+def test_environment_lowers_the_choice(lowered):
+    code = "import fastmlp._core as c; print(c.active_bf16_kernel())"
+    env = dict(os.environ, FASTMLP_BF16_KERNEL=lowered)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    best = _core.detected_bf16_kernel()
+    assert out == (lowered if _RANK[lowered] <= _RANK[best] else best)
