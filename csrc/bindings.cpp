@@ -212,18 +212,22 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
 }
 
 // X: a PixelInput or a float32 array; rows: None (every row) or int64 indices into X.
+// bf16: None, or a Bf16Weights made from these coefs (for bfloat16 products).
 py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
                                     Activation activation, bool log, int n_threads,
-                                    py::object rows_obj) {
+                                    py::object rows_obj, py::object bf16_obj) {
   const Network net = make_network(coefs, intercepts, py::dict(), activation, kRead);
   const auto X = input_of(X_obj);
   View<std::int64_t> rows;
   if (!rows_obj.is_none()) rows = checked<std::int64_t>(rows_obj, "rows", 1);
   const index_t n = rows_obj.is_none() ? X->rows.rows() : rows.cols;
+  if (!bf16_obj.is_none() && !py::isinstance<Bf16Weights>(bf16_obj))
+    throw py::type_error("bf16 must be a Bf16Weights or None");
+  const Bf16Weights* bf16 = bf16_obj.is_none() ? nullptr : bf16_obj.cast<const Bf16Weights*>();
   auto out = new_matrix(n, net.n_outputs());
   float* o = out.mutable_data();
   py::gil_scoped_release nogil;
-  predict_proba(net, X->rows, rows.data, n, o, log, n_threads);
+  predict_proba(net, X->rows, rows.data, n, o, log, n_threads, bf16);
   return out;
 }
 
@@ -261,7 +265,14 @@ PYBIND11_MODULE(_core, m) {
         py::arg("steps"), py::arg("totals"), py::arg("n_threads"), py::arg("sample_rows") = py::none());
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
         py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"),
-        py::arg("rows") = py::none());
+        py::arg("rows") = py::none(), py::arg("bf16") = py::none());
+  py::class_<Bf16Weights>(m, "Bf16Weights", "a network's weights laid out for bfloat16 products")
+      .def(py::init([](py::list coefs, py::list intercepts) {
+             const Network net = make_network(coefs, intercepts, py::dict(), Activation::ReLU, kRead);
+             py::gil_scoped_release nogil;
+             return std::make_unique<Bf16Weights>(net);
+           }), py::arg("coefs"), py::arg("intercepts"));
+  m.def("bf16_hardware", &bf16_hardware);
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));

@@ -132,10 +132,13 @@ Bf16Kernel bf16_kernel_from(const std::string& name) {
 py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool trans_b,
                                const std::string& kernel, int n_threads, py::object out,
                                py::object bias, Activation act, bool tile_epilogue,
-                               py::object descent, py::object relu_gate) {
+                               py::object descent, py::object relu_gate, int repeat) {
   GemmArgs g;
   auto c = product_args(a, b, trans_a, trans_b, out, &g);
   set_epilogue(&g, bias, act, tile_epilogue, descent, relu_gate, !out.is_none());
+  if (repeat < 1 || (repeat > 1 && (tile_epilogue || !descent.is_none())))
+    throw std::invalid_argument("repeat (for timing the kernel alone) must be >= 1, and 1 "
+                                "with descent or tile_epilogue");
   const Bf16Kernel kind = bf16_kernel_from(kernel);
   const index_t M = g.m, N = g.n, K = g.k, Kp = bf16_pad(K, kBf16KStep);
   const index_t Mp = bf16_pad(M, kBf16MStep), Np = bf16_pad(N, kBf16NStep);
@@ -171,7 +174,7 @@ py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool tr
       set_bf16_kernel(kind);
       const int nt = resolve_threads(n_threads);
       FASTMLP_PARALLEL(nt)
-      bgemm(p, thread_index(), team_size());
+      for (int r = 0; r < repeat; ++r) bgemm(p, thread_index(), team_size());
       set_bf16_kernel(before);
     }
   }
@@ -268,7 +271,8 @@ void bind_testing(py::module_& core) {
         py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "reference",
         py::arg("n_threads") = 0, py::arg("out") = py::none(), py::arg("bias") = py::none(),
         py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
-        py::arg("descent") = py::none(), py::arg("relu_gate") = py::none());
+        py::arg("descent") = py::none(), py::arg("relu_gate") = py::none(),
+        py::arg("repeat") = 1);
   t.def("bf16_round", &bf16_round, py::arg("x"), py::kw_only(), py::arg("hardware") = false);
   t.def("bf16_dot_pairs", &bf16_dot_pairs, py::arg("a"), py::arg("b"), py::arg("s"),
         py::kw_only(), py::arg("hardware") = false);

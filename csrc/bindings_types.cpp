@@ -44,8 +44,13 @@ void bind_types(py::module_& m) {
   cfg.def_readwrite("schedule", &OptimConfig::schedule);
   m.def("scheduled_learning_rate", &scheduled_learning_rate, py::arg("config"), py::arg("t"));
 
+  py::enum_<Precision>(m, "Precision")
+      .value(kPrecisionNames[0], Precision::Float32)
+      .value(kPrecisionNames[1], Precision::BFloat16);
+
   py::class_<TrainOptions>(m, "TrainOptions")
       .def(py::init<>())
+      .def_readwrite("precision", &TrainOptions::precision)
       .def_readwrite("seed", &TrainOptions::seed)
       .def_readwrite("dropout", &TrainOptions::dropout)
       .def_readwrite("label_smoothing", &TrainOptions::label_smoothing)

@@ -8,6 +8,7 @@
 
 #include "kernels/activation.hpp"
 #include "kernels/gemm.hpp"
+#include "kernels/gemm_bf16.hpp"
 
 namespace fastmlp {
 
@@ -74,33 +75,86 @@ void check_network(const Network& net) {
   }
 }
 
-void linear_forward(const LayerView& L, const float* in, index_t rows, index_t j0, index_t j1,
-                    Activation act, float* out) {
-  if (j1 <= j0 || rows <= 0) return;
+namespace {
+
+// The epilogue of each product, spelled once for both precisions (the operands are the
+// caller's).
+GemmArgs forward_epilogue(const LayerView& L, index_t rows, index_t j0, index_t j1,
+                          Activation act, float* out) {
   GemmArgs g;
   g.m = rows, g.n = j1 - j0, g.k = L.fan_in;
-  g.a = in, g.lda = L.fan_in;
-  g.b = L.W + j0, g.ldb = L.fan_out;
   g.c = out + j0, g.ldc = L.fan_out;
   g.bias = L.b + j0;
   g.act = act;
+  return g;
+}
+
+GemmArgs input_grad_epilogue(const LayerView& L, const float* act_in, index_t rows,
+                             Activation f, float* delta, DeltaEpilogue* de) {
+  GemmArgs g;
+  g.m = rows, g.n = L.fan_in, g.k = L.fan_out;
+  *de = DeltaEpilogue{delta, act_in, L.fan_in, f};
+  if (f == Activation::ReLU) {  // applied by the micro-kernel as it stores
+    g.c = delta, g.ldc = L.fan_in;
+    g.relu_gate = act_in, g.ld_relu_gate = L.fan_in;
+  } else {
+    g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = de;
+  }
+  return g;
+}
+
+GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t j1,
+                         const StepRule& rule, UpdateEpilogue* ue) {
+  GemmArgs g;
+  g.m = L.fan_in, g.n = j1 - j0, g.k = batch;
+  *ue = UpdateEpilogue{&L, j0, &rule};
+  if (rule.stateless) {  // plain SGD steps W while the gradient is in registers
+    g.c = L.W + j0, g.ldc = L.fan_out;
+    g.descent = true, g.descent_lr = rule.lr, g.descent_wd = rule.l2;
+  } else {
+    g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = ue;
+  }
+  return g;
+}
+
+// The bfloat16 update's epilogue: the step (as float32 training does it), then the new
+// block of W into the layer's bfloat16 layouts.
+struct RepackEpilogue {
+  const GemmArgs* step;
+  const LayerView* layer;
+  const LayerBf16* P;
+  index_t col0;
+  static void run(void* ctx, index_t i0, index_t j0, index_t mr, index_t nr, const float* tile,
+                  index_t ldt) {
+    const auto* e = static_cast<const RepackEpilogue*>(ctx);
+    // Two rows at a time (one pair row of Wp): each is packed while still in L1, right
+    // after its step (a whole block's step, then its pack, read W from L2 twice).
+    for (index_t r = 0; r < mr; r += 2) {
+      const index_t h = std::min<index_t>(2, mr - r);
+      gemm_store_block(*e->step, i0 + r, j0, h, nr, tile + r * ldt, ldt);
+      pack_layer_bf16(*e->layer, *e->P, i0 + r, i0 + r + h, e->col0 + j0, e->col0 + j0 + nr);
+    }
+  }
+};
+
+}  // namespace
+
+void linear_forward(const LayerView& L, const float* in, index_t rows, index_t j0, index_t j1,
+                    Activation act, float* out) {
+  if (j1 <= j0 || rows <= 0) return;
+  GemmArgs g = forward_epilogue(L, rows, j0, j1, act, out);
+  g.a = in, g.lda = L.fan_in;
+  g.b = L.W + j0, g.ldb = L.fan_out;
   sgemm(g, 0, 1);
 }
 
 void linear_input_grad(const LayerView& L, const float* grad_out, const float* act_in,
                        index_t rows, Activation f, float* delta) {
   if (rows <= 0) return;
-  DeltaEpilogue de{delta, act_in, L.fan_in, f};
-  GemmArgs g;
-  g.m = rows, g.n = L.fan_in, g.k = L.fan_out;
+  DeltaEpilogue de;
+  GemmArgs g = input_grad_epilogue(L, act_in, rows, f, delta, &de);
   g.a = grad_out, g.lda = L.fan_out;
   g.b = L.W, g.ldb = L.fan_out, g.trans_b = true;
-  if (f == Activation::ReLU) {  // applied by the micro-kernel as it stores
-    g.c = delta, g.ldc = L.fan_in;
-    g.relu_gate = act_in, g.ld_relu_gate = L.fan_in;
-  } else {
-    g.epilogue.fn = &DeltaEpilogue::run, g.epilogue.ctx = &de;
-  }
   sgemm(g, 0, 1);
 }
 
@@ -108,18 +162,72 @@ void linear_update_weights(const LayerView& L, const float* in, const float* gra
                            index_t batch, index_t j0, index_t j1, const StepRule& rule,
                            int ith, int nth) {
   if (j1 <= j0) return;
-  UpdateEpilogue ue{&L, j0, &rule};
-  GemmArgs g;
-  g.m = L.fan_in, g.n = j1 - j0, g.k = batch;
+  UpdateEpilogue ue;
+  GemmArgs g = update_epilogue(L, batch, j0, j1, rule, &ue);
   g.a = in, g.lda = L.fan_in, g.trans_a = true;
   g.b = grad + j0, g.ldb = L.fan_out;
-  if (rule.stateless) {  // plain SGD steps W while the gradient is in registers
-    g.c = L.W + j0, g.ldc = L.fan_out;
-    g.descent = true, g.descent_lr = rule.lr, g.descent_wd = rule.l2;
-  } else {
-    g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = &ue;
-  }
   sgemm(g, ith, nth);
+}
+
+LayerBf16 bf16_layout(const LayerView& L) {
+  LayerBf16 p;
+  p.kin = bf16_pad(L.fan_in, kBf16KStep), p.kout = bf16_pad(L.fan_out, kBf16KStep);
+  p.nin = bf16_pad(L.fan_in, kBf16NStep), p.nout = bf16_pad(L.fan_out, kBf16NStep);
+  return p;
+}
+
+void pack_layer_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
+                     index_t j1) {
+  const float* W = L.W + j0;
+  bf16_pack_pairs(W, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
+  if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
+    for (index_t k = L.fan_in; k < P.kin; ++k)
+      for (index_t j = j0; j < j1; ++j) P.Wp[(k / 2) * 2 * P.nout + 2 * j + (k & 1)] = 0;
+  if (P.Wtp == nullptr) return;
+  // Wᵀ's pair rows are W's columns: the block's columns j0.. (even: blocks start on
+  // whole tiles) are rows j0.. of the pair layout.
+  bf16_pack_pairs_transposed(W, L.fan_out, i0, i1, j1 - j0, j1 - j0, P.Wtp + j0 * P.nin,
+                             P.nin);
+  if (j1 == L.fan_out)
+    for (index_t k = L.fan_out; k < P.kout; ++k)
+      for (index_t j = i0; j < i1; ++j) P.Wtp[(k / 2) * 2 * P.nin + 2 * j + (k & 1)] = 0;
+}
+
+void linear_forward_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* in16,
+                         index_t ld_in, index_t rows, index_t j0, index_t j1, Activation act,
+                         float* out) {
+  if (j1 <= j0 || rows <= 0) return;
+  Bf16GemmArgs p;
+  p.epi = forward_epilogue(L, rows, j0, j1, act, out);
+  p.m = rows, p.n = j1 - j0, p.k = P.kin;
+  p.a = in16, p.lda = ld_in, p.b = P.Wp + 2 * j0, p.ldb = P.nout;
+  bgemm(p, 0, 1);
+}
+
+void linear_input_grad_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* grad16,
+                            index_t ld_grad, const float* act_in, index_t rows, Activation f,
+                            float* delta) {
+  if (rows <= 0) return;
+  DeltaEpilogue de;
+  Bf16GemmArgs p;
+  p.epi = input_grad_epilogue(L, act_in, rows, f, delta, &de);
+  p.m = rows, p.n = L.fan_in, p.k = P.kout;
+  p.a = grad16, p.lda = ld_grad, p.b = P.Wtp, p.ldb = P.nin;
+  bgemm(p, 0, 1);
+}
+
+void linear_update_weights_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* int16,
+                                index_t ld_in, const bf16_t* gradp, index_t kb, index_t j0,
+                                index_t j1, const StepRule& rule, int ith, int nth) {
+  if (j1 <= j0) return;
+  UpdateEpilogue ue;
+  const GemmArgs step = update_epilogue(L, kb, j0, j1, rule, &ue);
+  RepackEpilogue re{&step, &L, &P, j0};
+  Bf16GemmArgs p;
+  p.epi.epilogue.fn = &RepackEpilogue::run, p.epi.epilogue.ctx = &re;
+  p.m = L.fan_in, p.n = j1 - j0, p.k = kb;
+  p.a = int16, p.lda = ld_in, p.b = gradp + 2 * j0, p.ldb = P.nout;
+  bgemm(p, ith, nth);
 }
 
 void linear_update_bias(const LayerView& L, const float* grad, index_t batch, index_t j0,

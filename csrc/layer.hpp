@@ -15,6 +15,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "kernels/bf16.hpp"
 #include "kernels/optim.hpp"
 
 namespace fastmlp {
@@ -25,6 +26,30 @@ struct LayerView {
   float* b = nullptr;  // (fan_out,)
   ParamState W_state, b_state;  // optimizer slots with the shapes of W and b
 };
+
+// The arithmetic of the products: float32 (the FMA chains of gemm.hpp), or bfloat16
+// operands with float32 sums (gemm_bf16.hpp) against float32 master weights.
+enum class Precision : int { Float32 = 0, BFloat16 = 1 };
+constexpr const char* kPrecisionNames[] = {"float32", "bfloat16"};  // the public names
+
+// A layer's weights as the bfloat16 products read them, remade from W after every update:
+//   Wp  (kin/2, nout, 2)  pairs of W       (forward: in · W)
+//   Wtp (kout/2, nin, 2)  pairs of Wᵀ      (input gradient: grad · Wᵀ), null for layer 0
+// kin, kout: fan_in, fan_out padded to kBf16KStep (the padding rows are zeros); nin, nout
+// padded to kBf16NStep.
+struct LayerBf16 {
+  bf16_t* Wp = nullptr;
+  bf16_t* Wtp = nullptr;
+  index_t kin = 0, kout = 0, nin = 0, nout = 0;
+};
+
+// The padded sizes of a layer's bfloat16 layouts (the buffers are the caller's).
+LayerBf16 bf16_layout(const LayerView& layer);
+
+// Lays W out as P's Wp (and Wtp when set): rows [i0, i1), columns [j0, j1) of W, on the
+// calling thread. The padding rows are written with the block that reaches them.
+void pack_layer_bf16(const LayerView& layer, const LayerBf16& P, index_t i0, index_t i1,
+                     index_t j0, index_t j1);
 
 struct Network {
   std::vector<LayerView> layers;  // layers[l].fan_in == layers[l-1].fan_out
@@ -65,5 +90,19 @@ void linear_update_weights(const LayerView& layer, const float* in, const float*
 // (double) and g (float) are scratch of at least j1 - j0 entries.
 void linear_update_bias(const LayerView& layer, const float* grad, index_t batch, index_t j0,
                         index_t j1, const StepRule& rule, double* acc, float* g);
+
+// The same three operations with bfloat16 operands (gemm_bf16.hpp). Operands in the
+// layouts of bf16.hpp: in16 (rows, P.kin) rows of the layer's input; grad16 (rows,
+// P.kout) rows of grad_out; int16 (fan_in, kb) rows of inᵀ and gradp (kb, nout) pairs of
+// grad, kb the batch padded to kBf16KStep. The update also remakes P from the new W.
+void linear_forward_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* in16,
+                         index_t ld_in, index_t rows, index_t j0, index_t j1, Activation act,
+                         float* out);
+void linear_input_grad_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* grad16,
+                            index_t ld_grad, const float* act_in, index_t rows, Activation f,
+                            float* delta);
+void linear_update_weights_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* int16,
+                                index_t ld_in, const bf16_t* gradp, index_t kb, index_t j0,
+                                index_t j1, const StepRule& rule, int ith, int nth);
 
 }  // namespace fastmlp

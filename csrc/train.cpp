@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -123,6 +124,61 @@ struct SharedScratch {
   }
 };
 
+// The bfloat16 operands of one call (Precision::BFloat16), allocated with the rest of the
+// scratch, zero-filled. kb = Bmax padded to kBf16KStep is the inner dimension of the
+// weight gradients and the row length of the transposed inputs; row-layout operands have
+// kb + kBf16MStep rows, since a thread's rows start anywhere and the AMX kernel reads whole
+// 32-row tiles from there.
+//   x16[b & 1]  (rows, kin_0)       batch b's rows of X        (layer 0 forward)
+//   xt16[b & 1] (kin_0, kb)         their transpose            (layer 0 weight gradient)
+//   in16[l]     (rows, kin_l)       layer l's input rows, l >= 1 (forward)
+//   int16[l]    (kin_l, kb)         their transpose            (layer l weight gradient)
+//   g16[l]      (rows, kout_l)      grad of layer l's output   (input gradient), l >= 1
+//   gp16[l]     (kb/2, nout_l, 2)   its pairs                  (weight gradient)
+// and each layer's Wp / Wtp (layer.hpp's LayerBf16).
+struct Bf16Scratch {
+  index_t kb = 0, rows = 0;
+  std::vector<LayerBf16> P;
+  std::vector<aligned_vector<bf16_t>> Wp, Wtp, in16, int16, g16, gp16;
+  aligned_vector<bf16_t> x16[2], xt16[2];
+
+  Bf16Scratch(const Network& net, index_t Bmax)
+      : kb(bf16_pad(Bmax, kBf16KStep)), rows(kb + kBf16MStep), P(net.layers.size()),
+        Wp(net.layers.size()), Wtp(net.layers.size()), in16(net.layers.size()),
+        int16(net.layers.size()), g16(net.layers.size()), gp16(net.layers.size()) {
+    for (size_t l = 0; l < net.layers.size(); ++l) {
+      const LayerView& L = net.layers[l];
+      LayerBf16& p = P[l] = bf16_layout(L);
+      Wp[l].resize(p.kin * p.nout), p.Wp = Wp[l].data();
+      if (l > 0) {
+        Wtp[l].resize(p.kout * p.nin), p.Wtp = Wtp[l].data();
+        in16[l].resize(rows * p.kin), int16[l].resize(p.kin * kb);
+        g16[l].resize(rows * p.kout);
+      }
+      gp16[l].resize(kb * p.nout);
+    }
+    for (auto* v : {&x16[0], &x16[1]}) v->resize(rows * P[0].kin);
+    for (auto* v : {&xt16[0], &xt16[1]}) v->resize(P[0].kin * kb);
+    for (size_t l = 0; l < net.layers.size(); ++l)
+      pack_layer_bf16(net.layers[l], P[l], 0, net.layers[l].fan_in, 0, net.layers[l].fan_out);
+  }
+  // The rows [r0, r1) of a batch of B as the operands of a layer's input: rows and
+  // transpose. The thread with the batch's last rows also zeroes the transpose's columns
+  // past B (a short last batch follows full ones).
+  void pack_input(const float* in, index_t width, index_t kin, index_t r0, index_t r1, index_t B,
+                  bf16_t* rows16, bf16_t* t16) const {
+    bf16_pack_rows(in, width, r0, r1, width, kin, rows16, kin);
+    bf16_pack_transposed(in, width, r0, r1, width, t16, kb);
+    if (r1 == B) bf16_zero_cols(width, B, bf16_pad(B, kBf16KStep), t16, kb);
+  }
+  // Rows [r0, r1) of layer l's output gradient as pairs (and zero pair rows past B).
+  void pack_grad_pairs(index_t l, const float* grad, index_t width, index_t r0, index_t r1,
+                       index_t B) {
+    bf16_pack_pairs(grad, width, r0, r1, width, gp16[l].data(), P[l].nout);
+    if (r1 == B) bf16_zero_pairs(B, bf16_pad(B, kBf16KStep), gp16[l].data(), P[l].nout);
+  }
+};
+
 // One thread's own scratch: the batch's labels and weights, the bias gradient, and a
 // scaled row of X on its way to augmentation.
 struct ThreadScratch {
@@ -147,8 +203,9 @@ struct Batch {
 class BatchWorker {
  public:
   BatchWorker(const Network& net, const BatchPlan& plan, const TrainOptions& options,
-              long long t0, SharedScratch& s, ThreadScratch& own, int ith, int nth)
-      : net_(net), plan_(plan), opt_(options), t0_(t0), s_(s), own_(own), ith_(ith),
+              long long t0, SharedScratch& s, Bf16Scratch* bf, ThreadScratch& own, int ith,
+              int nth)
+      : net_(net), plan_(plan), opt_(options), t0_(t0), s_(s), bf_(bf), own_(own), ith_(ith),
         nth_(nth) {
     const index_t H0 = net.layers[0].fan_out;
     split_range(n_panels0(), ith, nth, &c0_, &c1_);  // whole panels: no tile is split
@@ -191,12 +248,21 @@ class BatchWorker {
                     b.rows + r0, R, j0, j1, dropout_key(b, l));
   }
   void weight_squares();
+  void loss_rows(const Batch& b, index_t r0, index_t R);
+  // The gradient through layer l's dropout, rows r0.. (R of them) of delta.
+  void drop_grad(const Batch& b, index_t l, float* delta, index_t r0, index_t R) {
+    if (opt_.dropout_rate(l) == 0.0f) return;
+    const index_t H = net_.layers[l].fan_out;
+    dropout_backward(delta, s_.mask[l].data() + r0 * H, H, R, H, dropout_key(b, l).scale());
+  }
+  void rows_through_network_bf16(const Batch& b, index_t r0, index_t r1);
 
   const Network& net_;
   const BatchPlan& plan_;
   const TrainOptions& opt_;
   const long long t0_;
   SharedScratch& s_;
+  Bf16Scratch* const bf_;  // null in float32
   ThreadScratch& own_;
   const int ith_, nth_;
   index_t c0_ = 0, c1_ = 0;  // this thread's columns of W0
@@ -223,6 +289,9 @@ void BatchWorker::gather_share(index_t bi) {
     if (!X.plain()) X.row(row, own_.pixels.data());
     augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
   }
+  if (bf_ != nullptr)
+    bf_->pack_input(dst, D, bf_->P[0].kin, r0, r1, B(bi), bf_->x16[bi & 1].data(),
+                    bf_->xt16[bi & 1].data());
 }
 
 // Every thread reads the batch's labels, weights and total weight itself.
@@ -243,38 +312,37 @@ Batch BatchWorker::begin(index_t bi) {
 
 // A. out[0][:, own] = f(x · W0[:, own] + b0[own]), then its dropout.
 void BatchWorker::forward_own_columns(const Batch& b) {
-  linear_forward(net_.layers[0], b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
+  if (bf_ != nullptr)
+    linear_forward_bf16(net_.layers[0], bf_->P[0], bf_->x16[b.index & 1].data(), bf_->P[0].kin,
+                        b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
+  else
+    linear_forward(net_.layers[0], b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
   drop_rows(b, 0, 0, b.B, c0_, c1_);
 }
 
 // C. The thread's own rows through layers 1.., the softmax cross-entropy, and the
 // input-gradient products down to dz[0][own rows], before any W changes.
 void BatchWorker::own_rows_through_network(const Batch& b) {
-  const index_t L = net_.n_layers(), C = net_.n_outputs();
+  const index_t L = net_.n_layers();
   index_t r0, r1;
   split_range(b.B, ith_, nth_, &r0, &r1);
   const index_t R = r1 - r0;
-  if (R > 0) {
+  if (bf_ != nullptr) {
+    rows_through_network_bf16(b, r0, r1);
+  } else if (R > 0) {
     for (index_t l = 1; l < L; ++l) {
       const LayerView& Ly = net_.layers[l];
       linear_forward(Ly, output(b, l - 1) + r0 * Ly.fan_in, R, 0, Ly.fan_out,
                      net_.activation_of(l), act(b, l) + r0 * Ly.fan_out);
       if (l + 1 < L) drop_rows(b, l, r0, R, 0, Ly.fan_out);
     }
-    float* z = act(b, L - 1) + r0 * C;
-    const float scale = b.weight > 0 ? static_cast<float>(1.0 / b.weight) : 0.0f;
-    softmax_cross_entropy(z, C, own_.yb.data() + r0,
-                          plan_.sample_weight ? own_.wb.data() + r0 : nullptr, R, C, scale,
-                          static_cast<float>(opt_.label_smoothing), z, C,
-                          s_.row_loss.data() + r0, s_.correct.data() + r0);
+    loss_rows(b, r0, R);
     for (index_t l = L - 1; l >= 1; --l) {  // f' from the undropped activations
       const LayerView& Ly = net_.layers[l];
       float* delta = s_.dz[l - 1].data() + r0 * Ly.fan_in;
       linear_input_grad(Ly, grad(b, l) + r0 * Ly.fan_out, act(b, l - 1) + r0 * Ly.fan_in, R,
                         net_.hidden, delta);
-      if (opt_.dropout_rate(l - 1) > 0.0f)
-        dropout_backward(delta, s_.mask[l - 1].data() + r0 * Ly.fan_in, Ly.fan_in, R,
-                         Ly.fan_in, dropout_key(b, l - 1).scale());
+      drop_grad(b, l - 1, delta, r0, R);
     }
   }
   if (!s_.wsq.empty()) weight_squares();
@@ -298,6 +366,49 @@ void BatchWorker::weight_squares() {
   s_.wsq[n_panels0() * kPad] = deep;
 }
 
+// Rows r0.. (R of them) of the logits -> their softmax cross-entropy gradient, in place,
+// with each row's weighted loss and whether it was right.
+void BatchWorker::loss_rows(const Batch& b, index_t r0, index_t R) {
+  const index_t L = net_.n_layers(), C = net_.n_outputs();
+  float* z = act(b, L - 1) + r0 * C;
+  const float scale = b.weight > 0 ? static_cast<float>(1.0 / b.weight) : 0.0f;
+  softmax_cross_entropy(z, C, own_.yb.data() + r0,
+                        plan_.sample_weight ? own_.wb.data() + r0 : nullptr, R, C, scale,
+                        static_cast<float>(opt_.label_smoothing), z, C,
+                        s_.row_loss.data() + r0, s_.correct.data() + r0);
+}
+
+// C in bfloat16: as own_rows_through_network, each product's operands packed from the
+// thread's rows as they become final (every row's loss and gradient stay float32). The
+// packs the weight gradients read in D (int16, gp16) are complete after the barrier.
+void BatchWorker::rows_through_network_bf16(const Batch& b, index_t r0, index_t r1) {
+  const index_t L = net_.n_layers(), R = r1 - r0;
+  Bf16Scratch& bf = *bf_;
+  for (index_t l = 1; l < L; ++l) {
+    const LayerView& Ly = net_.layers[l];
+    const LayerBf16& P = bf.P[l];
+    bf.pack_input(output(b, l - 1), Ly.fan_in, P.kin, r0, r1, b.B, bf.in16[l].data(),
+                  bf.int16[l].data());
+    if (R > 0)
+      linear_forward_bf16(Ly, P, bf.in16[l].data() + r0 * P.kin, P.kin, R, 0, Ly.fan_out,
+                          net_.activation_of(l), act(b, l) + r0 * Ly.fan_out);
+    if (l + 1 < L) drop_rows(b, l, r0, R, 0, Ly.fan_out);
+  }
+  if (R > 0) loss_rows(b, r0, R);
+  for (index_t l = L - 1; l >= 1; --l) {  // f' from the undropped activations
+    const LayerView& Ly = net_.layers[l];
+    const LayerBf16& P = bf.P[l];
+    bf.pack_grad_pairs(l, grad(b, l), Ly.fan_out, r0, r1, b.B);
+    bf16_pack_rows(grad(b, l), Ly.fan_out, r0, r1, Ly.fan_out, P.kout, bf.g16[l].data(), P.kout);
+    if (R == 0) continue;
+    float* delta = s_.dz[l - 1].data() + r0 * Ly.fan_in;
+    linear_input_grad_bf16(Ly, P, bf.g16[l].data() + r0 * P.kout, P.kout,
+                           act(b, l - 1) + r0 * Ly.fan_in, R, net_.hidden, delta);
+    drop_grad(b, l - 1, delta, r0, R);
+  }
+  bf.pack_grad_pairs(0, grad(b, 0), net_.layers[0].fan_out, r0, r1, b.B);
+}
+
 // The batch's loss (with the L2 term) and correct count, reduced by every thread in the
 // same order, so all agree on whether to go on without another barrier.
 double BatchWorker::batch_loss(const Batch& b, double alpha, std::int64_t* n_correct) const {
@@ -318,29 +429,46 @@ double BatchWorker::batch_loss(const Batch& b, double alpha, std::int64_t* n_cor
 void BatchWorker::update(const Batch& b, const StepRule& rule) {
   double* acc = own_.bias_acc.data();
   float* g = own_.bias_grad.data();
+  const index_t kb = bf16_pad(b.B, kBf16KStep);  // the bfloat16 products' inner dimension
   for (index_t l = net_.n_layers() - 1; l >= 1; --l) {
     const LayerView& Ly = net_.layers[l];
-    linear_update_weights(Ly, output(b, l - 1), grad(b, l), b.B, 0, Ly.fan_out, rule, ith_,
-                          nth_);
+    if (bf_ != nullptr)
+      linear_update_weights_bf16(Ly, bf_->P[l], bf_->int16[l].data(), bf_->kb,
+                                 bf_->gp16[l].data(), kb, 0, Ly.fan_out, rule, ith_, nth_);
+    else
+      linear_update_weights(Ly, output(b, l - 1), grad(b, l), b.B, 0, Ly.fan_out, rule, ith_,
+                            nth_);
     index_t j0, j1;
     split_range(Ly.fan_out, ith_, nth_, &j0, &j1);
     linear_update_bias(Ly, grad(b, l), b.B, j0, j1, rule, acc, g);
   }
   const LayerView& L0 = net_.layers[0];
-  linear_update_weights(L0, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
+  if (bf_ != nullptr)
+    linear_update_weights_bf16(L0, bf_->P[0], bf_->xt16[b.index & 1].data(), bf_->kb,
+                               bf_->gp16[0].data(), kb, c0_, c1_, rule, 0, 1);
+  else
+    linear_update_weights(L0, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
   linear_update_bias(L0, grad(b, 0), b.B, c0_, c1_, rule, acc, g);
 }
 
 // Prediction's scratch, sized to the work (at most `rows` rows per block), allocated
-// before the parallel region: two activation buffers per thread, and the block's rows of
-// X as float32 unless X is read in place (plain rows in order).
+// before the parallel region: two activation buffers per thread, the block's rows of
+// X as float32 unless X is read in place (plain rows in order), and in bfloat16 one
+// rows-layout operand per thread (rows + kBf16MStep rows: the AMX kernel reads whole
+// tiles) as wide as the widest padded layer input.
 struct PredictScratch {
   std::vector<aligned_vector<float>> act, xin;
+  std::vector<aligned_vector<bf16_t>> in16;
+  index_t ld16 = 0;
   PredictScratch(const Network& net, const PixelRows& X, const std::int64_t* order,
-                 index_t rows, int nt)
-      : act(2 * static_cast<size_t>(nt)), xin(X.plain() && !order ? 0 : nt) {
+                 index_t rows, int nt, const Bf16Weights* bf16)
+      : act(2 * static_cast<size_t>(nt)), xin(X.plain() && !order ? 0 : nt),
+        in16(bf16 != nullptr ? nt : 0) {
     for (auto& v : act) v.resize(rows * net.widest());
     for (auto& v : xin) v.resize(rows * X.features());
+    if (bf16 != nullptr)
+      for (const LayerBf16& p : bf16->P) ld16 = std::max(ld16, p.kin);
+    for (auto& v : in16) v.resize((rows + kBf16MStep) * ld16);
   }
   // X's rows r0..r0+R (or order[r0..]) as the network's float32 input.
   const float* input(const PixelRows& X, const std::int64_t* order, index_t r0, index_t R,
@@ -351,6 +479,26 @@ struct PredictScratch {
     return dst;
   }
 };
+
+// One block of R rows through layer l: float32, or bfloat16 operands packed from `in`.
+void predict_layer(const Network& net, index_t l, const float* in, index_t R, float* out,
+                   const Bf16Weights* bf16, bf16_t* in16) {
+  const LayerView& Ly = net.layers[l];
+  if (bf16 == nullptr) {
+    linear_forward(Ly, in, R, 0, Ly.fan_out, net.activation_of(l), out);
+    return;
+  }
+  const LayerBf16& P = bf16->P[l];
+  bf16_pack_rows(in, Ly.fan_in, 0, R, Ly.fan_in, P.kin, in16, P.kin);
+  linear_forward_bf16(Ly, P, in16, P.kin, R, 0, Ly.fan_out, net.activation_of(l), out);
+}
+
+void check_bf16_weights(const Network& net, const Bf16Weights& w) {
+  bool same = w.shapes.size() == net.layers.size();
+  for (size_t l = 0; same && l < net.layers.size(); ++l)
+    same = w.shapes[l] == std::make_pair(net.layers[l].fan_in, net.layers[l].fan_out);
+  if (!same) throw std::invalid_argument("the bfloat16 weights were made for another network");
+}
 
 }  // namespace
 
@@ -380,6 +528,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   const int nt = resolve_threads(n_threads);
   const index_t n_panels0 = (net.layers[0].fan_out + kGemmPanel - 1) / kGemmPanel;
   SharedScratch shared(net, options, Bmax, n_panels0, opt.alpha > 0);
+  std::unique_ptr<Bf16Scratch> bf16;
+  if (options.precision == Precision::BFloat16) bf16 = std::make_unique<Bf16Scratch>(net, Bmax);
   std::vector<ThreadScratch> own(
       nt, ThreadScratch(net, Bmax, plan.sample_weight != nullptr,
                         !plan.X->plain() && options.augment.active()));
@@ -387,8 +537,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
 
   FASTMLP_PARALLEL(nt)
   {
-    BatchWorker w(net, plan, options, t0, shared, own[thread_index()], thread_index(),
-                  team_size());
+    BatchWorker w(net, plan, options, t0, shared, bf16.get(), own[thread_index()],
+                  thread_index(), team_size());
     long long t = t0;
     w.gather_share(0);
     FASTMLP_BARRIER
@@ -418,9 +568,21 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   return res;
 }
 
-void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
-                   float* out, bool log, int n_threads) {
+Bf16Weights::Bf16Weights(const Network& net) : P(net.layers.size()), Wp(net.layers.size()) {
   check_network(net);
+  for (size_t l = 0; l < net.layers.size(); ++l) {
+    const LayerView& L = net.layers[l];
+    LayerBf16& p = P[l] = bf16_layout(L);
+    Wp[l].resize(p.kin * p.nout), p.Wp = Wp[l].data();
+    pack_layer_bf16(L, p, 0, L.fan_in, 0, L.fan_out);
+    shapes.emplace_back(L.fan_in, L.fan_out);
+  }
+}
+
+void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
+                   float* out, bool log, int n_threads, const Bf16Weights* bf16) {
+  check_network(net);
+  if (bf16 != nullptr) check_bf16_weights(net, *bf16);
   if (X.features() != net.n_inputs())
     throw std::invalid_argument("X has " + std::to_string(X.features()) + " features, the " +
                                 "network expects " + std::to_string(net.n_inputs()));
@@ -433,7 +595,7 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
   const index_t n_chunks = (n + kChunk - 1) / kChunk;
   if (n_chunks == 0) return;
   const int nt = static_cast<int>(std::min<index_t>(resolve_threads(n_threads), n_chunks));
-  PredictScratch scratch(net, X, rows, std::min(kChunk, n), nt);
+  PredictScratch scratch(net, X, rows, std::min(kChunk, n), nt, bf16);
   bool failed = false;  // an allocation in a GEMM's packing buffers (a few MiB at most)
 
   FASTMLP_PARALLEL(nt)
@@ -446,9 +608,9 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
       const float* in = scratch.input(X, rows, r0, R, ith);
       float* cur = scratch.act[2 * ith].data();
       float* nxt = scratch.act[2 * ith + 1].data();
+      bf16_t* in16 = bf16 != nullptr ? scratch.in16[ith].data() : nullptr;
       for (index_t l = 0; l < net.n_layers(); ++l) {
-        const LayerView& Ly = net.layers[l];
-        linear_forward(Ly, in, R, 0, Ly.fan_out, net.activation_of(l), cur);
+        predict_layer(net, l, in, R, cur, bf16, in16);
         in = cur;
         std::swap(cur, nxt);
       }

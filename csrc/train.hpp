@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "common.hpp"
 #include "kernels/augment.hpp"
@@ -46,6 +48,7 @@ struct TrainOptions {
   std::vector<double> dropout;   // a rate in [0, 1) per hidden layer, or empty for none
   double label_smoothing = 0.0;  // in [0, 1)
   Augmentation augment;          // shifts and flips of the gathered rows
+  Precision precision = Precision::Float32;  // of the products (layer.hpp)
   float dropout_rate(index_t layer) const {
     return layer < static_cast<index_t>(dropout.size()) ? static_cast<float>(dropout[layer])
                                                         : 0.0f;
@@ -70,10 +73,21 @@ struct ChunkResult {
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
                           const TrainOptions& options, long long t, int n_threads);
 
+// A network's weights as bfloat16 prediction reads them (LayerBf16's Wp, per layer), made
+// once per fitted model and kept by the caller: predict_proba checks that they match the
+// network's shapes (std::invalid_argument), not their values.
+struct Bf16Weights {
+  std::vector<LayerBf16> P;
+  std::vector<aligned_vector<bf16_t>> Wp;
+  std::vector<std::pair<index_t, index_t>> shapes;  // (fan_in, fan_out) per layer
+  explicit Bf16Weights(const Network& net);
+};
+
 // out (n, C) = softmax (or log-softmax) of the network's logits for rows rows[0:n] of X
 // (rows 0..n-1 when rows is null). Validates the network, X's width and the rows first
 // (std::invalid_argument).
+// With `bf16` (made from this network) the products are bfloat16.
 void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
-                   float* out, bool log, int n_threads);
+                   float* out, bool log, int n_threads, const Bf16Weights* bf16 = nullptr);
 
 }  // namespace fastmlp

@@ -29,13 +29,25 @@ void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1,
     for (index_t c = 0; c < cols; ++c) dst[c * ldd + r] = to_bf16(src[r * lds + c]);
 }
 
+// Two source rows at a time (a pair row of B: contiguous 32-bit words); a row without
+// its partner in [r0, r1) alone.
 FASTMLP_SIMD_CLONES
 void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                      bf16_t* dst, index_t ldb) {
-  for (index_t r = r0; r < r1; ++r) {
-    const float* s = src + r * lds;
-    bf16_t* d = dst + (r / 2) * 2 * ldb + (r & 1);
-    for (index_t c = 0; c < cols; ++c) d[2 * c] = to_bf16(s[c]);
+  for (index_t r = r0; r < r1;) {
+    bf16_t* d = dst + (r / 2) * 2 * ldb;
+    const float* s0 = src + r * lds;
+    if ((r & 1) == 0 && r + 1 < r1) {
+      const float* s1 = s0 + lds;
+      for (index_t c = 0; c < cols; ++c) {
+        d[2 * c] = to_bf16(s0[c]);
+        d[2 * c + 1] = to_bf16(s1[c]);
+      }
+      r += 2;
+      continue;
+    }
+    for (index_t c = 0; c < cols; ++c) d[2 * c + (r & 1)] = to_bf16(s0[c]);
+    ++r;
   }
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,9 +22,11 @@ import numpy as np
 from . import _core
 from ._memory import cache_aligned
 from ._optim import OptimizerState
+from .exceptions import PrecisionWarning
 
 __all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "ReadAhead", "Run",
-           "TrainingData", "epoch_order", "image_geometry", "train_options"]
+           "TrainingData", "core_precision", "epoch_order", "image_geometry",
+           "train_options"]
 
 # Samples per call into the core before the first timing is known; later chunks are sized
 # to take about CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
@@ -287,11 +290,25 @@ def _dropout_rates(dropout, n_hidden):
     return [float(r) for r in rates] if np.any(rates > 0) else []
 
 
+def core_precision(precision, warn=True):
+    """The precision the core computes in for a model's ``precision``: "bfloat16" only
+    where bfloat16 products run on hardware (else float32, with a PrecisionWarning)."""
+    if precision != "bfloat16" or _core.bf16_hardware():
+        return precision
+    if warn:
+        warnings.warn(
+            f"precision='bfloat16' needs a CPU with AVX512-BF16 or AMX-BF16 (the bfloat16 "
+            f"kernel here: {_core.active_bf16_kernel()!r}); computing in float32 instead",
+            PrecisionWarning, stacklevel=4)
+    return "float32"
+
+
 def train_options(est, run, n_features, n_hidden, geometry):
     """The core's TrainOptions for this fit: dropout, label smoothing, augmentation and
     the seed of their random draws (drawn from the run's generator the first time any of
     them is on, so fits without them draw exactly what they always drew)."""
     o = _core.TrainOptions()
+    o.precision = getattr(_core.Precision, core_precision(est.precision))
     o.dropout = _dropout_rates(est.dropout, n_hidden)
     o.label_smoothing = float(est.label_smoothing)
     if est.random_shift or est.random_flip:

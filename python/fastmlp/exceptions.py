@@ -1,7 +1,8 @@
 """The exceptions and warnings fastmlp raises, in one place so that callers (the command
 line among them) test their class, never their text."""
 
-__all__ = ["PixelRangeWarning", "TrainingDivergedError", "TrainingInterruptedWarning"]
+__all__ = ["PixelRangeWarning", "PrecisionWarning", "TrainingDivergedError",
+           "TrainingInterruptedWarning"]
 
 
 class TrainingDivergedError(ValueError):
@@ -21,4 +22,12 @@ class PixelRangeWarning(UserWarning):
     ``max_value``: integer-valued pixels whose maximum is at most a quarter of it (the
     images would be squeezed into a corner of the output range), or any pixel above it.
     The message gives the observed maximum and the ``max_value`` to use instead.
+    """
+
+
+class PrecisionWarning(UserWarning):
+    """``precision="bfloat16"`` was asked for on a CPU without bfloat16 instructions
+    (AVX512-BF16 or AMX-BF16, or with them turned off by ``FASTMLP_BF16_KERNEL``): the
+    model trains and predicts in float32 instead, which is slower than bfloat16 would be
+    but never less accurate.
     """

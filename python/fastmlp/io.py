@@ -387,6 +387,7 @@ class _Reader:
                 or shapes != list(zip(sizes[:-1], sizes[1:]))):
             self.fail(f"{where}: the layer shapes {shapes} do not chain from "
                       f"{est.n_features_in_} features to {len(est.classes_)} classes")
+        est._seal_bf16()
 
     def value(self, v, where):
         if isinstance(v, list):
