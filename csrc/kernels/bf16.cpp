@@ -2,11 +2,30 @@
 // (one clone per instruction set, all rounding alike: integer operations only).
 #include "kernels/bf16.hpp"
 
+#include "kernels/gemm_bf16_kernel.hpp"
+
 namespace fastmlp {
+
+namespace {
+
+// The vector packers need the conversion instruction (AVX512-BF16); decided once.
+bool vector_packers() {
+#if defined(FASTMLP_X86_64)
+  static const bool has = detected_bf16_kernel() != Bf16Kernel::Reference;
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
 
 FASTMLP_SIMD_CLONES
 void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                     index_t kp, bf16_t* dst, index_t ldd) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers()) return bf16_pack_rows_avx512(src, lds, r0, r1, cols, kp, dst, ldd);
+#endif
   for (index_t r = r0; r < r1; ++r) {
     const float* s = src + r * lds;
     bf16_t* d = dst + r * ldd;
@@ -20,6 +39,9 @@ void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index
 FASTMLP_SIMD_CLONES
 void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                           bf16_t* dst, index_t ldd) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers()) return bf16_pack_transposed_avx512(src, lds, r0, r1, cols, dst, ldd);
+#endif
   constexpr index_t kB = 8;
   index_t r = r0;
   for (; r + kB <= r1; r += kB)
@@ -34,6 +56,9 @@ void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1,
 FASTMLP_SIMD_CLONES
 void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                      bf16_t* dst, index_t ldb) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers()) return bf16_pack_pairs_avx512(src, lds, r0, r1, cols, dst, ldb);
+#endif
   for (index_t r = r0; r < r1;) {
     bf16_t* d = dst + (r / 2) * 2 * ldb;
     const float* s0 = src + r * lds;

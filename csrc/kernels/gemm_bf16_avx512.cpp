@@ -3,6 +3,12 @@
 // -mavx512bf16 (CMakeLists.txt), called only when the CPU has it (gemm_bf16.cpp).
 #include <immintrin.h>
 
+// GCC 12 warns inside its own AVX-512 intrinsics (their pass-through operand is
+// _mm512_undefined_*, which it then calls maybe-uninitialized): a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <array>
 #include <cstring>
 #include <utility>
@@ -60,6 +66,118 @@ void bf16_block_avx512(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0
       kTiles[m - 1](p.k / 2, p.a + (i0 + r) * p.lda, p.lda, p.b + 2 * (j0 + c), p.ldb,
                     t + r * ldt + c, ldt);
     }
+}
+
+namespace {
+
+
+// 32 floats (a masked tail: n of them) as 32 bfloat16.
+inline __m512i cvt32(const float* p, int n = 32) {
+  const __mmask16 lo = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
+  const __mmask16 hi = static_cast<__mmask16>(n >= 32 ? 0xFFFFu : n <= 16 ? 0u : (1u << (n - 16)) - 1u);
+  return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, p + 16),
+                                      _mm512_maskz_loadu_ps(lo, p));
+}
+
+// The pairs (a_j, b_j) of columns j = 0..15 (half 0) or 16..31 (half 1) of two rows.
+template <int half>
+inline __m512i interleave(__m512i a, __m512i b) {
+  alignas(64) static const std::int16_t idx[32] = {
+      16 * half + 0,  32 + 16 * half + 0,  16 * half + 1,  32 + 16 * half + 1,
+      16 * half + 2,  32 + 16 * half + 2,  16 * half + 3,  32 + 16 * half + 3,
+      16 * half + 4,  32 + 16 * half + 4,  16 * half + 5,  32 + 16 * half + 5,
+      16 * half + 6,  32 + 16 * half + 6,  16 * half + 7,  32 + 16 * half + 7,
+      16 * half + 8,  32 + 16 * half + 8,  16 * half + 9,  32 + 16 * half + 9,
+      16 * half + 10, 32 + 16 * half + 10, 16 * half + 11, 32 + 16 * half + 11,
+      16 * half + 12, 32 + 16 * half + 12, 16 * half + 13, 32 + 16 * half + 13,
+      16 * half + 14, 32 + 16 * half + 14, 16 * half + 15, 32 + 16 * half + 15};
+  return _mm512_permutex2var_epi16(a, _mm512_load_si512(idx), b);
+}
+
+inline __mmask32 words(index_t n) {  // the first n of 32 16-bit lanes
+  return n >= 32 ? ~__mmask32(0) : static_cast<__mmask32>((1u << n) - 1u);
+}
+
+// The 16 x 16 transpose of r[0..15] (rows of 16 floats) in place: r[j] becomes column j.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  // u[4q + k] holds, in each 128-bit lane L, element k of rows 4q..4q+3 of column block L.
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xDD);
+    t[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+  }
+}
+
+}  // namespace
+
+void bf16_pack_rows_avx512(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                           index_t kp, bf16_t* dst, index_t ldd) {
+  for (index_t r = r0; r < r1; ++r) {
+    const float* s = src + r * lds;
+    bf16_t* d = dst + r * ldd;
+    for (index_t c = 0; c < cols; c += 32) {
+      const int n = static_cast<int>(cols - c < 32 ? cols - c : 32);
+      _mm512_mask_storeu_epi16(d + c, words(n), cvt32(s + c, n));
+    }
+    for (index_t c = cols; c < kp; ++c) d[c] = 0;
+  }
+}
+
+void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                            bf16_t* dst, index_t ldb) {
+  index_t r = r0;
+  for (; r < r1 && (r & 1); ++r)  // an odd first row: its pair's other half is not ours
+    for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c + 1] = to_bf16(src[r * lds + c]);
+  for (; r + 2 <= r1; r += 2) {
+    const float* s0 = src + r * lds;
+    const float* s1 = s0 + lds;
+    bf16_t* d = dst + (r / 2) * 2 * ldb;
+    for (index_t c = 0; c < cols; c += 32) {
+      const int n = static_cast<int>(cols - c < 32 ? cols - c : 32);
+      const __m512i a = cvt32(s0 + c, n), b = cvt32(s1 + c, n);
+      // columns c..c+15 then c+16..c+31: 2 bfloat16 each
+      _mm512_mask_storeu_epi16(d + 2 * c, words(2 * n), interleave<0>(a, b));
+      if (n > 16) _mm512_mask_storeu_epi16(d + 2 * c + 32, words(2 * n - 32), interleave<1>(a, b));
+    }
+  }
+  for (; r < r1; ++r)  // a last row without its partner
+    for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c] = to_bf16(src[r * lds + c]);
+}
+
+void bf16_pack_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
+                                 index_t cols, bf16_t* dst, index_t ldd) {
+  index_t r = r0;
+  for (; r + 16 <= r1; r += 16) {
+    index_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+      __m512 blk[16];
+      for (int q = 0; q < 16; ++q) blk[q] = _mm512_loadu_ps(src + (r + q) * lds + c);
+      transpose16(blk);
+      for (int j = 0; j < 16; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (c + j) * ldd + r),
+                            (__m256i)_mm512_cvtneps_pbh(blk[j]));
+    }
+    for (; c < cols; ++c)
+      for (int q = 0; q < 16; ++q) dst[c * ldd + r + q] = to_bf16(src[(r + q) * lds + c]);
+  }
+  for (; r < r1; ++r)
+    for (index_t c = 0; c < cols; ++c) dst[c * ldd + r] = to_bf16(src[r * lds + c]);
 }
 
 void bf16_convert_hardware(const float* src, index_t n, bf16_t* dst) {

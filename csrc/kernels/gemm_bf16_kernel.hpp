@@ -23,6 +23,15 @@ void bf16_block_amx(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, i
 // product) and releases the tile state (after its last).
 void amx_begin();
 void amx_end();
+// The packers of bf16.hpp with the conversion instruction (the same results: the tests
+// check to_bf16 against the instruction), used where the CPU has it.
+void bf16_pack_rows_avx512(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                           index_t kp, bf16_t* dst, index_t ldd);
+void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                            bf16_t* dst, index_t ldb);
+void bf16_pack_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
+                                 index_t cols, bf16_t* dst, index_t ldd);
+
 // n floats to bfloat16 with the hardware conversion (vcvtneps2bf16): the tests check
 // to_bf16 against it.
 void bf16_convert_hardware(const float* src, index_t n, bf16_t* dst);
