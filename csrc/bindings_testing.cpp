@@ -4,6 +4,8 @@
 // augmented and scaled rows.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -182,6 +184,33 @@ py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool tr
   return c;
 }
 
+// Rows [r0, r1) of x (rows, cols) packed by one packer ("rows", "transposed" or "pairs"),
+// scalar loops or the packer the core uses, into a buffer of `size` bfloat16 poisoned with
+// 0xFFFF (a NaN), so untouched and touched elements both show.
+py::array_t<std::uint16_t> bf16_pack(py::handle x_obj, const std::string& layout, index_t r0,
+                                     index_t r1, index_t ld, index_t size, bool scalar) {
+  const View<float> x = checked<float>(x_obj, "x", 2, kContiguous);
+  if (r0 < 0 || r1 < r0 || r1 > x.rows) throw std::invalid_argument("bad row range");
+  const index_t need = layout == "rows" ? x.rows * ld : layout == "transposed" ? x.cols * ld
+                                                                                 : (x.rows + 1) / 2 * 2 * ld;
+  if ((layout == "rows" && ld < bf16_pad(x.cols, kBf16KStep)) ||
+      (layout == "transposed" && ld < x.rows) || (layout == "pairs" && ld < x.cols) || size < need)
+    throw std::invalid_argument("ld or size too small for the layout");
+  py::array_t<std::uint16_t> out(static_cast<py::ssize_t>(size));
+  bf16_t* d = out.mutable_data();
+  std::fill(d, d + size, bf16_t(0xFFFF));
+  const index_t kp = bf16_pad(x.cols, kBf16KStep);
+  if (layout == "rows")
+    (scalar ? bf16_pack_rows_scalar : bf16_pack_rows)(x.data, x.ld, r0, r1, x.cols, kp, d, ld);
+  else if (layout == "transposed")
+    (scalar ? bf16_pack_transposed_scalar : bf16_pack_transposed)(x.data, x.ld, r0, r1, x.cols, d, ld);
+  else if (layout == "pairs")
+    (scalar ? bf16_pack_pairs_scalar : bf16_pack_pairs)(x.data, x.ld, r0, r1, x.cols, d, ld);
+  else
+    throw std::invalid_argument("layout must be 'rows', 'transposed' or 'pairs'");
+  return out;
+}
+
 py::array_t<std::uint16_t> bf16_round(py::handle x_obj, bool hardware) {
   const View<float> x = checked<float>(x_obj, "x", 0);
   if (hardware) bf16_kernel_from("avx512bf16");
@@ -273,6 +302,8 @@ void bind_testing(py::module_& core) {
         py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
         py::arg("descent") = py::none(), py::arg("relu_gate") = py::none(),
         py::arg("repeat") = 1);
+  t.def("bf16_pack", &bf16_pack, py::arg("x"), py::arg("layout"), py::kw_only(), py::arg("r0"),
+        py::arg("r1"), py::arg("ld"), py::arg("size"), py::arg("scalar") = false);
   t.def("bf16_round", &bf16_round, py::arg("x"), py::kw_only(), py::arg("hardware") = false);
   t.def("bf16_dot_pairs", &bf16_dot_pairs, py::arg("a"), py::arg("b"), py::arg("s"),
         py::kw_only(), py::arg("hardware") = false);

@@ -1,5 +1,7 @@
 // The bfloat16 packers of bf16.hpp: plain loops over to_bf16, vectorized by the compiler
-// (one clone per instruction set, all rounding alike: integer operations only).
+// (one clone per instruction set, all rounding alike: integer operations only), or the
+// AVX512-BF16 versions (gemm_bf16_avx512.cpp) where the CPU has the conversion
+// instruction; the tests compare the two bitwise.
 #include "kernels/bf16.hpp"
 
 #include "kernels/gemm_bf16_kernel.hpp"
@@ -20,12 +22,17 @@ bool vector_packers() {
 
 }  // namespace
 
-FASTMLP_SIMD_CLONES
 void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                     index_t kp, bf16_t* dst, index_t ldd) {
 #if defined(FASTMLP_X86_64)
   if (vector_packers()) return bf16_pack_rows_avx512(src, lds, r0, r1, cols, kp, dst, ldd);
 #endif
+  bf16_pack_rows_scalar(src, lds, r0, r1, cols, kp, dst, ldd);
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                           index_t kp, bf16_t* dst, index_t ldd) {
   for (index_t r = r0; r < r1; ++r) {
     const float* s = src + r * lds;
     bf16_t* d = dst + r * ldd;
@@ -36,12 +43,17 @@ void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index
 
 // 8 x 8 blocks: 8 source rows are read together so each destination row is written in
 // runs of 8 elements instead of one element per cache line.
-FASTMLP_SIMD_CLONES
 void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                           bf16_t* dst, index_t ldd) {
 #if defined(FASTMLP_X86_64)
   if (vector_packers()) return bf16_pack_transposed_avx512(src, lds, r0, r1, cols, dst, ldd);
 #endif
+  bf16_pack_transposed_scalar(src, lds, r0, r1, cols, dst, ldd);
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
+                                 index_t cols, bf16_t* dst, index_t ldd) {
   constexpr index_t kB = 8;
   index_t r = r0;
   for (; r + kB <= r1; r += kB)
@@ -53,12 +65,17 @@ void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1,
 
 // Two source rows at a time (a pair row of B: contiguous 32-bit words); a row without
 // its partner in [r0, r1) alone.
-FASTMLP_SIMD_CLONES
 void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                      bf16_t* dst, index_t ldb) {
 #if defined(FASTMLP_X86_64)
   if (vector_packers()) return bf16_pack_pairs_avx512(src, lds, r0, r1, cols, dst, ldb);
 #endif
+  bf16_pack_pairs_scalar(src, lds, r0, r1, cols, dst, ldb);
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                            bf16_t* dst, index_t ldb) {
   for (index_t r = r0; r < r1;) {
     bf16_t* d = dst + (r / 2) * 2 * ldb;
     const float* s0 = src + r * lds;

@@ -81,6 +81,14 @@ void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, inde
 void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
                                 index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 
+// The portable loops behind the three packers above (the tests' oracle for the vector ones).
+void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                           index_t kp, bf16_t* dst, index_t ldd);
+void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
+                                 index_t cols, bf16_t* dst, index_t ldd);
+void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
+                            bf16_t* dst, index_t ldb);
+
 // Zero rows [r0, r1) of a pair-layout B, and columns [c0, c1) of rows [0, rows) of a
 // rows-layout A: the K padding past a short batch's own rows.
 void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb);
