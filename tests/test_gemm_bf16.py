@@ -123,7 +123,6 @@ def test_packers_match_the_scalar_loops(rng, layout, shape, r0, r1):
     got = T.bf16_pack(x, layout, **kw)
     want = T.bf16_pack(x, layout, scalar=True, **kw)
     assert np.array_equal(got, want)
-    assert np.count_nonzero(want != 0xFFFF) >= (r1 - r0) * shape[1]
 
 
 def _operands(rng, m, k, n, trans_a, trans_b):
