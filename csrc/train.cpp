@@ -597,6 +597,7 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
   const int nt = static_cast<int>(std::min<index_t>(resolve_threads(n_threads), n_chunks));
   PredictScratch scratch(net, X, rows, std::min(kChunk, n), nt, bf16);
   bool failed = false;  // an allocation in a GEMM's packing buffers (a few MiB at most)
+  bool finite = true;   // every input row checked: the caller's validation does not scan X
 
   FASTMLP_PARALLEL(nt)
   {
@@ -606,6 +607,13 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
     for (index_t c = c0; c < c1; ++c) try {
       const index_t r0 = c * kChunk, R = std::min(kChunk, n - r0);
       const float* in = scratch.input(X, rows, r0, R, ith);
+      if (!all_finite(in, R * X.features())) {
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+        finite = false;
+        continue;
+      }
       float* cur = scratch.act[2 * ith].data();
       float* nxt = scratch.act[2 * ith + 1].data();
       bf16_t* in16 = bf16 != nullptr ? scratch.in16[ith].data() : nullptr;
@@ -624,6 +632,7 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
     }
   }
   if (failed) throw std::bad_alloc();
+  if (!finite) throw std::invalid_argument("Input X contains NaN or infinity.");
 }
 
 }  // namespace fastmlp

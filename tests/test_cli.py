@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -101,6 +102,27 @@ def test_regularization_and_augmentation_flags(capsys, data_dir, tmp_path):
     config = json.loads(record.read_text())["config"]
     assert config["dropout"] == 0.2 and config["random_flip"] is True
     assert config["lr_schedule"] == "cosine" and config["random_shift"] == 1
+
+
+def test_precision_flag(capsys, data_dir, tmp_path):
+    from fastmlp import _core
+
+    record, model = tmp_path / "run.json", tmp_path / "m.fastmlp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the PrecisionWarning where bfloat16 falls back
+        status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1",
+                               "--precision", "bfloat16", "--json", record, "--save", model)
+    assert status == 0, err
+    kernel = _core.active_bf16_kernel()
+    expected = (f", bfloat16 ({kernel} kernel)" if _core.bf16_hardware()
+                else ", bfloat16 asked for but no bfloat16 kernel here: float32")
+    assert expected in out
+    assert json.loads(record.read_text())["config"]["precision"] == "bfloat16"
+    import fastmlp
+
+    assert fastmlp.load(model).precision == "bfloat16"
+    status, _, err = run(capsys, "train", "--precision", "float16")
+    assert status == 2 and "float16" in err
 
 
 def test_preset_sets_defaults_that_options_override(capsys, data_dir, tmp_path):

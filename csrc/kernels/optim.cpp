@@ -193,4 +193,13 @@ void StepRule::apply(float* param, const float* grad, const ParamState& state, i
   }
 }
 
+FASTMLP_SIMD_CLONES
+bool all_finite(const float* x, index_t n) {
+  // |x| <= FLT_MAX is false for NaN and infinity; or-ing the lanes keeps the loop
+  // branch-free, so it vectorizes.
+  int bad = 0;
+  for (index_t i = 0; i < n; ++i) bad |= !(std::fabs(x[i]) <= 3.40282347e38f);
+  return bad == 0;
+}
+
 }  // namespace fastmlp
