@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLPImageClassifier, PrecisionWarning, _core, kernels
+from fastmlp import MLPImageClassifier, _core, kernels
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 T = _core.testing
@@ -55,18 +55,18 @@ def _emulated_sgd_step(X, y, coefs, intercepts, lr):
     """One plain SGD step of a ReLU MLP on the whole batch, every product through the
     scalar bfloat16 emulation, the rest as the core's float32 kernels do it."""
     acts = [X]
-    for l, (W, b) in enumerate(zip(coefs, intercepts)):
-        last = l == len(coefs) - 1
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        last = i == len(coefs) - 1
         acts.append(_mm(acts[-1], W, bias=b, activation=_core.Activation.identity if last
                         else _core.Activation.relu))
     _, grad = kernels.softmax_cross_entropy(acts[-1], y)
     new_coefs, new_intercepts = [], []
-    for l in range(len(coefs) - 1, -1, -1):
-        g_below = (_mm(grad, coefs[l], trans_b=True, relu_gate=acts[l]) if l > 0 else None)
-        new_coefs.insert(0, _mm(acts[l], grad, trans_a=True, out=coefs[l].copy(),
+    for i in range(len(coefs) - 1, -1, -1):
+        g_below = (_mm(grad, coefs[i], trans_b=True, relu_gate=acts[i]) if i > 0 else None)
+        new_coefs.insert(0, _mm(acts[i], grad, trans_a=True, out=coefs[i].copy(),
                                 descent=(lr, 0.0)))
         step = np.float32(lr) * grad.astype(np.float64).sum(axis=0).astype(np.float32)
-        new_intercepts.insert(0, intercepts[l] - step)
+        new_intercepts.insert(0, intercepts[i] - step)
         grad = g_below
     return new_coefs, new_intercepts
 
@@ -129,8 +129,8 @@ def test_prediction_equals_the_emulated_forward_pass(rng, kernel):
     clf = MLPImageClassifier(hidden_layer_sizes=(33, 20), max_iter=2, random_state=0,
                              precision="bfloat16").fit(X, y)
     h = X.reshape(len(X), -1)
-    for l, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
-        last = l == len(clf.coefs_) - 1
+    for i, (W, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
+        last = i == len(clf.coefs_) - 1
         h = _mm(h, W, bias=b, activation=_core.Activation.identity if last
                 else _core.Activation.relu)
     z = h.astype(np.float64)
@@ -231,7 +231,6 @@ def test_float32_is_the_default_and_bfloat16_is_validated(rng):
 @pytest.fixture(scope="module")
 def fashion_mnist():
     from conftest import data_required
-
     from fastmlp.datasets import load_fashion_mnist
 
     try:

@@ -10,8 +10,12 @@
 
 from ._core import active_isa, detected_isa
 from ._version import __version__  # the one home of the version; pyproject.toml reads it
-from .exceptions import (PixelRangeWarning, PrecisionWarning, TrainingDivergedError,
-                         TrainingInterruptedWarning)
+from .exceptions import (
+    PixelRangeWarning,
+    PrecisionWarning,
+    TrainingDivergedError,
+    TrainingInterruptedWarning,
+)
 
 __all__ = [
     "MLPImageClassifier",
