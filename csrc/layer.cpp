@@ -117,6 +117,17 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
   return g;
 }
 
+// Wtp's part of pack_layer_bf16: Wᵀ's pair rows are W's columns, so the block's columns
+// j0.. (even: blocks start on whole tiles) are pair rows j0.. of Wtp.
+void pack_transposed_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1,
+                          index_t j0, index_t j1) {
+  bf16_pack_pairs_transposed(L.W + j0, L.fan_out, i0, i1, j1 - j0, j1 - j0, P.Wtp + j0 * P.nin,
+                             P.nin);
+  if (j1 == L.fan_out)
+    for (index_t k = L.fan_out; k < P.kout; ++k)
+      for (index_t j = i0; j < i1; ++j) P.Wtp[(k / 2) * 2 * P.nin + 2 * j + (k & 1)] = 0;
+}
+
 // The bfloat16 update's epilogue: the step (as float32 training does it), then the new
 // block of W into the layer's bfloat16 layouts.
 struct RepackEpilogue {
@@ -129,10 +140,20 @@ struct RepackEpilogue {
     const auto* e = static_cast<const RepackEpilogue*>(ctx);
     // Two rows at a time (one pair row of Wp): each is packed while still in L1, right
     // after its step (a whole block's step, then its pack, read W from L2 twice).
+    const GemmArgs& g = *e->step;
+    const LayerView& L = *e->layer;
+    const LayerBf16& P = *e->P;
+    const index_t col = e->col0 + j0;
     for (index_t r = 0; r < mr; r += 2) {
-      const index_t h = std::min<index_t>(2, mr - r);
-      gemm_store_block(*e->step, i0 + r, j0, h, nr, tile + r * ldt, ldt);
-      pack_layer_bf16(*e->layer, *e->P, i0 + r, i0 + r + h, e->col0 + j0, e->col0 + j0 + nr);
+      const index_t h = std::min<index_t>(2, mr - r), i = i0 + r;
+      if (g.descent) {  // plain SGD: step and W's pairs in one pass
+        bf16_sgd_step_pack(g.c + i * g.ldc + j0, g.ldc, tile + r * ldt, ldt, h, nr,
+                           g.descent_lr, g.descent_wd, P.Wp + (i / 2) * 2 * P.nout + 2 * col);
+        if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i, i + h, col, col + nr);
+        continue;
+      }
+      gemm_store_block(g, i, j0, h, nr, tile + r * ldt, ldt);
+      pack_layer_bf16(L, P, i, i + h, col, col + nr);
     }
   }
 };
@@ -176,21 +197,14 @@ LayerBf16 bf16_layout(const LayerView& L) {
   return p;
 }
 
+
 void pack_layer_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
                      index_t j1) {
-  const float* W = L.W + j0;
-  bf16_pack_pairs(W, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
+  bf16_pack_pairs(L.W + j0, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
   if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
     for (index_t k = L.fan_in; k < P.kin; ++k)
       for (index_t j = j0; j < j1; ++j) P.Wp[(k / 2) * 2 * P.nout + 2 * j + (k & 1)] = 0;
-  if (P.Wtp == nullptr) return;
-  // Wᵀ's pair rows are W's columns: the block's columns j0.. (even: blocks start on
-  // whole tiles) are rows j0.. of the pair layout.
-  bf16_pack_pairs_transposed(W, L.fan_out, i0, i1, j1 - j0, j1 - j0, P.Wtp + j0 * P.nin,
-                             P.nin);
-  if (j1 == L.fan_out)
-    for (index_t k = L.fan_out; k < P.kout; ++k)
-      for (index_t j = i0; j < i1; ++j) P.Wtp[(k / 2) * 2 * P.nin + 2 * j + (k & 1)] = 0;
+  if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i0, i1, j0, j1);
 }
 
 void linear_forward_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* in16,

@@ -5,6 +5,7 @@
 #include "kernels/bf16.hpp"
 
 #include "kernels/gemm_bf16_kernel.hpp"
+#include "kernels/optim.hpp"
 
 namespace fastmlp {
 
@@ -113,6 +114,17 @@ void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb) {
 void bf16_zero_cols(index_t rows, index_t c0, index_t c1, bf16_t* dst, index_t ldd) {
   for (index_t r = 0; r < rows; ++r)
     for (index_t c = c0; c < c1; ++c) dst[r * ldd + c] = 0;
+}
+
+void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
+                        index_t n, float lr, float l2, bf16_t* wp) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers()) return bf16_sgd_step_pack_avx512(W, ldw, s, lds, h, n, lr, l2, wp);
+#endif
+  for (index_t r = 0; r < 2; ++r) {
+    if (r < h) sgd_step(W + r * ldw, s + r * lds, n, lr, nullptr, 0.0f, false, l2);
+    for (index_t c = 0; c < n; ++c) wp[2 * c + r] = r < h ? to_bf16(W[r * ldw + c]) : 0;
+  }
 }
 
 }  // namespace fastmlp

@@ -81,6 +81,14 @@ void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, inde
 void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
                                 index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 
+// The plain SGD step of two rows of W (i, i+1; h = 2) or of a last odd one (h = 1) and
+// their new values as one pair row of Wp, in one pass: W[r][c] -= lr * (s[r][c] + l2 *
+// W[r][c]) for c < n (sgd_step's operations, so the two agree bitwise), then
+// wp[2c + r] = to_bf16(W[r][c]) (with h = 1 the partner halves are zeros: the padding row
+// past an odd fan_in). The bfloat16 update's epilogue for stateless SGD.
+void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
+                        index_t n, float lr, float l2, bf16_t* wp);
+
 // The portable loops behind the three packers above (the tests' oracle for the vector ones).
 void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                            index_t kp, bf16_t* dst, index_t ldd);

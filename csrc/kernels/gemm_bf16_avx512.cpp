@@ -160,6 +160,30 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
     for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c] = to_bf16(src[r * lds + c]);
 }
 
+// The step as sgd_plain writes it: g = s + l2 * w; w -= lr * g (separate multiplies and
+// adds, no contraction), 16 columns at a time, then both rows converted and interleaved.
+void bf16_sgd_step_pack_avx512(float* W, index_t ldw, const float* s, index_t lds, index_t h,
+                               index_t n, float lr, float l2, bf16_t* wp) {
+  const __m512 vlr = _mm512_set1_ps(lr), vl2 = _mm512_set1_ps(l2);
+  const auto step = [&](float* w, const float* g, __mmask16 m) {
+    const __m512 x = _mm512_maskz_loadu_ps(m, w);
+    const __m512 grad = _mm512_add_ps(_mm512_maskz_loadu_ps(m, g), _mm512_mul_ps(vl2, x));
+    const __m512 y = _mm512_sub_ps(x, _mm512_mul_ps(vlr, grad));
+    _mm512_mask_storeu_ps(w, m, y);
+    return y;
+  };
+  for (index_t c = 0; c < n; c += 16) {
+    const int k = static_cast<int>(n - c < 16 ? n - c : 16);
+    const __mmask16 m = static_cast<__mmask16>(k == 16 ? 0xFFFFu : (1u << k) - 1u);
+    const __m512 y0 = step(W + c, s + c, m);
+    const __m512 y1 = h > 1 ? step(W + ldw + c, s + lds + c, m) : _mm512_setzero_ps();
+    // [row 0's 16 | row 1's 16] -> pairs (row 0, row 1) of each column
+    const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(y1, y0);
+    const __m512i pairs = interleave<0>(both, _mm512_shuffle_i64x2(both, both, 0x4E));
+    _mm512_mask_storeu_epi16(wp + 2 * c, words(2 * k), pairs);  // h = 1: zero partners
+  }
+}
+
 void bf16_pack_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
                                  index_t cols, bf16_t* dst, index_t ldd) {
   index_t r = r0;

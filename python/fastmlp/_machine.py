@@ -87,7 +87,7 @@ def machine_info():
     import threadpoolctl
 
     from . import __version__
-    from ._core import active_isa, detected_isa
+    from ._core import active_bf16_kernel, active_isa, detected_isa
 
     blas = blas_libraries()
     numpy_blas = [b for b in blas if "numpy" in (b["library"] or "")] or blas
@@ -104,6 +104,7 @@ def machine_info():
         "fastmlp": __version__,
         "fastmlp_isa": active_isa(),
         "fastmlp_detected_isa": detected_isa(),
+        "fastmlp_bf16_kernel": active_bf16_kernel(),
         "blas": blas,
         "numpy_blas_threads": [b["num_threads"] for b in numpy_blas],
     }
