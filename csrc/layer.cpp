@@ -190,6 +190,23 @@ void linear_update_weights(const LayerView& L, const float* in, const float* gra
   sgemm(g, ith, nth);
 }
 
+LayerView layer_rows(const LayerView& L, index_t r0, index_t r1) {
+  LayerView v = L;
+  v.fan_in = r1 - r0;
+  v.W = L.W + r0 * L.fan_out;
+  for (int k = 0; k < kSlotCount; ++k)
+    if (L.W_state.slot[k] != nullptr) v.W_state.slot[k] = L.W_state.slot[k] + r0 * L.fan_out;
+  return v;
+}
+
+LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& L, index_t r0, index_t r1) {
+  LayerBf16 v = P;
+  v.Wp = P.Wp + (r0 / 2) * 2 * P.nout;
+  if (P.Wtp != nullptr) v.Wtp = P.Wtp + 2 * r0;  // W's rows are Wᵀ's columns
+  v.kin = r1 == L.fan_in ? P.kin - r0 : r1 - r0;
+  return v;
+}
+
 LayerBf16 bf16_layout(const LayerView& L) {
   LayerBf16 p;
   p.kin = bf16_pad(L.fan_in, kBf16KStep), p.kout = bf16_pad(L.fan_out, kBf16KStep);

@@ -43,6 +43,13 @@ struct LayerBf16 {
   index_t kin = 0, kout = 0, nin = 0, nout = 0;
 };
 
+// Rows [r0, r1) of a layer's weights (and their optimizer state) as a layer of their own,
+// with the matching rows of its bfloat16 layout (r0 a multiple of kBf16MStep; the
+// padding rows past fan_in belong to the range that ends there): a weight update split
+// between threads by rows.
+LayerView layer_rows(const LayerView& layer, index_t r0, index_t r1);
+LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& layer, index_t r0, index_t r1);
+
 // The padded sizes of a layer's bfloat16 layouts (the buffers are the caller's).
 LayerBf16 bf16_layout(const LayerView& layer);
 

@@ -130,7 +130,7 @@ struct SharedScratch {
 // kb + kBf16MStep rows, since a thread's rows start anywhere and the AMX kernel reads whole
 // 32-row tiles from there.
 //   x16[b & 1]  (rows, kin_0)       batch b's rows of X        (layer 0 forward)
-//   xt16[b & 1] (kin_0, kb)         their transpose            (layer 0 weight gradient)
+//   xt16[b & 1] (kin_0 + 32, kb)    their transpose            (layer 0 weight gradient)
 //   in16[l]     (rows, kin_l)       layer l's input rows, l >= 1 (forward)
 //   int16[l]    (kin_l, kb)         their transpose            (layer l weight gradient)
 //   g16[l]      (rows, kout_l)      grad of layer l's output   (input gradient), l >= 1
@@ -158,7 +158,9 @@ struct Bf16Scratch {
       gp16[l].resize(kb * p.nout);
     }
     for (auto* v : {&x16[0], &x16[1]}) v->resize(rows * P[0].kin);
-    for (auto* v : {&xt16[0], &xt16[1]}) v->resize(P[0].kin * kb);
+    // + kBf16MStep rows: a thread's share of W0's rows starts on any 16th row, and the
+    // AMX kernel reads whole 32-row tiles from there
+    for (auto* v : {&xt16[0], &xt16[1]}) v->resize((P[0].kin + kBf16MStep) * kb);
     for (size_t l = 0; l < net.layers.size(); ++l)
       pack_layer_bf16(net.layers[l], P[l], 0, net.layers[l].fan_in, 0, net.layers[l].fan_out);
   }
@@ -170,6 +172,16 @@ struct Bf16Scratch {
     bf16_pack_rows(in, width, r0, r1, width, kin, rows16, kin);
     bf16_pack_transposed(in, width, r0, r1, width, t16, kb);
     if (r1 == B) bf16_zero_cols(width, B, bf16_pad(B, kBf16KStep), t16, kb);
+  }
+  // Features [f0, f1) of all B rows of `in` into the transpose t16: whole rows of t16 per
+  // thread. (Each thread transposing its own batch rows writes its half of every 128-byte
+  // row of t16, and the two cores' adjacent-line prefetchers then fight over them: X's
+  // transpose ran 3x slower.)
+  void pack_transposed_features(const float* in, index_t width, index_t f0, index_t f1,
+                                index_t B, bf16_t* t16) const {
+    if (f1 <= f0) return;
+    bf16_pack_transposed(in + f0, width, 0, B, f1 - f0, t16 + f0 * kb, kb);
+    bf16_zero_cols(f1 - f0, B, bf16_pad(B, kBf16KStep), t16 + f0 * kb, kb);
   }
   // Rows [r0, r1) of layer l's output gradient as pairs (and zero pair rows past B).
   void pack_grad_pairs(index_t l, const float* grad, index_t width, index_t r0, index_t r1,
@@ -290,8 +302,7 @@ void BatchWorker::gather_share(index_t bi) {
     augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
   }
   if (bf_ != nullptr)
-    bf_->pack_input(dst, D, bf_->P[0].kin, r0, r1, B(bi), bf_->x16[bi & 1].data(),
-                    bf_->xt16[bi & 1].data());
+    bf16_pack_rows(dst, D, r0, r1, D, bf_->P[0].kin, bf_->x16[bi & 1].data(), bf_->P[0].kin);
 }
 
 // Every thread reads the batch's labels, weights and total weight itself.
@@ -382,8 +393,12 @@ void BatchWorker::loss_rows(const Batch& b, index_t r0, index_t R) {
 // thread's rows as they become final (every row's loss and gradient stay float32). The
 // packs the weight gradients read in D (int16, gp16) are complete after the barrier.
 void BatchWorker::rows_through_network_bf16(const Batch& b, index_t r0, index_t r1) {
-  const index_t L = net_.n_layers(), R = r1 - r0;
+  const index_t L = net_.n_layers(), R = r1 - r0, D = net_.n_inputs();
   Bf16Scratch& bf = *bf_;
+  index_t f0, f1;  // this thread's features of X's transpose, in blocks of 16
+  split_range((D + 15) / 16, ith_, nth_, &f0, &f1);
+  bf.pack_transposed_features(b.x, D, std::min(D, f0 * 16), std::min(D, f1 * 16), b.B,
+                              bf.xt16[b.index & 1].data());
   for (index_t l = 1; l < L; ++l) {
     const LayerView& Ly = net_.layers[l];
     const LayerBf16& P = bf.P[l];
@@ -443,11 +458,22 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
     linear_update_bias(Ly, grad(b, l), b.B, j0, j1, rule, acc, g);
   }
   const LayerView& L0 = net_.layers[0];
-  if (bf_ != nullptr)
-    linear_update_weights_bf16(L0, bf_->P[0], bf_->xt16[b.index & 1].data(), bf_->kb,
-                               bf_->gp16[0].data(), kb, c0_, c1_, rule, 0, 1);
-  else
+  if (bf_ != nullptr) {
+    // W0 by rows here: W0 and Wp are no longer read by the forward in float32, and two
+    // cores stepping the two halves of every row of W0 in the same pass ran 2.5x slower
+    // than one core stepping all of it (each core's prefetcher kept pulling the other's
+    // half). The barrier after D orders these writes before the next forward.
+    constexpr index_t kRows = 16;  // even (whole pairs of Wp); xt16 has room past the end
+    index_t t0, t1;
+    split_range((L0.fan_in + kRows - 1) / kRows, ith_, nth_, &t0, &t1);
+    const index_t r0 = std::min(L0.fan_in, t0 * kRows), r1 = std::min(L0.fan_in, t1 * kRows);
+    if (r1 > r0)
+      linear_update_weights_bf16(layer_rows(L0, r0, r1), bf16_rows(bf_->P[0], L0, r0, r1),
+                                 bf_->xt16[b.index & 1].data() + r0 * bf_->kb, bf_->kb,
+                                 bf_->gp16[0].data(), kb, 0, L0.fan_out, rule, 0, 1);
+  } else {
     linear_update_weights(L0, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
+  }
   linear_update_bias(L0, grad(b, 0), b.B, c0_, c1_, rule, acc, g);
 }
 
@@ -556,6 +582,9 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         break;  // every thread breaks here: nothing of this batch is applied
       }
       w.update(b, StepRule::make(opt, t + 1, b.weight));  // D
+      if (bf16) {  // W0 is updated by rows in bfloat16 (BatchWorker::update)
+        FASTMLP_BARRIER
+      }
       if (thread_index() == 0) {
         res.loss_sum += loss, res.weight_sum += b.weight, res.n_correct += n_correct;
         res.n_samples += b.B, res.n_batches += 1;
