@@ -415,7 +415,8 @@ def summarize(raw, runners, n_train, n_test, sizes, ceiling, min_accuracy, epoch
                 continue
             pairs = _paired(raw, name, ref, lambda run: statistics.median(
                 run["epoch_times"][timed]))
-            s["ratio_to_reference"] = statistics.median(pairs)
+            if pairs:  # none when this system and fastmlp never finished the same repeat
+                s["ratio_to_reference"] = statistics.median(pairs)
             s["ratio_pairs"] = pairs
             # Each system's best epoch against fastmlp's: the reading least favourable to
             # fastmlp when a shared machine slows some repeats of the others.
@@ -462,7 +463,8 @@ def summarize_inference(raw, runners, ref, n_test, sizes, min_accuracy):
         for name, row in out.items():
             if "inference_time" in row:
                 pairs = _paired(raw, name, ref, lambda run: run["inference_time"])
-                row["ratio_to_reference"] = statistics.median(pairs)
+                if pairs:
+                    row["ratio_to_reference"] = statistics.median(pairs)
                 row["ratio_pairs"] = pairs
     return out, flags
 

@@ -130,11 +130,13 @@ def test_ratios_pair_repeats_and_failed_peers_are_rows():
     failing peer is a row with its error and a note, a failing fastmlp row a flag; the
     inference-only row is checked for accuracy and agreement with fastmlp."""
     bench = _load_bench()
-    runners = bench.make_runners(["fastmlp-1t", "numpy", "torch-compile", "onnxruntime"])
+    runners = bench.make_runners(["fastmlp-1t", "numpy", "sklearn", "torch-compile",
+                                  "onnxruntime"])
     raw = {
         "fastmlp-1t": {"runs": [_run(0, [9, 1.0]), _run(1, [9, 2.0])], "skipped": None,
                        "errors": []},
         "numpy": {"runs": [_run(1, [9, 3.0])], "skipped": None, "errors": ["boom"]},
+        "sklearn": {"runs": [_run(2, [9, 3.0])], "skipped": None, "errors": []},
         "torch-compile": {"runs": [], "skipped": None, "errors": ["BackendCompilerFailed"]},
         "onnxruntime": {"runs": [_run(0, [], acc=0.4, infer=0.02,
                                       agreement_with_fastmlp=0.9)],
@@ -142,8 +144,11 @@ def test_ratios_pair_repeats_and_failed_peers_are_rows():
     }
     summary, ref, flags, _ = bench.summarize(raw, runners, 100, 50, [784, 256, 10], 100.0,
                                              0.5, 2)
-    assert ref == "fastmlp-1t" and list(summary) == ["fastmlp-1t", "numpy", "torch-compile"]
+    assert ref == "fastmlp-1t"
+    assert list(summary) == ["fastmlp-1t", "numpy", "sklearn", "torch-compile"]
     assert summary["numpy"]["ratio_pairs"] == [1.5] and not flags
+    assert summary["sklearn"]["ratio_pairs"] == [] and "ratio_to_reference" not in summary[
+        "sklearn"]
     assert summary["torch-compile"] == {"error": "BackendCompilerFailed"}
     inference, inf_flags = bench.summarize_inference(raw, runners, ref, 50, [784, 256, 10],
                                                      0.5)
