@@ -139,9 +139,10 @@ def machine_info():
 
     info = fastmlp_machine_info()
     info["bf16_flags"] = {f: f in info["cpu_features"] for f in BF16_FLAGS}
-    for key in ("active_bf16_kernel", "detected_bf16_kernel"):
-        # An older core has neither: its rows say so.
-        info[f"fastmlp_{key}"] = getattr(_core, key, lambda: None)()
+    # None from an older core, which has no bfloat16 kernels (its bf16 rows say so).
+    for key, function in (("fastmlp_bf16_kernel", "active_bf16_kernel"),
+                          ("fastmlp_detected_bf16_kernel", "detected_bf16_kernel")):
+        info.setdefault(key, getattr(_core, function, lambda: None)())
     info["load_average_start"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     for package in PEER_PACKAGES:  # versions without importing: the workers import them
         try:
@@ -154,7 +155,7 @@ def machine_info():
 def header_line(machine):
     flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in machine["bf16_flags"].items())
     return (f"{machine['cpu']}, {machine['cores']} cores, fastmlp ISA "
-            f"{machine['fastmlp_isa']}, bf16 kernel {machine['fastmlp_active_bf16_kernel']} "
+            f"{machine['fastmlp_isa']}, bf16 kernel {machine['fastmlp_bf16_kernel']} "
             f"({flags})")
 
 

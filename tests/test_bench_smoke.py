@@ -39,13 +39,13 @@ def test_flop_count_of_the_reference_network():
 
 def test_quick_run_writes_table_and_json(tmp_path, rng, capsys):
     """Every system in a worker process of its own, as in a real run: fastmlp float32 and
-    bfloat16 (skipped without bfloat16 hardware), NumPy, scikit-learn, and the scaling
-    passes."""
+    bfloat16 (skipped without bfloat16 hardware), NumPy, and the scaling passes. (Each
+    worker imports scikit-learn, about a second: the test runs few of them.)"""
     fake_fashion_mnist(tmp_path, rng, n_train=320, n_test=100)
     out = tmp_path / "results" / "training.json"
     bench = _load_bench()
     status = bench.main(["--quick", "--data-home", str(tmp_path),
-                         "--systems", "fastmlp-1t,fastmlp-bf16-1t,numpy,sklearn",
+                         "--systems", "fastmlp-1t,fastmlp-bf16-1t,numpy",
                          "--scaling-samples", "160", "--ceiling-size", "256",
                          "--output", str(out), "--no-plot", "--quiet", "--min-accuracy", "0.5"])
     printed = capsys.readouterr().out
@@ -55,11 +55,11 @@ def test_quick_run_writes_table_and_json(tmp_path, rng, capsys):
     assert result["config"]["n_train"] == 320 and result["config"]["epochs"] == 2
     machine = result["machine"]
     assert set(machine["bf16_flags"]) == {"avx512_bf16", "amx_bf16", "amx_tile"}
-    assert "fastmlp_active_bf16_kernel" in machine and "jax" in machine
+    assert "fastmlp_bf16_kernel" in machine and "jax" in machine
     systems = result["systems"]
-    assert list(systems) == ["fastmlp-1t", "fastmlp-bf16-1t", "numpy", "sklearn"]
+    assert list(systems) == ["fastmlp-1t", "fastmlp-bf16-1t", "numpy"]
     ran = {k: s for k, s in systems.items() if "epoch_time_median" in s}
-    assert {"fastmlp-1t", "numpy", "sklearn"} <= set(ran)
+    assert {"fastmlp-1t", "numpy"} <= set(ran)
     assert "fastmlp-bf16-1t" in ran or "skipped" in systems["fastmlp-bf16-1t"]
     ref = result["reference"]
     assert ref == "fastmlp-1t" and ran[ref]["ratio_to_reference"] == 1.0
