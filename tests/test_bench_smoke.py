@@ -38,45 +38,159 @@ def test_flop_count_of_the_reference_network():
 
 
 def test_quick_run_writes_table_and_json(tmp_path, rng, capsys):
+    """Every system in a worker process of its own, as in a real run: fastmlp float32 and
+    bfloat16 (skipped without bfloat16 hardware), NumPy, and the scaling passes. (Each
+    worker imports scikit-learn, about a second: the test runs few of them.)"""
     fake_fashion_mnist(tmp_path, rng, n_train=320, n_test=100)
     out = tmp_path / "results" / "training.json"
     bench = _load_bench()
     status = bench.main(["--quick", "--data-home", str(tmp_path),
-                         "--systems", "fastmlp,numpy,sklearn", "--scaling-samples", "160",
-                         "--ceiling-size", "256", "--output", str(out), "--no-plot", "--quiet",
-                         "--min-accuracy", "0.5"])
+                         "--systems", "fastmlp-1t,fastmlp-bf16-1t,numpy",
+                         "--scaling-samples", "160", "--ceiling-size", "256",
+                         "--output", str(out), "--no-plot", "--quiet", "--min-accuracy", "0.5"])
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert status == 0, result["flags"]
     assert result["ok"] and result["oracle"]["ok"]
     assert result["config"]["n_train"] == 320 and result["config"]["epochs"] == 2
-    names = set(result["systems"])
-    assert {"fastmlp-1t", "numpy", "sklearn"} <= names
+    machine = result["machine"]
+    assert set(machine["bf16_flags"]) == {"avx512_bf16", "amx_bf16", "amx_tile"}
+    assert "fastmlp_bf16_kernel" in machine and "jax" in machine
+    systems = result["systems"]
+    assert list(systems) == ["fastmlp-1t", "fastmlp-bf16-1t", "numpy"]
+    ran = {k: s for k, s in systems.items() if "epoch_time_median" in s}
+    assert {"fastmlp-1t", "numpy"} <= set(ran)
+    assert "fastmlp-bf16-1t" in ran or "skipped" in systems["fastmlp-bf16-1t"]
     ref = result["reference"]
-    assert ref in names and result["systems"][ref]["ratio_to_reference"] == 1.0
-    assert result["systems"][ref]["ratio_of_minimums"] == 1.0
-    for s in result["systems"].values():
-        assert s["ratio_of_minimums"] == s["epoch_time_min"] / result["systems"][ref][
-            "epoch_time_min"]
-    for s in result["systems"].values():
+    assert ref == "fastmlp-1t" and ran[ref]["ratio_to_reference"] == 1.0
+    assert ran[ref]["ratio_of_minimums"] == 1.0
+    for s in ran.values():
+        assert s["ratio_of_minimums"] == s["epoch_time_min"] / ran[ref]["epoch_time_min"]
         assert s["epoch_time_median"] > 0 and s["gflops"] > 0 and s["test_accuracy"] >= 0.5
+        assert len(s["epoch_times"]) == 1 and len(s["epoch_times"][0]) == 2
+    assert ran["fastmlp-1t"]["precision"] == "float32"
+    inference = result["inference"]
+    assert set(inference) == set(systems) and inference[ref]["ratio_to_reference"] == 1.0
+    for name in ran:
+        row = inference[name]
+        assert row["ok"] and len(row["inference_times"][0]) == bench.INFERENCE_CALLS
+        assert row["inference_time"] > 0 and row["images_per_s"] > 0
     curves = {p["curve"] for p in result["scaling"]["points"]}
     assert curves == {"samples", "width", "batch", "threads"}
+    assert {p["system"] for p in result["scaling"]["points"]} == {"fastmlp", "numpy"}
     assert result["scaling"]["findings"]
-    assert "| system |" in printed and "fastmlp-1t" in printed
+    assert "| system |" in printed and "fastmlp-1t" in printed and "### Inference" in printed
 
 
 def test_low_accuracy_flags_the_run(tmp_path, rng, capsys):
     fake_fashion_mnist(tmp_path, rng, n_train=128, n_test=50)
     out = tmp_path / "training.json"
     status = _load_bench().main(["--quick", "--data-home", str(tmp_path),
-                                 "--systems", "numpy,fastmlp-1t", "--no-scaling",
+                                 "--systems", "fastmlp-1t", "--no-scaling",
                                  "--ceiling-size", "256", "--output", str(out), "--quiet",
                                  "--min-accuracy", "1.01"])
     assert status == 2
     result = json.loads(out.read_text())
-    assert not result["ok"] and len(result["flags"]) == 2
+    assert not result["ok"] and len(result["flags"]) == 1
     assert "FLAGGED" in capsys.readouterr().out
+
+
+def test_worker_prints_one_json_record(tmp_path, rng, capsys):
+    """--worker NAME runs one system in this process: its result is stdout's last line."""
+    fake_fashion_mnist(tmp_path, rng, n_train=128, n_test=50)
+    bench = _load_bench()
+    status = bench.main(["--worker", "fastmlp-1t", "--epochs", "2", "--data-home",
+                         str(tmp_path)])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 0 and len(record["epoch_times"]) == 2
+    assert 0 <= record["test_accuracy"] <= 1
+    assert len(record["inference_times"]) == bench.INFERENCE_CALLS
+
+
+def test_system_selection_and_reference():
+    bench = _load_bench()
+    assert list(bench.make_runners(["fastmlp-bf16"])) == [
+        k for k in bench.make_runners([]) if k.startswith("fastmlp-bf16-")]
+    assert list(bench.make_runners(["torch"])) == [
+        "torch-dataloader", "torch-preloaded", "torch-bf16", "torch-compile"]
+    assert "fastmlp-bf16-1t" in bench.make_runners(["fastmlp"])
+    assert bench.reference_name(["fastmlp-1t", "fastmlp-bf16-1t", "jax"]) == "fastmlp-1t"
+    assert bench.reference_name(["fastmlp-bf16-1t", "numpy"]) is None
+    with pytest.raises(SystemExit):
+        bench.make_runners(["no-such-system"])
+
+
+def _run(repeat, epoch_times, acc=0.9, infer=0.01, **extra):
+    return {"repeat": repeat, "epoch_times": epoch_times, "test_accuracy": acc,
+            "inference_time": infer, "inference_times": [infer], **extra}
+
+
+def test_ratios_pair_repeats_and_failed_peers_are_rows():
+    """Ratios pair runs of the same repeat (a failed repeat drops out of the pairs); a
+    failing peer is a row with its error and a note, a failing fastmlp row a flag; the
+    inference-only row is checked for accuracy and agreement with fastmlp."""
+    bench = _load_bench()
+    runners = bench.make_runners(["fastmlp-1t", "numpy", "sklearn", "torch-compile",
+                                  "onnxruntime"])
+    raw = {
+        "fastmlp-1t": {"runs": [_run(0, [9, 1.0]), _run(1, [9, 2.0])], "skipped": None,
+                       "errors": []},
+        "numpy": {"runs": [_run(1, [9, 3.0])], "skipped": None, "errors": ["boom"]},
+        "sklearn": {"runs": [_run(2, [9, 3.0])], "skipped": None, "errors": []},
+        "torch-compile": {"runs": [], "skipped": None, "errors": ["BackendCompilerFailed"]},
+        "onnxruntime": {"runs": [_run(0, [], acc=0.4, infer=0.02,
+                                      agreement_with_fastmlp=0.9)],
+                        "skipped": None, "errors": []},
+    }
+    summary, ref, flags, _ = bench.summarize(raw, runners, 100, 50, [784, 256, 10], 100.0,
+                                             0.5, 2)
+    assert ref == "fastmlp-1t"
+    assert list(summary) == ["fastmlp-1t", "numpy", "sklearn", "torch-compile"]
+    assert summary["numpy"]["ratio_pairs"] == [1.5] and not flags
+    assert summary["sklearn"]["ratio_pairs"] == [] and "ratio_to_reference" not in summary[
+        "sklearn"]
+    assert summary["torch-compile"] == {"error": "BackendCompilerFailed"}
+    inference, inf_flags = bench.summarize_inference(raw, runners, ref, 50, [784, 256, 10],
+                                                     0.5)
+    assert inference["onnxruntime"]["ratio_pairs"] == [2.0]
+    assert not inference["onnxruntime"]["ok"] and len(inf_flags) == 2
+    err_flags, notes = bench.error_flags(raw, runners)
+    assert err_flags == ["numpy failed: boom"]
+    assert notes == ["torch-compile failed: BackendCompilerFailed"]
+    table = bench.markdown_table(summary, ref, 100.0, 1e9, 100, 50, 256)
+    assert "| torch-compile | | | error: BackendCompilerFailed |" in table
+
+
+def test_jax_epoch_is_plain_sgd():
+    """The JAX runner's jitted epoch (scan over full batches, then the remainder) equals
+    a NumPy loop of SGD steps over the same permutation."""
+    jax = pytest.importorskip("jax")
+    systems = _load_bench().systems
+    rng = np.random.default_rng(0)
+    n, B = 70, 16  # four full batches and a remainder of 6
+    X = rng.standard_normal((n, 12)).astype(np.float32)
+    y = rng.integers(0, 3, n)
+    coefs, intercepts = systems._pytorch_init([12, 8, 3], 0)
+    epoch, _ = systems._jax_functions(n, B)
+    key = jax.random.key(5)
+    params = [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in zip(coefs, intercepts)]
+    got, _, _ = epoch(params, X, y.astype(np.int32), key, np.int32(0))
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), n))
+    (w1, b1), (w2, b2) = [(w.astype(np.float64), b.astype(np.float64))
+                          for w, b in zip(coefs, intercepts)]
+    for i in range(0, n, B):
+        xb, yb = X[perm[i:i + B]].astype(np.float64), y[perm[i:i + B]]
+        h = np.maximum(xb @ w1 + b1, 0)
+        z = h @ w2 + b2
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(len(yb)), yb] -= 1
+        dz = p / len(yb)
+        dh = (dz @ w2.T) * (h > 0)
+        w2, b2 = w2 - 0.01 * h.T @ dz, b2 - 0.01 * dz.sum(0)
+        w1, b1 = w1 - 0.01 * xb.T @ dh, b1 - 0.01 * dh.sum(0)
+    for mine, want in zip([p for layer in got for p in layer], [w1, b1, w2, b2]):
+        np.testing.assert_allclose(np.asarray(mine), want, rtol=1e-4, atol=1e-5)
 
 
 def test_accuracy_quick_run_writes_table_and_json(tmp_path, rng, capsys):
