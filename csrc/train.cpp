@@ -173,14 +173,14 @@ struct Bf16Scratch {
     bf16_pack_transposed(in, width, r0, r1, width, t16, kb);
     if (r1 == B) bf16_zero_cols(width, B, bf16_pad(B, kBf16KStep), t16, kb);
   }
-  // Features [f0, f1) of all B rows of `in` into the transpose t16: whole rows of t16 per
-  // thread. (Each thread transposing its own batch rows writes its half of every 128-byte
+  // Features [f0, f1) of all B rows of `in` (bfloat16 rows, stride ld) into the transpose
+  // t16: whole rows of t16 per thread. (Each thread transposing its own batch rows writes its half of every 128-byte
   // row of t16, and the two cores' adjacent-line prefetchers then fight over them: X's
   // transpose ran 3x slower.)
-  void pack_transposed_features(const float* in, index_t width, index_t f0, index_t f1,
-                                index_t B, bf16_t* t16) const {
+  void transpose_features(const bf16_t* in, index_t ld, index_t f0, index_t f1, index_t B,
+                          bf16_t* t16) const {
     if (f1 <= f0) return;
-    bf16_pack_transposed(in + f0, width, 0, B, f1 - f0, t16 + f0 * kb, kb);
+    bf16_transpose(in, ld, B, f0, f1, t16, kb);
     bf16_zero_cols(f1 - f0, B, bf16_pad(B, kBf16KStep), t16 + f0 * kb, kb);
   }
   // Rows [r0, r1) of layer l's output gradient as pairs (and zero pair rows past B).
@@ -291,18 +291,27 @@ void BatchWorker::gather_share(index_t bi) {
   split_range(B(bi), ith_, nth_, &r0, &r1);
   float* dst = s_.xs[bi & 1].data();
   const Augmentation& aug = opt_.augment;
+  // bfloat16 reads only x16: a plain row goes there straight from X, without the copy.
+  const bool direct = bf_ != nullptr && X.plain() && !aug.active();
   for (index_t r = r0; r < r1; ++r) {
     const std::int64_t s = samples[r], row = plan_.sample_rows ? plan_.sample_rows[s] : s;
-    if (!aug.active()) {
-      X.row(row, dst + r * D);
+    float* out = dst + r * D;
+    if (direct) {
+      bf16_pack_rows(X.plain_row(row), D, 0, 1, D, bf_->P[0].kin,
+                     bf_->x16[bi & 1].data() + r * bf_->P[0].kin, bf_->P[0].kin);
       continue;
     }
-    const float* src = X.plain() ? X.plain_row(row) : own_.pixels.data();
-    if (!X.plain()) X.row(row, own_.pixels.data());
-    augment_image(src, dst + r * D, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
+    if (!aug.active()) {
+      X.row(row, out);
+    } else {
+      const float* src = X.plain() ? X.plain_row(row) : own_.pixels.data();
+      if (!X.plain()) X.row(row, own_.pixels.data());
+      augment_image(src, out, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
+    }
+    if (bf_ != nullptr)
+      bf16_pack_rows(out, D, 0, 1, D, bf_->P[0].kin,
+                     bf_->x16[bi & 1].data() + r * bf_->P[0].kin, bf_->P[0].kin);
   }
-  if (bf_ != nullptr)
-    bf16_pack_rows(dst, D, r0, r1, D, bf_->P[0].kin, bf_->x16[bi & 1].data(), bf_->P[0].kin);
 }
 
 // Every thread reads the batch's labels, weights and total weight itself.
@@ -397,8 +406,8 @@ void BatchWorker::rows_through_network_bf16(const Batch& b, index_t r0, index_t 
   Bf16Scratch& bf = *bf_;
   index_t f0, f1;  // this thread's features of X's transpose, in blocks of 16
   split_range((D + 15) / 16, ith_, nth_, &f0, &f1);
-  bf.pack_transposed_features(b.x, D, std::min(D, f0 * 16), std::min(D, f1 * 16), b.B,
-                              bf.xt16[b.index & 1].data());
+  bf.transpose_features(bf.x16[b.index & 1].data(), bf.P[0].kin, std::min(D, f0 * 16),
+                        std::min(D, f1 * 16), b.B, bf.xt16[b.index & 1].data());
   for (index_t l = 1; l < L; ++l) {
     const LayerView& Ly = net_.layers[l];
     const LayerBf16& P = bf.P[l];

@@ -104,6 +104,15 @@ void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index
   }
 }
 
+void bf16_transpose(const bf16_t* src, index_t lds, index_t rows, index_t c0, index_t c1,
+                    bf16_t* dst, index_t ldd) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers()) return bf16_transpose_avx512(src, lds, rows, c0, c1, dst, ldd);
+#endif
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
 void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb) {
   for (index_t r = r0; r < r1; ++r) {
     bf16_t* d = dst + (r / 2) * 2 * ldb + (r & 1);

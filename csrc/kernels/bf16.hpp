@@ -71,6 +71,11 @@ void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index
 void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                           bf16_t* dst, index_t ldd);
 
+// dst[c*ldd + r] = src[r*lds + c] for r < rows, c in [c0, c1): a transpose of bfloat16
+// rows (exact: a copy).
+void bf16_transpose(const bf16_t* src, index_t lds, index_t rows, index_t c0, index_t c1,
+                    bf16_t* dst, index_t ldd);
+
 // pairs of S (K, N): B = S, element (r, c) for r in [r0, r1), c < cols, into the pair
 // layout with ldb columns.
 void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,

@@ -32,8 +32,46 @@ void amx_begin() {
 
 void amx_end() { _tile_release(); }
 
+namespace {
+
+// K <= 64 (a weight gradient over one batch of 64): the B tiles of a 32-column panel, all
+// k steps of it, stay loaded while 16-row tiles of A stream past them; each output tile
+// is then a chain of one or two tdpbf16ps instead of waiting on four fresh loads per step.
+void short_k_block(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, index_t nc,
+                   float* t, index_t ldt) {
+  const index_t sa = p.lda * 2, sb = p.ldb * 4, st = ldt * 4;
+  const bool two = p.k > 32;
+  for (index_t c = 0; c < nc; c += 32) {
+    const bf16_t* b = p.b + 2 * (j0 + c);
+    _tile_loadd(4, b, sb);                      // k 0..31, columns c..c+15
+    _tile_loadd(5, b + 32, sb);                 // k 0..31, columns c+16..c+31
+    if (two) {
+      _tile_loadd(6, b + 32 * p.ldb, sb);       // k 32..63
+      _tile_loadd(7, b + 32 * p.ldb + 32, sb);
+    }
+    for (index_t r = 0; r < mc; r += 16) {
+      const bf16_t* a = p.a + (i0 + r) * p.lda;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_loadd(2, a, sa);
+      _tile_dpbf16ps(0, 2, 4);
+      _tile_dpbf16ps(1, 2, 5);
+      if (two) {
+        _tile_loadd(3, a + 32, sa);
+        _tile_dpbf16ps(0, 3, 6);
+        _tile_dpbf16ps(1, 3, 7);
+      }
+      _tile_stored(0, t + r * ldt + c, st);
+      _tile_stored(1, t + r * ldt + c + 16, st);
+    }
+  }
+}
+
+}  // namespace
+
 void bf16_block_amx(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, index_t nc,
                     float* t, index_t ldt) {
+  if (p.k <= 64) return short_k_block(p, i0, mc, j0, nc, t, ldt);
   const index_t sa = p.lda * 2, sb = p.ldb * 4, st = ldt * 4;  // row strides in bytes
   for (index_t r = 0; r < mc; r += 32)
     for (index_t c = 0; c < nc; c += 32) {

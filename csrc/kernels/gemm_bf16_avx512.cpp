@@ -160,6 +160,31 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
     for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c] = to_bf16(src[r * lds + c]);
 }
 
+// 16 x 16 blocks through float32 and back: exact for every value to_bf16 makes (no
+// signaling NaN, no denormal), and the float transpose is already here.
+void bf16_transpose_avx512(const bf16_t* src, index_t lds, index_t rows, index_t c0,
+                           index_t c1, bf16_t* dst, index_t ldd) {
+  index_t r = 0;
+  for (; r + 16 <= rows; r += 16) {
+    index_t c = c0;
+    for (; c + 16 <= c1; c += 16) {
+      __m512 blk[16];
+      for (int q = 0; q < 16; ++q)
+        blk[q] = _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(src + (r + q) * lds + c))), 16));
+      transpose16(blk);
+      for (int j = 0; j < 16; ++j)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (c + j) * ldd + r),
+                            (__m256i)_mm512_cvtneps_pbh(blk[j]));
+    }
+    for (; c < c1; ++c)
+      for (int q = 0; q < 16; ++q) dst[c * ldd + r + q] = src[(r + q) * lds + c];
+  }
+  for (; r < rows; ++r)
+    for (index_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
 // The step as sgd_plain writes it: g = s + l2 * w; w -= lr * g (separate multiplies and
 // adds, no contraction), 16 columns at a time, then both rows converted and interleaved.
 void bf16_sgd_step_pack_avx512(float* W, index_t ldw, const float* s, index_t lds, index_t h,
