@@ -18,6 +18,7 @@ EXPECTED_FAILURES = {
 # Convergence warnings are advice to the user, not a contract failure: the checks fit on
 # tiny data with the default epoch budget.
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.PrecisionWarning")
 @parametrize_with_checks(
     [
         MLPImageClassifier(),
@@ -25,6 +26,8 @@ EXPECTED_FAILURES = {
                            class_weight="balanced", weight_init="pytorch", n_threads=1),
         # The checks' float data, scaled inside the core.
         MLPImageClassifier(input_scaler=PixelScaler(mode="standard"), max_iter=5),
+        # bfloat16 products (float32 with a PrecisionWarning where the CPU lacks them).
+        MLPImageClassifier(precision="bfloat16", max_iter=5),
     ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILURES,
 )
