@@ -138,8 +138,8 @@ double sum_squares(const float* w, index_t rows, index_t cols, index_t ld);
 void column_sums(const float* a, index_t rows, index_t cols, index_t ld, double* sum);
 
 // True when none of the n floats is NaN or infinite: prediction's check of its input,
-// block by block in the threads that read it (a pass of its own over X cost a sixth of
-// a float32 predict call).
+// block by block in the threads that read it, after the block's products (a pass of
+// its own over X cost a sixth of a float32 predict call).
 bool all_finite(const float* x, index_t n);
 
 }  // namespace fastmlp
