@@ -301,6 +301,21 @@ Rect gemm_partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int n
           std::min(u1 * NR, N)};
 }
 
+namespace {
+
+// c = s + bias, then max(c, 0) as activation_forward writes it (NaN stays NaN), in one
+// vectorized pass: the bfloat16 products deliver every block through here.
+FASTMLP_SIMD_CLONES
+void store_row(const float* FASTMLP_RESTRICT t, const float* bias, bool relu,
+               float* FASTMLP_RESTRICT c, index_t n) {
+  for (index_t s = 0; s < n; ++s) {
+    const float v = bias != nullptr ? t[s] + bias[s] : t[s];
+    c[s] = relu && v < 0.0f ? 0.0f : v;
+  }
+}
+
+}  // namespace
+
 void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, index_t nr,
                       const float* tile, index_t ldt) {
   if (p.epilogue.fn != nullptr) {
@@ -318,6 +333,11 @@ void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, ind
       const float* o = p.relu_gate + (i0 + r) * p.ld_relu_gate + j0;
       for (index_t s = 0; s < nr; ++s) crow[s] = trow[s];
       activation_backward(Activation::ReLU, crow, p.ldc, o, p.ld_relu_gate, 1, nr);
+      continue;
+    }
+    if (p.act == Activation::Identity || p.act == Activation::ReLU) {
+      store_row(trow, p.bias != nullptr ? p.bias + j0 : nullptr, p.act == Activation::ReLU,
+                crow, nr);
       continue;
     }
     if (p.bias != nullptr) {
