@@ -1,10 +1,10 @@
-"""Frozen float32 results: the sha256 of every weight and of the predicted probabilities
-after a few fully specified fits on the real Fashion-MNIST, per instruction set, with 1 and
-2 threads.
+"""Frozen results: the sha256 of every weight and of the predicted probabilities after a
+few fully specified fits on the real Fashion-MNIST, per instruction set (float32) or
+bfloat16 kernel, with 1 and 2 threads.
 
-The hashes were recorded with the v1 core (commit ca2ba1a) before the training core was
-redesigned; a refactor, a new feature at its default or a faster kernel must leave them
-unchanged. The FMA chain of each instruction set is the contract, so each one has its own
+The float32 hashes were recorded with the v1 core (commit ca2ba1a) before the training
+core was redesigned; a refactor, a new feature at its default or a faster kernel must
+leave them unchanged. The FMA chain of each instruction set is the contract, so each one has its own
 hashes. To record the hashes of an instruction set this file has none for, build the v1
 commit and run ``python tests/test_bitwise_golden.py ISA``.
 """
@@ -70,6 +70,31 @@ GOLDEN = {
 # are AVX2's.
 GOLDEN["avx512"] = GOLDEN["avx2"]
 
+# precision="bfloat16", per bfloat16 kernel, recorded on an Intel Xeon with AMX
+# (2026-12-02), the same at 1 and 2 threads. The AVX512-BF16 kernel is the emulated
+# vdpbf16ps chain exactly, and the rest of training is float32 code that rounds alike on
+# every instruction set, so its hashes hold on any CPU with AVX512-BF16 (AMD Zen 4 too);
+# AMX sums in its own order and has its own.
+BF16_CONFIGS = ("sgd_reference", "adam_default")
+BF16_GOLDEN = {
+    "amx": {
+        "sgd_reference": (
+            "36a4d49b6be761a56127d0ff8dd6aaecd8757434efd78d8c2bfe1fef08df2d78",
+            "ef528ec1b5099bb3df850d5c20ecde14dd7856216d4612f3f264b70409d5e3f9"),
+        "adam_default": (
+            "6e04ba42bafeb6776fe6350f35be6e303c66b412bc7b9794ce895c1805863503",
+            "4ca62b2807633c9ed620eaeb77bbf6b94297e1181663d50a1888dbcf359b6864"),
+    },
+    "avx512bf16": {
+        "sgd_reference": (
+            "a87f3f01db2654884539adaea9b53ffdca84b7a64f7bf15d04a011681aadd552",
+            "e7e01867ef8247a47acca19a475580b2b53d7f7775dccaa133cade931c71ee0c"),
+        "adam_default": (
+            "cab081f2938b8246ebf655234c905d5baaea393911053f96501d8db65aa6e125",
+            "906883d68d269ccdda892756e586c3c1fc1edb06600a8ce3efed1b7270f6ae8d"),
+    },
+}
+
 
 def _scaled_fashion_mnist():
     from fastmlp.datasets import load_fashion_mnist
@@ -79,12 +104,14 @@ def _scaled_fashion_mnist():
     return X / np.float32(127.5) - np.float32(1.0), bunch.target
 
 
-def fingerprint(name, n_threads, X, y):
-    """(weights sha256, probabilities sha256) of CONFIGS[name] fitted with n_threads."""
+def fingerprint(name, n_threads, X, y, **params):
+    """(weights sha256, probabilities sha256) of CONFIGS[name] (updated with params) fitted
+    with n_threads."""
     Xt, yt = (X, y) if name == "sgd_reference" else (X[:12000], y[:12000])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 2 epochs do not converge
-        model = MLPImageClassifier(n_threads=n_threads, **CONFIGS[name]).fit(Xt, yt)
+        model = MLPImageClassifier(n_threads=n_threads, **{**CONFIGS[name], **params})
+        model.fit(Xt, yt)
     weights = hashlib.sha256()
     for a in (*model.coefs_, *model.intercepts_):
         weights.update(np.ascontiguousarray(a, np.float32).tobytes())
@@ -116,6 +143,25 @@ def test_float32_results_are_frozen(fashion_mnist, isa, name, n_threads):
             pytest.skip(f"no frozen hashes for {isa} yet: record them with the v1 build "
                         f"(python tests/test_bitwise_golden.py {isa})")
         assert fingerprint(name, n_threads, *fashion_mnist) == GOLDEN[isa][name]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("name", BF16_CONFIGS)
+@pytest.mark.parametrize("kernel", ["amx", "avx512bf16"])
+def test_bfloat16_results_are_frozen(fashion_mnist, kernel, name, n_threads):
+    from fastmlp import _core
+
+    rank = {"reference": 0, "avx512bf16": 1, "amx": 2}
+    if rank[_core.detected_bf16_kernel()] < rank[kernel]:
+        pytest.skip(f"this CPU lacks the {kernel} kernel (best: {_core.detected_bf16_kernel()})")
+    before = _core.active_bf16_kernel()
+    _core.set_bf16_kernel(kernel)
+    try:
+        got = fingerprint(name, n_threads, *fashion_mnist, precision="bfloat16")
+    finally:
+        _core.set_bf16_kernel(before)
+    assert got == BF16_GOLDEN[kernel][name]
 
 
 if __name__ == "__main__":
