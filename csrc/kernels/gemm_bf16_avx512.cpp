@@ -29,13 +29,18 @@ void tile(index_t np, const bf16_t* a, index_t lda, const bf16_t* b, index_t ldb
           index_t ldt) {
   __m512 c0[M], c1[M];
   for (int r = 0; r < M; ++r) c0[r] = _mm512_setzero_ps(), c1[r] = _mm512_setzero_ps();
+  // Rows from a base every third row plus 0-2 row strides (x86 scaled-index addressing),
+  // as in the float32 kernel: a pointer per row spilled to the stack.
+  constexpr int kBases = (M + 2) / 3;
+  const bf16_t* base[kBases];
+  for (int g = 0; g < kBases; ++g) base[g] = a + 3 * g * lda;
   for (index_t q = 0; q < np; ++q) {
     const bf16_t* bq = b + q * 2 * ldb;
     const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bq);
     const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bq + 32);
     for (int r = 0; r < M; ++r) {
       std::int32_t pair;
-      std::memcpy(&pair, a + r * lda + 2 * q, sizeof pair);
+      std::memcpy(&pair, base[r / 3] + (r % 3) * lda + 2 * q, sizeof pair);
       const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
       c0[r] = _mm512_dpbf16_ps(c0[r], av, b0);
       c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
