@@ -571,7 +571,7 @@ def test_verbose_prints_epochs_and_a_progress_bar_on_terminals(capsys, monkeypat
     out, err = capsys.readouterr()
     assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
     assert err == ""  # not a terminal: no bar
-    monkeypatch.setattr(est, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(est._progress, "stderr_is_terminal", lambda: True)
     MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, verbose=True).fit(X, y)
     out, err = capsys.readouterr()
     assert "Epoch 1/2 [" in err and "Epoch 2/2 [" in err and "300/300" in err

@@ -4,6 +4,7 @@ version and license metadata, and the atomic file writer."""
 import importlib.metadata
 import os
 import re
+import sys
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_estimator_verbose_redraws_fit_a_60_column_terminal(bar, monkeypatch, rn
     import fastmlp.estimator as est
 
     monkeypatch.setenv("COLUMNS", "60")
-    monkeypatch.setattr(est, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(_progress, "stderr_is_terminal", lambda: True)
     X, y = rng.normal(size=(3000, 20)), rng.integers(0, 3, size=3000)
     est.MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=32,
                            verbose=True).fit(X, y)
@@ -121,6 +122,49 @@ def test_estimator_verbose_redraws_fit_a_60_column_terminal(bar, monkeypatch, rn
     drawn = [line.replace("\033[K", "") for line in lines if line.startswith("Epoch")]
     assert len(drawn) >= 3 and max(map(len, drawn)) <= 59
     assert "[" in drawn[-1] and "3000/3000" in drawn[-1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_verbose_in_a_notebook_shows_tqdm(monkeypatch, rng):
+    """In a Jupyter kernel (stderr no terminal) each epoch gets a tqdm.auto bar that counts
+    every sample and is closed at the epoch's end; without tqdm there is none, and fit
+    works as before."""
+    import types
+
+    import fastmlp.estimator as est
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total, desc, unit, leave):
+            self.total, self.desc, self.n, self.closed, self.postfix = total, desc, 0, False, ""
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text, refresh):
+            self.postfix = text
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(_progress, "stderr_is_terminal", lambda: False)
+    monkeypatch.setattr(_progress, "in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=Recorder))
+    X, y = rng.normal(size=(600, 10)), rng.integers(0, 3, size=600)
+    est.MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, batch_size=32,
+                           verbose=True).fit(X, y)
+    assert [b.desc for b in bars] == ["Epoch 1/2", "Epoch 2/2"]
+    assert all(b.total == b.n == 600 and b.closed and "loss " in b.postfix for b in bars)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm not installed
+    assert _progress.epoch_progress(1, 2, 600) is None
+    est.MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=1, verbose=True).fit(X, y)
+    assert len(bars) == 2
+
+
+def test_in_notebook_is_false_outside_a_kernel():
+    assert _progress.in_notebook() is False
 
 
 def test_machine_info():

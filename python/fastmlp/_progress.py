@@ -11,6 +11,10 @@ one stale line per redraw. The bar shrinks first; on a terminal too narrow even 
 figures, the line is cut. fastmlp draws the bar itself rather than with tqdm: the same
 line discipline serves training, downloads and the command line's messages in between
 (see :func:`clear_line`), with no dependency.
+
+In a Jupyter notebook stderr is no terminal, and ``\r`` redraws pile up in the cell's
+output: there training shows ``tqdm.auto``'s widget instead, one per epoch, when tqdm is
+installed (the ``notebook`` extra), and nothing otherwise (:func:`epoch_progress`).
 """
 
 import os
@@ -28,6 +32,19 @@ def stderr_is_terminal():
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def in_notebook():
+    """Whether this runs in a Jupyter kernel (IPython's ZMQ shell), whose stderr is a cell's
+    output rather than a terminal."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None or "ipykernel" not in sys.modules:
+        return False
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython too old or too broken to ask: not a notebook
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def terminal_columns():
@@ -99,3 +116,48 @@ def draw_transfer(name, done, total):
         _show(_fit(f"{name}:", done, total, f"{done / 1e6:6.1f}/{total / 1e6:.1f} MB"))
     else:
         _show(f"{name}: {done / 1e6:6.1f} MB"[:max(0, terminal_columns() - 1)])
+
+
+class _TerminalEpoch:
+    """The training bar on a terminal: :func:`draw_bar`'s line, redrawn in place."""
+
+    def __init__(self, epoch, n_epochs, total):
+        self.epoch, self.n_epochs, self.total = epoch, n_epochs, total
+
+    def update(self, done, loss, accuracy, elapsed):
+        draw_bar(self.epoch, self.n_epochs, done, self.total, loss, accuracy, elapsed)
+
+    def close(self):
+        pass  # the epoch's line replaces the bar (clear_line)
+
+
+class _NotebookEpoch:
+    """The training bar in a notebook: a ``tqdm.auto`` widget for the epoch's samples."""
+
+    def __init__(self, tqdm, epoch, n_epochs, total):
+        self.bar = tqdm(total=total, desc=f"Epoch {epoch}/{n_epochs}", unit="img",
+                        leave=False)
+        self.done = 0
+
+    def update(self, done, loss, accuracy, elapsed):
+        self.bar.set_postfix_str(f"loss {loss:.4f}  acc {100 * accuracy:.2f}%", refresh=False)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self):
+        self.bar.close()
+
+
+def epoch_progress(epoch, n_epochs, total):
+    """What shows an epoch's progress: the line on a terminal, tqdm.auto's bar in a
+    notebook (when tqdm is installed), else None. Call ``update(done, loss, accuracy,
+    elapsed)`` after each chunk and ``close()`` at the end."""
+    if stderr_is_terminal():
+        return _TerminalEpoch(epoch, n_epochs, total)
+    if in_notebook():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return _NotebookEpoch(tqdm, epoch, n_epochs, total)
+    return None

@@ -26,12 +26,12 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _core
+from . import _core, _progress
 from ._callbacks import TRANSIENT_ATTRIBUTES, CallbackSupportMixin, FitTasks
 from ._input import fit_input_scaler, pixel_input
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
-from ._progress import clear_line, draw_bar, stderr_is_terminal
+from ._progress import clear_line
 from ._training import (
     BestWeights,
     ChunkSizer,
@@ -183,7 +183,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Improvement below which an epoch counts as not improving.
     verbose : bool, default=False
         Print one line per epoch to stdout, and on a terminal a progress bar over the
-        epoch's batches to stderr.
+        epoch's batches to stderr (in a Jupyter notebook, ``tqdm.auto``'s bar when tqdm
+        is installed).
     warm_start : bool, default=False
         Continue from the previous fit's weights and optimizer state (Adam's moments
         and the SGD velocity are kept).
@@ -907,7 +908,23 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if data.read_ahead is not None:
             data.read_ahead.new_epoch()
         totals = run.epoch_totals = EpochTotals()
-        progress_bar = bool(self.verbose) and stderr_is_terminal()
+        bar = _progress.epoch_progress(epoch, last_epoch, n) if self.verbose else None
+        try:
+            self._train_epoch_chunks(run, data, optimizer, options, sizer, tasks, order,
+                                     totals, bar, epoch, epoch_start)
+        finally:
+            if bar is not None:
+                bar.close()
+        if not run.finite():
+            self._diverged("the weights are no longer finite")
+        return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
+                "learning_rate": optimizer.current_rate(run.optimizer),
+                "time": time.perf_counter() - epoch_start}
+
+    def _train_epoch_chunks(self, run, data, optimizer, options, sizer, tasks, order, totals,
+                            bar, epoch, epoch_start):
+        """The chunks of one epoch's batches, each one call into the core."""
+        n = data.n
         done = 0
         while done < n:
             stop = min(n, done + sizer.samples)
@@ -920,16 +937,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                                f"epochs and {done + res.n_samples} samples")
             done = stop
             sizer.done(res.n_samples)
-            if progress_bar:
-                draw_bar(epoch, last_epoch, done, n, totals.loss, totals.accuracy,
-                         time.perf_counter() - epoch_start)
+            if bar is not None:
+                bar.update(done, totals.loss, totals.accuracy, time.perf_counter() - epoch_start)
             tasks.progress({"epoch": epoch, "samples_done": done, "n_samples": n,
                             "loss": totals.loss, "accuracy": totals.accuracy})
-        if not run.finite():
-            self._diverged("the weights are no longer finite")
-        return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
-                "learning_rate": optimizer.current_rate(run.optimizer),
-                "time": time.perf_counter() - epoch_start}
 
     def _diverged(self, what):
         raise TrainingDivergedError(
