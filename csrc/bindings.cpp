@@ -281,7 +281,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_bf16_kernel", [](const std::string& s) {
     Bf16Kernel k;
     if (!parse_bf16_kernel(s.c_str(), &k))
-      throw std::invalid_argument("kernel must be 'amx', 'avx512bf16' or 'reference', got '" + s + "'");
+      throw std::invalid_argument(std::string("kernel must be ") + bf16_kernel_names() +
+                                  ", got '" + s + "'");
     set_bf16_kernel(k);
   }, py::arg("kernel"));
   m.def("max_threads", &default_num_threads);

@@ -120,8 +120,8 @@ py::array_t<float> matmul(py::handle a, py::handle b, bool trans_a, bool trans_b
 Bf16Kernel bf16_kernel_from(const std::string& name) {
   Bf16Kernel k;
   if (!parse_bf16_kernel(name.c_str(), &k))
-    throw std::invalid_argument("kernel must be 'amx', 'avx512bf16' or 'reference', got '" +
-                                name + "'");
+    throw std::invalid_argument(std::string("kernel must be ") + bf16_kernel_names() +
+                                ", got '" + name + "'");
   if (static_cast<int>(k) > static_cast<int>(detected_bf16_kernel()))
     throw std::invalid_argument("this CPU lacks the " + name + " kernel (best: " +
                                 bf16_kernel_name(detected_bf16_kernel()) + ")");
@@ -156,7 +156,7 @@ py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool tr
     bf16_pack_pairs_transposed(g.b, g.ldb, 0, N, K, Kp, B.data(), Np);
   } else {
     bf16_pack_pairs(g.b, g.ldb, 0, K, N, B.data(), Np);
-    bf16_zero_pairs(K, Kp, B.data(), Np);
+    bf16_zero_pairs(K, Kp, Np, B.data(), Np);
   }
   Bf16GemmArgs p;
   p.m = M, p.n = N, p.k = Kp, p.a = A.data(), p.lda = Kp, p.b = B.data(), p.ldb = Np, p.epi = g;

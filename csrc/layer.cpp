@@ -121,11 +121,9 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
 // j0.. (even: blocks start on whole tiles) are pair rows j0.. of Wtp.
 void pack_transposed_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1,
                           index_t j0, index_t j1) {
-  bf16_pack_pairs_transposed(L.W + j0, L.fan_out, i0, i1, j1 - j0, j1 - j0, P.Wtp + j0 * P.nin,
+  const index_t kp = j1 == L.fan_out ? P.kout - j0 : j1 - j0;  // + the zero rows past fan_out
+  bf16_pack_pairs_transposed(L.W + j0, L.fan_out, i0, i1, j1 - j0, kp, P.Wtp + j0 * P.nin,
                              P.nin);
-  if (j1 == L.fan_out)
-    for (index_t k = L.fan_out; k < P.kout; ++k)
-      for (index_t j = i0; j < i1; ++j) P.Wtp[(k / 2) * 2 * P.nin + 2 * j + (k & 1)] = 0;
 }
 
 // The bfloat16 update's epilogue: the step (as float32 training does it), then the new
@@ -214,13 +212,11 @@ LayerBf16 bf16_layout(const LayerView& L) {
   return p;
 }
 
-
 void pack_layer_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
                      index_t j1) {
   bf16_pack_pairs(L.W + j0, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
   if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
-    for (index_t k = L.fan_in; k < P.kin; ++k)
-      for (index_t j = j0; j < j1; ++j) P.Wp[(k / 2) * 2 * P.nout + 2 * j + (k & 1)] = 0;
+    bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.Wp + 2 * j0, P.nout);
   if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i0, i1, j0, j1);
 }
 

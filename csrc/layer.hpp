@@ -44,9 +44,9 @@ struct LayerBf16 {
 };
 
 // Rows [r0, r1) of a layer's weights (and their optimizer state) as a layer of their own,
-// with the matching rows of its bfloat16 layout (r0 a multiple of kBf16MStep; the
-// padding rows past fan_in belong to the range that ends there): a weight update split
-// between threads by rows.
+// with the matching rows of its bfloat16 layout (r0 even: whole pair rows; the padding
+// rows past fan_in belong to the range that ends there): a weight update split between
+// threads by rows.
 LayerView layer_rows(const LayerView& layer, index_t r0, index_t r1);
 LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& layer, index_t r0, index_t r1);
 

@@ -174,9 +174,9 @@ struct Bf16Scratch {
     if (r1 == B) bf16_zero_cols(width, B, bf16_pad(B, kBf16KStep), t16, kb);
   }
   // Features [f0, f1) of all B rows of `in` (bfloat16 rows, stride ld) into the transpose
-  // t16: whole rows of t16 per thread. (Each thread transposing its own batch rows writes its half of every 128-byte
-  // row of t16, and the two cores' adjacent-line prefetchers then fight over them: X's
-  // transpose ran 3x slower.)
+  // t16: whole rows of t16 per thread. (Each thread transposing its own batch rows writes
+  // its half of every 128-byte row of t16, and the two cores' adjacent-line prefetchers
+  // then fight over them: X's transpose ran 3x slower.)
   void transpose_features(const bf16_t* in, index_t ld, index_t f0, index_t f1, index_t B,
                           bf16_t* t16) const {
     if (f1 <= f0) return;
@@ -187,7 +187,7 @@ struct Bf16Scratch {
   void pack_grad_pairs(index_t l, const float* grad, index_t width, index_t r0, index_t r1,
                        index_t B) {
     bf16_pack_pairs(grad, width, r0, r1, width, gp16[l].data(), P[l].nout);
-    if (r1 == B) bf16_zero_pairs(B, bf16_pad(B, kBf16KStep), gp16[l].data(), P[l].nout);
+    if (r1 == B) bf16_zero_pairs(B, bf16_pad(B, kBf16KStep), P[l].nout, gp16[l].data(), P[l].nout);
   }
 };
 

@@ -42,8 +42,6 @@ void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1
   }
 }
 
-// 8 x 8 blocks: 8 source rows are read together so each destination row is written in
-// runs of 8 elements instead of one element per cache line.
 void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                           bf16_t* dst, index_t ldd) {
 #if defined(FASTMLP_X86_64)
@@ -52,6 +50,8 @@ void bf16_pack_transposed(const float* src, index_t lds, index_t r0, index_t r1,
   bf16_pack_transposed_scalar(src, lds, r0, r1, cols, dst, ldd);
 }
 
+// 8 x 8 blocks: 8 source rows are read together so each destination row is written in
+// runs of 8 elements instead of one element per cache line.
 FASTMLP_SIMD_CLONES
 void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
                                  index_t cols, bf16_t* dst, index_t ldd) {
@@ -113,10 +113,10 @@ void bf16_transpose(const bf16_t* src, index_t lds, index_t rows, index_t c0, in
     for (index_t c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
-void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb) {
+void bf16_zero_pairs(index_t r0, index_t r1, index_t cols, bf16_t* dst, index_t ldb) {
   for (index_t r = r0; r < r1; ++r) {
     bf16_t* d = dst + (r / 2) * 2 * ldb + (r & 1);
-    for (index_t c = 0; c < ldb; ++c) d[2 * c] = 0;
+    for (index_t c = 0; c < cols; ++c) d[2 * c] = 0;
   }
 }
 

@@ -102,9 +102,9 @@ void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, inde
 void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                             bf16_t* dst, index_t ldb);
 
-// Zero rows [r0, r1) of a pair-layout B, and columns [c0, c1) of rows [0, rows) of a
-// rows-layout A: the K padding past a short batch's own rows.
-void bf16_zero_pairs(index_t r0, index_t r1, bf16_t* dst, index_t ldb);
+// Zero rows [r0, r1), columns [0, cols), of a pair-layout B, and columns [c0, c1) of rows
+// [0, rows) of a rows-layout A: the K padding past a matrix's (or a short batch's) rows.
+void bf16_zero_pairs(index_t r0, index_t r1, index_t cols, bf16_t* dst, index_t ldb);
 void bf16_zero_cols(index_t rows, index_t c0, index_t c1, bf16_t* dst, index_t ldd);
 
 }  // namespace fastmlp

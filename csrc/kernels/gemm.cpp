@@ -306,8 +306,7 @@ namespace {
 // c = s + bias, then max(c, 0) as activation_forward writes it (NaN stays NaN), in one
 // vectorized pass: the bfloat16 products deliver every block through here.
 FASTMLP_SIMD_CLONES
-void store_row(const float* FASTMLP_RESTRICT t, const float* bias, bool relu,
-               float* FASTMLP_RESTRICT c, index_t n) {
+void store_row(const float* t, const float* bias, bool relu, float* c, index_t n) {
   for (index_t s = 0; s < n; ++s) {
     const float v = bias != nullptr ? t[s] + bias[s] : t[s];
     c[s] = relu && v < 0.0f ? 0.0f : v;

@@ -149,6 +149,8 @@ const char* bf16_kernel_name(Bf16Kernel k) {
   }
 }
 
+const char* bf16_kernel_names() { return "'amx', 'avx512bf16' or 'reference'"; }
+
 bool parse_bf16_kernel(const char* name, Bf16Kernel* k) {
   for (Bf16Kernel candidate : kAll)
     if (std::strcmp(name, bf16_kernel_name(candidate)) == 0) {

@@ -54,6 +54,8 @@ Bf16Kernel active_bf16_kernel();    // detected, possibly lowered (environment, 
 void set_bf16_kernel(Bf16Kernel k);  // clamps to detected; for tests and benchmarks
 const char* bf16_kernel_name(Bf16Kernel k);
 bool parse_bf16_kernel(const char* name, Bf16Kernel* k);
+// The valid names, for error messages: "'amx', 'avx512bf16' or 'reference'".
+const char* bf16_kernel_names();
 // True when bfloat16 products run on hardware (not the scalar emulation): what training
 // and prediction in bfloat16 require.
 bool bf16_hardware();

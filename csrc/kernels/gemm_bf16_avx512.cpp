@@ -1,5 +1,6 @@
 // AVX512-BF16 kernel of the bfloat16 GEMM (gemm_bf16.hpp): vdpbf16ps on a 14 x 32 register
-// tile, and the hardware conversion the tests compare to_bf16 with. Compiled with
+// tile; the vector packers of bf16.hpp and the fused SGD step and repack, all with the
+// conversion instruction; and the hardware conversion the tests compare to_bf16 with. Compiled with
 // -mavx512bf16 (CMakeLists.txt), called only when the CPU has it (gemm_bf16.cpp).
 #include <immintrin.h>
 
@@ -23,7 +24,7 @@ constexpr int kMR = 14;  // 28 accumulators + 2 B vectors of the 32 zmm, as in f
 
 // t (M, 32) = A (M rows from a, stride lda) · B (the pair panel at b, 32 columns), over
 // np pairs. Each pair step loads the panel's two vectors once and broadcasts each row's
-// pair (one 32-bit word) into the instruction's memory operand.
+// pair (one 32-bit word, a broadcast load) to both.
 template <int M>
 void tile(index_t np, const bf16_t* a, index_t lda, const bf16_t* b, index_t ldb, float* t,
           index_t ldt) {
@@ -74,7 +75,6 @@ void bf16_block_avx512(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0
 }
 
 namespace {
-
 
 // 32 floats (a masked tail: n of them) as 32 bfloat16.
 inline __m512i cvt32(const float* p, int n = 32) {

@@ -56,6 +56,7 @@ from ._atomic import atomic_file, check_target
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
+from ._training import core_precision
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
@@ -808,12 +809,9 @@ def _precision_label(precision):
     """", bfloat16 (amx kernel)" for a bfloat16 run; "" in float32."""
     if precision != "bfloat16":
         return ""
-    from . import _core
-
-    kernel = _core.active_bf16_kernel()
-    if not _core.bf16_hardware():
+    if core_precision(precision, warn=False) != "bfloat16":
         return ", bfloat16 asked for but no bfloat16 kernel here: float32"
-    return f", bfloat16 ({kernel} kernel)"
+    return f", bfloat16 ({_core.active_bf16_kernel()} kernel)"
 
 
 def _regularization_label(args):

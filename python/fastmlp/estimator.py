@@ -909,9 +909,26 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             data.read_ahead.new_epoch()
         totals = run.epoch_totals = EpochTotals()
         bar = _progress.epoch_progress(epoch, last_epoch, n) if self.verbose else None
+        done = 0
         try:
-            self._train_epoch_chunks(run, data, optimizer, options, sizer, tasks, order,
-                                     totals, bar, epoch, epoch_start)
+            while done < n:
+                stop = min(n, done + sizer.samples)
+                if data.read_ahead is not None:  # this chunk's blocks, and the next one's
+                    data.read_ahead.advise(data.x_rows(order[done:stop + sizer.samples]))
+                sizer.start()
+                res = self._train_chunk(run, data, order[done:stop], optimizer, options,
+                                        totals)
+                if not res.finite:
+                    self._diverged(f"the loss became infinite or NaN after "
+                                   f"{run.record.n_iter} epochs and {done + res.n_samples} "
+                                   f"samples")
+                done = stop
+                sizer.done(res.n_samples)
+                if bar is not None:
+                    bar.update(done, totals.loss, totals.accuracy,
+                               time.perf_counter() - epoch_start)
+                tasks.progress({"epoch": epoch, "samples_done": done, "n_samples": n,
+                                "loss": totals.loss, "accuracy": totals.accuracy})
         finally:
             if bar is not None:
                 bar.close()
@@ -920,27 +937,6 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
                 "learning_rate": optimizer.current_rate(run.optimizer),
                 "time": time.perf_counter() - epoch_start}
-
-    def _train_epoch_chunks(self, run, data, optimizer, options, sizer, tasks, order, totals,
-                            bar, epoch, epoch_start):
-        """The chunks of one epoch's batches, each one call into the core."""
-        n = data.n
-        done = 0
-        while done < n:
-            stop = min(n, done + sizer.samples)
-            if data.read_ahead is not None:  # this chunk's blocks, and the next one's
-                data.read_ahead.advise(data.x_rows(order[done:stop + sizer.samples]))
-            sizer.start()
-            res = self._train_chunk(run, data, order[done:stop], optimizer, options, totals)
-            if not res.finite:
-                self._diverged(f"the loss became infinite or NaN after {run.record.n_iter} "
-                               f"epochs and {done + res.n_samples} samples")
-            done = stop
-            sizer.done(res.n_samples)
-            if bar is not None:
-                bar.update(done, totals.loss, totals.accuracy, time.perf_counter() - epoch_start)
-            tasks.progress({"epoch": epoch, "samples_done": done, "n_samples": n,
-                            "loss": totals.loss, "accuracy": totals.accuracy})
 
     def _diverged(self, what):
         raise TrainingDivergedError(
