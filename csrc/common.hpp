@@ -34,6 +34,16 @@ namespace fastmlp {
 
 using index_t = std::int64_t;
 
+// A hint to start reading n bytes from p into the caches, a 64-byte line at a time.
+inline void prefetch_bytes(const void* p, std::size_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  const char* c = static_cast<const char*>(p);
+  for (std::size_t o = 0; o < n; o += 64) __builtin_prefetch(c + o, 0, 3);
+#else
+  (void)p, (void)n;
+#endif
+}
+
 // Hidden-layer activations; their names are in kernels/activation.hpp.
 enum class Activation : int { Identity = 0, ReLU = 1, Logistic = 2, Tanh = 3 };
 
