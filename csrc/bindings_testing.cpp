@@ -192,23 +192,30 @@ py::array_t<std::uint16_t> bf16_pack(py::handle x_obj, const std::string& layout
                                      index_t r1, index_t ld, index_t size, bool scalar) {
   const View<float> x = checked<float>(x_obj, "x", 2, kContiguous);
   if (r0 < 0 || r1 < r0 || r1 > x.rows) throw std::invalid_argument("bad row range");
-  const index_t need = layout == "rows" ? x.rows * ld : layout == "transposed" ? x.cols * ld
-                                                                                 : (x.rows + 1) / 2 * 2 * ld;
-  if ((layout == "rows" && ld < bf16_pad(x.cols, kBf16KStep)) ||
-      (layout == "transposed" && ld < x.rows) || (layout == "pairs" && ld < x.cols) || size < need)
+  const index_t kp = bf16_pad(x.cols, kBf16KStep);
+  const index_t need = layout == "rows"               ? x.rows * ld
+                       : layout == "transposed"       ? x.cols * ld
+                       : layout == "pairs_transposed" ? kp * ld
+                                                      : (x.rows + 1) / 2 * 2 * ld;
+  if ((layout == "rows" && ld < kp) || (layout == "transposed" && ld < x.rows) ||
+      (layout == "pairs" && ld < x.cols) || (layout == "pairs_transposed" && ld < x.rows) ||
+      size < need)
     throw std::invalid_argument("ld or size too small for the layout");
   py::array_t<std::uint16_t> out(static_cast<py::ssize_t>(size));
   bf16_t* d = out.mutable_data();
   std::fill(d, d + size, bf16_t(0xFFFF));
-  const index_t kp = bf16_pad(x.cols, kBf16KStep);
   if (layout == "rows")
     (scalar ? bf16_pack_rows_scalar : bf16_pack_rows)(x.data, x.ld, r0, r1, x.cols, kp, d, ld);
   else if (layout == "transposed")
     (scalar ? bf16_pack_transposed_scalar : bf16_pack_transposed)(x.data, x.ld, r0, r1, x.cols, d, ld);
   else if (layout == "pairs")
     (scalar ? bf16_pack_pairs_scalar : bf16_pack_pairs)(x.data, x.ld, r0, r1, x.cols, d, ld);
+  else if (layout == "pairs_transposed")  // the K padding: zero pairs up to kp
+    (scalar ? bf16_pack_pairs_transposed_scalar
+            : bf16_pack_pairs_transposed)(x.data, x.ld, r0, r1, x.cols, kp, d, ld);
   else
-    throw std::invalid_argument("layout must be 'rows', 'transposed' or 'pairs'");
+    throw std::invalid_argument(
+        "layout must be 'rows', 'transposed', 'pairs' or 'pairs_transposed'");
   return out;
 }
 

@@ -117,6 +117,14 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
   return g;
 }
 
+// Wp's part of pack_layer_bf16.
+void pack_pairs_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
+                     index_t j1) {
+  bf16_pack_pairs(L.W + j0, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
+  if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
+    bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.Wp + 2 * j0, P.nout);
+}
+
 // Wtp's part of pack_layer_bf16: Wᵀ's pair rows are W's columns, so the block's columns
 // j0.. (even: blocks start on whole tiles) are pair rows j0.. of Wtp.
 void pack_transposed_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1,
@@ -137,7 +145,10 @@ struct RepackEpilogue {
                   index_t ldt) {
     const auto* e = static_cast<const RepackEpilogue*>(ctx);
     // Two rows at a time (one pair row of Wp): each is packed while still in L1, right
-    // after its step (a whole block's step, then its pack, read W from L2 twice).
+    // after its step (a whole block's step, then its pack, read W from L2 twice). Wᵀ's
+    // pairs once for the block (at most 64 x 128 floats, still in L2): the vector packer
+    // transposes 16 rows at a time (two at a time, a fifth of a 784-512-512-10 epoch went
+    // to its scalar edge loop).
     const GemmArgs& g = *e->step;
     const LayerView& L = *e->layer;
     const LayerBf16& P = *e->P;
@@ -147,12 +158,12 @@ struct RepackEpilogue {
       if (g.descent) {  // plain SGD: step and W's pairs in one pass
         bf16_sgd_step_pack(g.c + i * g.ldc + j0, g.ldc, tile + r * ldt, ldt, h, nr,
                            g.descent_lr, g.descent_wd, P.Wp + (i / 2) * 2 * P.nout + 2 * col);
-        if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i, i + h, col, col + nr);
         continue;
       }
       gemm_store_block(g, i, j0, h, nr, tile + r * ldt, ldt);
-      pack_layer_bf16(L, P, i, i + h, col, col + nr);
+      pack_pairs_bf16(L, P, i, i + h, col, col + nr);
     }
+    if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i0, i0 + mr, col, col + nr);
   }
 };
 
@@ -214,9 +225,7 @@ LayerBf16 bf16_layout(const LayerView& L) {
 
 void pack_layer_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
                      index_t j1) {
-  bf16_pack_pairs(L.W + j0, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
-  if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
-    bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.Wp + 2 * j0, P.nout);
+  pack_pairs_bf16(L, P, i0, i1, j0, j1);
   if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i0, i1, j0, j1);
 }
 

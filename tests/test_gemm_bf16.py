@@ -108,17 +108,20 @@ def test_dot_pair_emulation_matches_instruction(rng):
         assert same.all(), f"{(~same).sum()} of {n} steps differ"
 
 
-@pytest.mark.parametrize("layout", ["rows", "transposed", "pairs"])
+@pytest.mark.parametrize("layout", ["rows", "transposed", "pairs", "pairs_transposed"])
 @pytest.mark.parametrize("shape, r0, r1", [((1, 1), 0, 1), ((5, 3), 1, 4), ((64, 784), 0, 64),
                                            ((64, 784), 32, 64), ((37, 45), 3, 36),
-                                           ((33, 17), 0, 33), ((16, 16), 0, 16)])
+                                           ((33, 17), 0, 33), ((16, 16), 0, 16),
+                                           ((48, 96), 16, 48), ((50, 70), 2, 49),
+                                           ((512, 512), 128, 384)])
 def test_packers_match_the_scalar_loops(rng, layout, shape, r0, r1):
     """The core's packers (the vector ones where the CPU has AVX512-BF16) write exactly
     the bfloat16 the scalar loops write, and nothing outside rows [r0, r1)."""
     x = rng.choice(_special_floats(rng, shape[0] * shape[1]), shape)  # NaN, inf, denormals
     ld = {"rows": -(-shape[1] // 32) * 32 + 3, "transposed": shape[0] + 5,
-          "pairs": shape[1] + 7}[layout]
-    size = (shape[1] if layout == "transposed" else shape[0] + 1) * ld * 2 + 64
+          "pairs": shape[1] + 7, "pairs_transposed": shape[0] + 9}[layout]
+    size = {"transposed": shape[1] * ld, "pairs_transposed": (-(-shape[1] // 32) * 32) * ld
+            }.get(layout, (shape[0] + 1) * ld * 2) + 64
     kw = dict(r0=r0, r1=r1, ld=ld, size=size)
     got = T.bf16_pack(x, layout, **kw)
     want = T.bf16_pack(x, layout, scalar=True, **kw)

@@ -94,9 +94,18 @@ void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r
   }
 }
 
-FASTMLP_SIMD_CLONES
 void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
                                 index_t cols, index_t kp, bf16_t* dst, index_t ldb) {
+#if defined(FASTMLP_X86_64)
+  if (vector_packers())
+    return bf16_pack_pairs_transposed_avx512(src, lds, r0, r1, cols, kp, dst, ldb);
+#endif
+  bf16_pack_pairs_transposed_scalar(src, lds, r0, r1, cols, kp, dst, ldb);
+}
+
+FASTMLP_SIMD_CLONES
+void bf16_pack_pairs_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
+                                       index_t cols, index_t kp, bf16_t* dst, index_t ldb) {
   for (index_t j = r0; j < r1; ++j) {
     const float* s = src + j * lds;
     for (index_t k = 0; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = to_bf16(s[k]);

@@ -94,13 +94,15 @@ void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index
 void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
                         index_t n, float lr, float l2, bf16_t* wp);
 
-// The portable loops behind the three packers above (the tests' oracle for the vector ones).
+// The portable loops behind the four packers above (the tests' oracle for the vector ones).
 void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                            index_t kp, bf16_t* dst, index_t ldd);
 void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
                                  index_t cols, bf16_t* dst, index_t ldd);
 void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                             bf16_t* dst, index_t ldb);
+void bf16_pack_pairs_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
+                                       index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 
 // Zero rows [r0, r1), columns [0, cols), of a pair-layout B, and columns [c0, c1) of rows
 // [0, rows) of a rows-layout A: the K padding past a matrix's (or a short batch's) rows.

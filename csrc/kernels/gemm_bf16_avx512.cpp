@@ -172,6 +172,36 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
     for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c] = to_bf16(src[r * lds + c]);
 }
 
+// Wᵀ's pair layout is a transpose of 32-bit words: the pair (k, k+1) of source row j
+// is word (k/2, j) of dst. So 16 rows x 32 columns at a time: each row converted to 16
+// words, the 16 x 16 words transposed (transpose16 moves 32-bit lanes, whatever they
+// hold), each word row stored as 64 contiguous bytes. The edges (rows past a multiple of
+// 16, columns past a multiple of 32, the zero pairs up to kp) as the scalar loop writes them.
+void bf16_pack_pairs_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
+                                       index_t cols, index_t kp, bf16_t* dst, index_t ldb) {
+  const index_t full = cols / 32 * 32;
+  index_t j = r0;
+  for (; j + 16 <= r1; j += 16) {
+    for (index_t k = 0; k < full; k += 32) {
+      __m512 blk[16];
+      for (int q = 0; q < 16; ++q) blk[q] = _mm512_castsi512_ps(cvt32(src + (j + q) * lds + k));
+      transpose16(blk);
+      for (int w = 0; w < 16; ++w)
+        _mm512_storeu_si512(dst + (k / 2 + w) * 2 * ldb + 2 * j, _mm512_castps_si512(blk[w]));
+    }
+    for (index_t q = j; q < j + 16; ++q) {
+      const float* s = src + q * lds;
+      for (index_t k = full; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * q + (k & 1)] = to_bf16(s[k]);
+      for (index_t k = cols; k < kp; ++k) dst[(k / 2) * 2 * ldb + 2 * q + (k & 1)] = 0;
+    }
+  }
+  for (; j < r1; ++j) {
+    const float* s = src + j * lds;
+    for (index_t k = 0; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = to_bf16(s[k]);
+    for (index_t k = cols; k < kp; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = 0;
+  }
+}
+
 // 16 x 16 blocks through float32 and back: exact for every value to_bf16 makes (no
 // signaling NaN, no denormal), and the float transpose is already here.
 void bf16_transpose_avx512(const bf16_t* src, index_t lds, index_t rows, index_t c0,

@@ -31,6 +31,8 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
                             bf16_t* dst, index_t ldb);
 void bf16_pack_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
                                  index_t cols, bf16_t* dst, index_t ldd);
+void bf16_pack_pairs_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
+                                       index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 
 void bf16_transpose_avx512(const bf16_t* src, index_t lds, index_t rows, index_t c0,
                            index_t c1, bf16_t* dst, index_t ldd);
