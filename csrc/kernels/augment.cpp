@@ -32,6 +32,10 @@ void augment_image(const float* src, float* dst, const ImageGeometry& g, const A
       for (index_t c = 0; c < C; ++c)
         for (index_t x = 0; x < W; ++x)
           dst[(c * H + y) * W + x] = src[(c * H + sy) * W + src_x(x)];
+    } else if (C == 1) {  // grayscale: a float a pixel, without a copy call for each
+      const float* row = src + sy * W;
+      float* out = dst + y * W;
+      for (index_t x = 0; x < W; ++x) out[x] = row[src_x(x)];
     } else {
       for (index_t x = 0; x < W; ++x) {
         const float* p = src + (sy * W + src_x(x)) * C;
