@@ -8,7 +8,10 @@ from fastmlp import MLPImageClassifier, PixelScaler
 # Fitting with integer weights is not fitting on repeated samples for mini-batch training
 # (other batches, other step counts), and even full-batch gradient descent in float32 agrees
 # with repetition to ~3e-7, above this check's rtol of 1e-7. tests/test_sample_weight.py
-# shows the equivalence to float32 precision in full-batch training instead.
+# shows the equivalence to float32 precision in full-batch training instead. scikit-learn
+# itself runs this check on MLPClassifier only with solver="lbfgs" (float64, full batch;
+# PER_ESTIMATOR_CHECK_PARAMS in sklearn/utils/_test_common/instance_generator.py), a solver
+# fastmlp leaves out.
 EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data":
         "float32 mini-batch training; equivalence shown to 1e-5 in test_sample_weight.py",
