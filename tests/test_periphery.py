@@ -188,6 +188,9 @@ def test_cpuinfo_fields_and_features(tmp_path, monkeypatch):
     assert _machine.cpu_model() == "Test CPU @ 3.0GHz"
     assert _machine.cpu_features() == ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile",
                                        "amx_bf16"]
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 26\nmodel\t\t: 2\n"
+                       "model name\t: AMD EPYC\n")
+    assert _machine.cpu_model() == "AMD EPYC (family 26, model 2)"
     monkeypatch.setattr(_machine, "_CPUINFO", str(tmp_path / "missing"))
     assert _machine.cpu_features() == [] and _machine.cpu_model()
 

@@ -37,8 +37,14 @@ def _cpuinfo_field(name):
 
 
 def cpu_model():
-    """The CPU's model name, e.g. ``"Intel(R) Xeon(R) ..."``."""
-    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    """The CPU's model name, e.g. ``"Intel(R) Xeon(R) ..."``, with its CPUID family and
+    model where /proc/cpuinfo gives them: a virtual machine may name only the brand
+    ("AMD EPYC"), and the family tells the generations apart (AMD: 25 Zen 3/4, 26 Zen 5)."""
+    name = _cpuinfo_field("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo_field("cpu family"), _cpuinfo_field("model")
+    if family and model:
+        name += f" (family {family}, model {model})"
+    return name
 
 
 def n_cores():
