@@ -147,8 +147,8 @@ struct RepackEpilogue {
     // Two rows at a time (one pair row of Wp): each is packed while still in L1, right
     // after its step (a whole block's step, then its pack, read W from L2 twice). Wᵀ's
     // pairs once for the block (at most 64 x 128 floats, still in L2): the vector packer
-    // transposes 16 rows at a time (two at a time, a fifth of a 784-512-512-10 epoch went
-    // to its scalar edge loop).
+    // transposes 16 rows at a time (given two, it fell to its scalar edge loop: 15% of a
+    // 784-512-512-10 bfloat16 profile).
     const GemmArgs& g = *e->step;
     const LayerView& L = *e->layer;
     const LayerBf16& P = *e->P;

@@ -179,6 +179,11 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
 // 16, columns past a multiple of 32, the zero pairs up to kp) as the scalar loop writes them.
 void bf16_pack_pairs_transposed_avx512(const float* src, index_t lds, index_t r0, index_t r1,
                                        index_t cols, index_t kp, bf16_t* dst, index_t ldb) {
+  const auto edge = [&](index_t j, index_t k0) {  // row j from column k0, as the scalar loop
+    const float* s = src + j * lds;
+    for (index_t k = k0; k < kp; ++k)
+      dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = k < cols ? to_bf16(s[k]) : bf16_t(0);
+  };
   const index_t full = cols / 32 * 32;
   index_t j = r0;
   for (; j + 16 <= r1; j += 16) {
@@ -189,17 +194,9 @@ void bf16_pack_pairs_transposed_avx512(const float* src, index_t lds, index_t r0
       for (int w = 0; w < 16; ++w)
         _mm512_storeu_si512(dst + (k / 2 + w) * 2 * ldb + 2 * j, _mm512_castps_si512(blk[w]));
     }
-    for (index_t q = j; q < j + 16; ++q) {
-      const float* s = src + q * lds;
-      for (index_t k = full; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * q + (k & 1)] = to_bf16(s[k]);
-      for (index_t k = cols; k < kp; ++k) dst[(k / 2) * 2 * ldb + 2 * q + (k & 1)] = 0;
-    }
+    for (index_t q = j; q < j + 16; ++q) edge(q, full);
   }
-  for (; j < r1; ++j) {
-    const float* s = src + j * lds;
-    for (index_t k = 0; k < cols; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = to_bf16(s[k]);
-    for (index_t k = cols; k < kp; ++k) dst[(k / 2) * 2 * ldb + 2 * j + (k & 1)] = 0;
-  }
+  for (; j < r1; ++j) edge(j, 0);
 }
 
 // 16 x 16 blocks through float32 and back: exact for every value to_bf16 makes (no
