@@ -44,11 +44,11 @@ struct UpdateEpilogue {
     const auto* e = static_cast<const UpdateEpilogue*>(ctx);
     const LayerView& L = *e->layer;
     for (index_t r = 0; r < mr; ++r) {
-      const index_t off = (i0 + r) * L.fan_out + e->col0 + j0;
+      const index_t row = (i0 + r) * L.w_ld(), col = e->col0 + j0;
       ParamState s;
       for (int k = 0; k < kSlotCount; ++k)
-        s.slot[k] = L.W_state.slot[k] ? L.W_state.slot[k] + off : nullptr;
-      e->rule->apply(L.W + off, tile + r * ldt, s, nr, /*is_weight=*/true);
+        s.slot[k] = L.W_state.slot[k] ? L.slot_col(k, col) + row : nullptr;
+      e->rule->apply(L.w_col(col) + row, tile + r * ldt, s, nr, /*is_weight=*/true);
     }
   }
 };
@@ -109,7 +109,7 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
   g.m = L.fan_in, g.n = j1 - j0, g.k = batch;
   *ue = UpdateEpilogue{&L, j0, &rule};
   if (rule.stateless) {  // plain SGD steps W while the gradient is in registers
-    g.c = L.W + j0, g.ldc = L.fan_out;
+    g.c = L.w_col(j0), g.ldc = L.w_ld();
     g.descent = true, g.descent_lr = rule.lr, g.descent_wd = rule.l2;
   } else {
     g.epilogue.fn = &UpdateEpilogue::run, g.epilogue.ctx = ue;
@@ -120,7 +120,7 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
 // Wp's part of pack_layer_bf16.
 void pack_pairs_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
                      index_t j1) {
-  bf16_pack_pairs(L.W + j0, L.fan_out, i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
+  bf16_pack_pairs(L.w_col(j0), L.w_ld(), i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
   if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
     bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.Wp + 2 * j0, P.nout);
 }
@@ -130,7 +130,7 @@ void pack_pairs_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t
 void pack_transposed_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1,
                           index_t j0, index_t j1) {
   const index_t kp = j1 == L.fan_out ? P.kout - j0 : j1 - j0;  // + the zero rows past fan_out
-  bf16_pack_pairs_transposed(L.W + j0, L.fan_out, i0, i1, j1 - j0, kp, P.Wtp + j0 * P.nin,
+  bf16_pack_pairs_transposed(L.w_col(j0), L.w_ld(), i0, i1, j1 - j0, kp, P.Wtp + j0 * P.nin,
                              P.nin);
 }
 
@@ -174,7 +174,7 @@ void linear_forward(const LayerView& L, const float* in, index_t rows, index_t j
   if (j1 <= j0 || rows <= 0) return;
   GemmArgs g = forward_epilogue(L, rows, j0, j1, act, out);
   g.a = in, g.lda = L.fan_in;
-  g.b = L.W + j0, g.ldb = L.fan_out;
+  g.b = L.w_col(j0), g.ldb = L.w_ld();
   sgemm(g, 0, 1);
 }
 
@@ -184,7 +184,7 @@ void linear_input_grad(const LayerView& L, const float* grad_out, const float* a
   DeltaEpilogue de;
   GemmArgs g = input_grad_epilogue(L, act_in, rows, f, delta, &de);
   g.a = grad_out, g.lda = L.fan_out;
-  g.b = L.W, g.ldb = L.fan_out, g.trans_b = true;
+  g.b = L.w_col(0), g.ldb = L.w_ld(), g.trans_b = true;  // a whole layer
   sgemm(g, 0, 1);
 }
 
@@ -202,10 +202,42 @@ void linear_update_weights(const LayerView& L, const float* in, const float* gra
 LayerView layer_rows(const LayerView& L, index_t r0, index_t r1) {
   LayerView v = L;
   v.fan_in = r1 - r0;
-  v.W = L.W + r0 * L.fan_out;
+  v.W = L.W + r0 * L.w_ld();
   for (int k = 0; k < kSlotCount; ++k)
-    if (L.W_state.slot[k] != nullptr) v.W_state.slot[k] = L.W_state.slot[k] + r0 * L.fan_out;
+    if (L.W_state.slot[k] != nullptr) v.W_state.slot[k] = L.W_state.slot[k] + r0 * L.w_ld();
   return v;
+}
+
+namespace {
+
+// dst[i*ldd + j] = src[i*lds + j] for i < rows, j < cols.
+void copy_block(const float* src, index_t lds, index_t rows, index_t cols, float* dst,
+                index_t ldd) {
+  for (index_t i = 0; i < rows; ++i) std::copy(src + i * lds, src + i * lds + cols, dst + i * ldd);
+}
+
+}  // namespace
+
+LayerView layer_columns(const LayerView& L, index_t j0, index_t j1, float* W_own,
+                        const ParamState& state_own) {
+  LayerView v = L;
+  v.ldw = j1 - j0, v.col0 = j0;
+  v.W = W_own;
+  copy_block(L.w_col(j0), L.w_ld(), L.fan_in, j1 - j0, v.W, v.ldw);
+  for (int k = 0; k < kSlotCount; ++k) {
+    v.W_state.slot[k] = L.W_state.slot[k] != nullptr ? state_own.slot[k] : nullptr;
+    if (v.W_state.slot[k] != nullptr)
+      copy_block(L.slot_col(k, j0), L.w_ld(), L.fan_in, j1 - j0, v.W_state.slot[k], v.ldw);
+  }
+  return v;
+}
+
+void copy_columns_back(const LayerView& own, const LayerView& L) {
+  const index_t j0 = own.col0, cols = own.w_ld();
+  copy_block(own.W, cols, L.fan_in, cols, L.w_col(j0), L.w_ld());
+  for (int k = 0; k < kSlotCount; ++k)
+    if (own.W_state.slot[k] != nullptr)
+      copy_block(own.W_state.slot[k], cols, L.fan_in, cols, L.slot_col(k, j0), L.w_ld());
 }
 
 LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& L, index_t r0, index_t r1) {

@@ -191,15 +191,35 @@ struct Bf16Scratch {
   }
 };
 
-// One thread's own scratch: the batch's labels and weights, the bias gradient, and a
-// scaled row of X on its way to augmentation.
+// The columns [c0, c1) of W0 that thread ith of nth owns: whole panels, so no register
+// tile is split.
+void own_columns0(const Network& net, int ith, int nth, index_t* c0, index_t* c1) {
+  const index_t H0 = net.layers[0].fan_out;
+  split_range((H0 + kGemmPanel - 1) / kGemmPanel, ith, nth, c0, c1);
+  *c0 = std::min(H0, *c0 * kGemmPanel), *c1 = std::min(H0, *c1 * kGemmPanel);
+}
+
+// One thread's own scratch: the batch's labels and weights, the bias gradient, a scaled
+// row of X on its way to augmentation, and, when float32 training splits W0 by columns
+// between threads, this thread's columns of W0 and of its optimizer state
+// (layer_columns).
 struct ThreadScratch {
   aligned_vector<std::int32_t> yb;
   aligned_vector<float> wb, bias_grad, pixels;
   aligned_vector<double> bias_acc;
-  ThreadScratch(const Network& net, index_t Bmax, bool weighted, bool scaled_augmented)
+  aligned_vector<float> w0, w0_state[kSlotCount];
+  ThreadScratch(const Network& net, index_t Bmax, bool weighted, bool scaled_augmented,
+                index_t own_w0)
       : yb(Bmax), wb(weighted ? Bmax : 0), bias_grad(net.widest()),
-        pixels(scaled_augmented ? net.n_inputs() : 0), bias_acc(net.widest()) {}
+        pixels(scaled_augmented ? net.n_inputs() : 0), bias_acc(net.widest()), w0(own_w0) {
+    for (int k = 0; k < kSlotCount; ++k)
+      if (own_w0 > 0 && net.layers[0].W_state.slot[k] != nullptr) w0_state[k].resize(own_w0);
+  }
+  ParamState w0_slots() {
+    ParamState s;
+    for (int k = 0; k < kSlotCount; ++k) s.slot[k] = w0_state[k].empty() ? nullptr : w0_state[k].data();
+    return s;
+  }
 };
 
 // What one batch is, as every thread sees it.
@@ -218,10 +238,17 @@ class BatchWorker {
               long long t0, SharedScratch& s, Bf16Scratch* bf, ThreadScratch& own, int ith,
               int nth)
       : net_(net), plan_(plan), opt_(options), t0_(t0), s_(s), bf_(bf), own_(own), ith_(ith),
-        nth_(nth) {
-    const index_t H0 = net.layers[0].fan_out;
-    split_range(n_panels0(), ith, nth, &c0_, &c1_);  // whole panels: no tile is split
-    c0_ = std::min(H0, c0_ * kGemmPanel), c1_ = std::min(H0, c1_ * kGemmPanel);
+        nth_(nth), w0_(net.layers[0]) {
+    own_columns0(net, ith, nth, &c0_, &c1_);
+    // (A team smaller than asked for gives larger shares than own.w0 was sized for: they
+    // are trained in place.)
+    own_w0_ = !own.w0.empty() &&
+              static_cast<index_t>(own.w0.size()) == net.layers[0].fan_in * (c1_ - c0_);
+    if (own_w0_) w0_ = layer_columns(net.layers[0], c0_, c1_, own.w0.data(), own.w0_slots());
+  }
+  // Writes this thread's columns of W0 home, at the end of the chunk.
+  void finish() {
+    if (own_w0_) copy_columns_back(w0_, net_.layers[0]);
   }
 
   index_t n_panels0() const { return (net_.layers[0].fan_out + kGemmPanel - 1) / kGemmPanel; }
@@ -278,6 +305,8 @@ class BatchWorker {
   ThreadScratch& own_;
   const int ith_, nth_;
   index_t c0_ = 0, c1_ = 0;  // this thread's columns of W0
+  LayerView w0_;             // layer 0 as this thread trains it: its own columns, or whole
+  bool own_w0_ = false;      // w0_ holds this thread's columns in own_.w0
 };
 
 // This thread's share of batch bi's rows of X, scaled and augmented into xs[bi & 1].
@@ -348,7 +377,7 @@ void BatchWorker::forward_own_columns(const Batch& b) {
     linear_forward_bf16(net_.layers[0], bf_->P[0], bf_->x16[b.index & 1].data(), bf_->P[0].kin,
                         b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
   else
-    linear_forward(net_.layers[0], b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
+    linear_forward(w0_, b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
   drop_rows(b, 0, 0, b.B, c0_, c1_);
 }
 
@@ -384,11 +413,10 @@ void BatchWorker::own_rows_through_network(const Batch& b) {
 // count: W0 panel by panel, each by the thread that owns it (and has it in cache); the
 // deeper layers, which every thread has just read, by thread 0.
 void BatchWorker::weight_squares() {
-  const LayerView& L0 = net_.layers[0];
-  const index_t H0 = L0.fan_out;
+  const index_t H0 = w0_.fan_out;
   for (index_t c = c0_; c < c1_; c += kGemmPanel)
     s_.wsq[c / kGemmPanel * kPad] =
-        sum_squares(L0.W + c, L0.fan_in, std::min(kGemmPanel, H0 - c), H0);
+        sum_squares(w0_.w_col(c), w0_.fan_in, std::min(kGemmPanel, H0 - c), w0_.w_ld());
   if (ith_ != 0) return;
   double deep = 0;
   for (index_t l = 1; l < net_.n_layers(); ++l) {
@@ -493,7 +521,7 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
                                  bf_->xt16[b.index & 1].data() + r0 * bf_->kb, bf_->kb,
                                  bf_->gp16[0].data(), kb, 0, L0.fan_out, rule, 0, 1);
   } else {
-    linear_update_weights(L0, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
+    linear_update_weights(w0_, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
   }
   linear_update_bias(L0, grad(b, 0), b.B, c0_, c1_, rule, acc, g);
 }
@@ -577,9 +605,15 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   SharedScratch shared(net, options, Bmax, n_panels0, opt.alpha > 0);
   std::unique_ptr<Bf16Scratch> bf16;
   if (options.precision == Precision::BFloat16) bf16 = std::make_unique<Bf16Scratch>(net, Bmax);
-  std::vector<ThreadScratch> own(
-      nt, ThreadScratch(net, Bmax, plan.sample_weight != nullptr,
-                        !plan.X->plain() && options.augment.active()));
+  std::vector<ThreadScratch> own;
+  own.reserve(nt);
+  for (int i = 0; i < nt; ++i) {
+    index_t c0 = 0, c1 = 0;  // float32 with several threads: W0 split by columns
+    if (nt > 1 && !bf16) own_columns0(net, i, nt, &c0, &c1);
+    own.emplace_back(net, Bmax, plan.sample_weight != nullptr,
+                     !plan.X->plain() && options.augment.active(),
+                     net.layers[0].fan_in * (c1 - c0));
+  }
   bool stop = false;  // written by thread 0 only
 
   FASTMLP_PARALLEL(nt)
@@ -613,6 +647,7 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       ++t;
     }
     if (thread_index() == 0) res.t = t;
+    w.finish();
   }
   res.finite = !stop;
   return res;
