@@ -304,20 +304,6 @@ void bind_testing(py::module_& core) {
         py::arg("activation") = Activation::Identity, py::arg("tile_epilogue") = false,
         py::arg("exact_threads") = false, py::arg("descent") = py::none(),
         py::arg("relu_gate") = py::none());
-  // The AVX-512 kernels' broadcast style: "folded", "registers" or "cpu" (the default).
-  t.def("set_avx512_broadcast", [](const std::string& style) {
-    const Avx512Broadcast b = style == "folded"      ? Avx512Broadcast::Folded
-                              : style == "registers" ? Avx512Broadcast::Registers
-                              : style == "cpu"       ? Avx512Broadcast::ByCpu
-                                                     : throw std::invalid_argument(
-                                                           "style must be 'folded', "
-                                                           "'registers' or 'cpu'");
-#if defined(FASTMLP_X86_64)
-    set_avx512_broadcast(b);
-#else
-    (void)b;
-#endif
-  }, py::arg("style"));
   t.def("bf16_matmul", &bf16_matmul, py::arg("a"), py::arg("b"), py::kw_only(),
         py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("kernel") = "reference",
         py::arg("n_threads") = 0, py::arg("out") = py::none(), py::arg("bias") = py::none(),

@@ -55,18 +55,11 @@ def isa(request):
         yield active
 
 
-@pytest.fixture(params=FMA_ISAS + ["avx512-folded", "avx512-registers"])
+@pytest.fixture(params=FMA_ISAS)
 def fma_isa(request):
-    """Each bitwise-exact path; "avx512" with the broadcast style this CPU gets, and both
-    styles (gemm_avx512.cpp) forced, whatever the vendor."""
-    isa, _, style = request.param.partition("-")
-    _skip_unless(isa)
-    _core.testing.set_avx512_broadcast(style or "cpu")
-    try:
-        with kernels._isa(isa) as active:
-            yield active
-    finally:
-        _core.testing.set_avx512_broadcast("cpu")
+    _skip_unless(request.param)
+    with kernels._isa(request.param) as active:
+        yield active
 
 
 def _operands(rng, m, k, n, trans_a, trans_b):

@@ -50,11 +50,6 @@ inline __attribute__((always_inline)) void v_prefetch(const float* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
 }
 
-// The broadcast stays a separate load here (the micro-kernel shares it between the
-// row's FMAs).
-constexpr bool kFmaBcastMem = false;
-inline vec v_fma_bcast(const float* p, vec b, vec c) { return v_fma(v_bcast(p), b, c); }
-
 #include "kernels/gemm_ukernel.inc"
 
 // Block sizes, AVX2 (two ymm FMAs per cycle).

@@ -59,11 +59,6 @@ inline vec v_gate(vec s, vec o) {
   return s;
 }
 
-// The broadcast stays a separate load here (the micro-kernel shares it between the
-// row's FMAs).
-constexpr bool kFmaBcastMem = false;
-inline vec v_fma_bcast(const float* p, vec b, vec c) { return v_fma(v_bcast(p), b, c); }
-
 #include "kernels/gemm_ukernel.inc"
 
 // Block sizes, portable. Tile 4 x 2 vectors (4 x 8 floats with 4-float vectors): 8

@@ -64,12 +64,7 @@ struct Rect {
 Rect gemm_partition(index_t M, index_t N, index_t MR, index_t NR, int ith, int nth);
 
 // Defined by gemm_avx512.cpp / gemm_avx2.cpp (x86-64 builds only) and gemm_generic.cpp.
-// The AVX-512 set broadcasts A either into the FMA's memory operand (Folded, Intel's
-// choice) or into a register (Registers, every other vendor's); set_avx512_broadcast
-// overrides that choice for tests (ByCpu restores it).
-enum class Avx512Broadcast : int { Folded = 0, Registers = 1, ByCpu = 2 };
 const GemmKernelSet& gemm_kernels_avx512();
-void set_avx512_broadcast(Avx512Broadcast b);
 const GemmKernelSet& gemm_kernels_avx2();
 const GemmKernelSet& gemm_kernels_generic();
 
