@@ -28,7 +28,6 @@ inline vec v_load(const float* p) { return _mm256_loadu_ps(p); }
 inline vec v_load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }
 // vmaskmovps is slower than a plain load: masked B loads only in the last panel.
 using lanes_t = __m256i;
-constexpr bool kMaskedLoadsFree = false;
 inline lanes_t v_lanes(int n) { return lanes(n); }
 inline vec v_load_m(const float* p, lanes_t m) { return _mm256_maskload_ps(p, m); }
 inline void v_store(float* p, vec x) { _mm256_storeu_ps(p, x); }

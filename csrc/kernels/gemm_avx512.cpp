@@ -23,9 +23,7 @@ inline __mmask16 lanes(int n) {
 inline vec v_zero() { return _mm512_setzero_ps(); }
 inline vec v_load(const float* p) { return _mm512_loadu_ps(p); }
 inline vec v_load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
-// A masked load costs what a plain one does: every B load is masked, no second k loop.
 using lanes_t = __mmask16;
-constexpr bool kMaskedLoadsFree = true;
 inline lanes_t v_lanes(int n) { return lanes(n); }
 inline vec v_load_m(const float* p, lanes_t m) { return _mm512_maskz_loadu_ps(m, p); }
 inline void v_store(float* p, vec x) { _mm512_storeu_ps(p, x); }

@@ -32,7 +32,6 @@ inline vec v_load_n(const float* p, int n) {
 }
 inline vec v_load(const float* p) { return v_load_n(p, kVL); }
 using lanes_t = int;
-constexpr bool kMaskedLoadsFree = false;
 inline lanes_t v_lanes(int n) { return n; }
 inline vec v_load_m(const float* p, lanes_t n) { return v_load_n(p, n); }
 inline void v_store_n(float* p, vec x, int n) {
