@@ -34,11 +34,15 @@ namespace fastmlp {
 
 using index_t = std::int64_t;
 
-// A hint to start reading n bytes from p into the caches, a 64-byte line at a time.
+// A hint to start reading n bytes from p into the L2 cache, a 64-byte line at a time.
+// (Not into L1: on an Intel Xeon each L1 prefetch holds one of the core's few line-fill
+// buffers until its line arrives from memory. One thread gathering random 3-KiB rows ran
+// at 6.0 GB/s with them, 7.8 GB/s with no prefetch, 9.5 GB/s into L2; in training the
+// bfloat16 gather phase took 12% less time, the float32 one 3%.)
 inline void prefetch_bytes(const void* p, std::size_t n) {
 #if defined(__GNUC__) || defined(__clang__)
   const char* c = static_cast<const char*>(p);
-  for (std::size_t o = 0; o < n; o += 64) __builtin_prefetch(c + o, 0, 3);
+  for (std::size_t o = 0; o < n; o += 64) __builtin_prefetch(c + o, 0, 2);
 #else
   (void)p, (void)n;
 #endif
