@@ -120,9 +120,9 @@ GemmArgs update_epilogue(const LayerView& L, index_t batch, index_t j0, index_t 
 // Wp's part of pack_layer_bf16.
 void pack_pairs_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t i1, index_t j0,
                      index_t j1) {
-  bf16_pack_pairs(L.w_col(j0), L.w_ld(), i0, i1, j1 - j0, P.Wp + 2 * j0, P.nout);
+  bf16_pack_pairs(L.w_col(j0), L.w_ld(), i0, i1, j1 - j0, P.wp_col(j0), P.nout);
   if (i1 == L.fan_in)  // the zero rows past fan_in, this block's columns only
-    bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.Wp + 2 * j0, P.nout);
+    bf16_zero_pairs(L.fan_in, P.kin, j1 - j0, P.wp_col(j0), P.nout);
 }
 
 // Wtp's part of pack_layer_bf16: Wᵀ's pair rows are W's columns, so the block's columns
@@ -157,7 +157,7 @@ struct RepackEpilogue {
       const index_t h = std::min<index_t>(2, mr - r), i = i0 + r;
       if (g.descent) {  // plain SGD: step and W's pairs in one pass
         bf16_sgd_step_pack(g.c + i * g.ldc + j0, g.ldc, tile + r * ldt, ldt, h, nr,
-                           g.descent_lr, g.descent_wd, P.Wp + (i / 2) * 2 * P.nout + 2 * col);
+                           g.descent_lr, g.descent_wd, P.wp_col(col) + (i / 2) * 2 * P.nout);
         continue;
       }
       gemm_store_block(g, i, j0, h, nr, tile + r * ldt, ldt);
@@ -199,15 +199,6 @@ void linear_update_weights(const LayerView& L, const float* in, const float* gra
   sgemm(g, ith, nth);
 }
 
-LayerView layer_rows(const LayerView& L, index_t r0, index_t r1) {
-  LayerView v = L;
-  v.fan_in = r1 - r0;
-  v.W = L.W + r0 * L.w_ld();
-  for (int k = 0; k < kSlotCount; ++k)
-    if (L.W_state.slot[k] != nullptr) v.W_state.slot[k] = L.W_state.slot[k] + r0 * L.w_ld();
-  return v;
-}
-
 namespace {
 
 // dst[i*ldd + j] = src[i*lds + j] for i < rows, j < cols.
@@ -240,12 +231,16 @@ void copy_columns_back(const LayerView& own, const LayerView& L) {
       copy_block(own.W_state.slot[k], cols, L.fan_in, cols, L.slot_col(k, j0), L.w_ld());
 }
 
-LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& L, index_t r0, index_t r1) {
-  LayerBf16 v = P;
-  v.Wp = P.Wp + (r0 / 2) * 2 * P.nout;
-  if (P.Wtp != nullptr) v.Wtp = P.Wtp + 2 * r0;  // W's rows are Wᵀ's columns
-  v.kin = r1 == L.fan_in ? P.kin - r0 : r1 - r0;
-  return v;
+index_t bf16_columns_size(const LayerView& own) {
+  return bf16_pad(own.fan_in, kBf16KStep) * bf16_pad(own.w_ld(), kBf16NStep);
+}
+
+LayerBf16 bf16_columns(const LayerView& own, bf16_t* Wp_own) {
+  LayerBf16 p;
+  p.kin = bf16_pad(own.fan_in, kBf16KStep), p.nout = bf16_pad(own.w_ld(), kBf16NStep);
+  p.col0 = own.col0, p.Wp = Wp_own;
+  pack_layer_bf16(own, p, 0, own.fan_in, own.col0, own.col0 + own.w_ld());
+  return p;
 }
 
 LayerBf16 bf16_layout(const LayerView& L) {
@@ -268,7 +263,7 @@ void linear_forward_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* i
   Bf16GemmArgs p;
   p.epi = forward_epilogue(L, rows, j0, j1, act, out);
   p.m = rows, p.n = j1 - j0, p.k = P.kin;
-  p.a = in16, p.lda = ld_in, p.b = P.Wp + 2 * j0, p.ldb = P.nout;
+  p.a = in16, p.lda = ld_in, p.b = P.wp_col(j0), p.ldb = P.nout;
   bgemm(p, 0, 1);
 }
 
@@ -285,8 +280,9 @@ void linear_input_grad_bf16(const LayerView& L, const LayerBf16& P, const bf16_t
 }
 
 void linear_update_weights_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* int16,
-                                index_t ld_in, const bf16_t* gradp, index_t kb, index_t j0,
-                                index_t j1, const StepRule& rule, int ith, int nth) {
+                                index_t ld_in, const bf16_t* gradp, index_t ld_gradp,
+                                index_t kb, index_t j0, index_t j1, const StepRule& rule,
+                                int ith, int nth) {
   if (j1 <= j0) return;
   UpdateEpilogue ue;
   const GemmArgs step = update_epilogue(L, kb, j0, j1, rule, &ue);
@@ -294,7 +290,7 @@ void linear_update_weights_bf16(const LayerView& L, const LayerBf16& P, const bf
   Bf16GemmArgs p;
   p.epi.epilogue.fn = &RepackEpilogue::run, p.epi.epilogue.ctx = &re;
   p.m = L.fan_in, p.n = j1 - j0, p.k = kb;
-  p.a = int16, p.lda = ld_in, p.b = gradp + 2 * j0, p.ldb = P.nout;
+  p.a = int16, p.lda = ld_in, p.b = gradp + 2 * j0, p.ldb = ld_gradp;
   bgemm(p, ith, nth);
 }
 

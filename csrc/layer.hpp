@@ -50,13 +50,9 @@ struct LayerBf16 {
   bf16_t* Wp = nullptr;
   bf16_t* Wtp = nullptr;
   index_t kin = 0, kout = 0, nin = 0, nout = 0;
+  index_t col0 = 0;  // the first of W's columns Wp holds (all, or a thread's own)
+  bf16_t* wp_col(index_t j) const { return Wp + 2 * (j - col0); }  // column j's pair row 0
 };
-
-// Rows [r0, r1) of a layer's weights (and their optimizer state) as a layer of their own,
-// with the matching rows of its bfloat16 layout (r0 even: whole pair rows; the padding
-// rows past fan_in belong to the range that ends there): a weight update split between
-// threads by rows.
-LayerView layer_rows(const LayerView& layer, index_t r0, index_t r1);
 
 // Columns [j0, j1) of a whole layer's weights and their optimizer state, copied into
 // buffers of their own (W_own (fan_in, j1 - j0), state_own[k] likewise where the layer
@@ -67,7 +63,11 @@ LayerView layer_rows(const LayerView& layer, index_t r0, index_t r1);
 LayerView layer_columns(const LayerView& layer, index_t j0, index_t j1, float* W_own,
                         const ParamState& state_own);
 void copy_columns_back(const LayerView& own, const LayerView& layer);
-LayerBf16 bf16_rows(const LayerBf16& P, const LayerView& layer, index_t r0, index_t r1);
+
+// The bfloat16 Wp of such a layer's own columns, packed into Wp_own (P.kin x P.nout pairs
+// of bf16_columns_size(own)); no Wᵀ (a first layer has no input gradient).
+index_t bf16_columns_size(const LayerView& own);
+LayerBf16 bf16_columns(const LayerView& own, bf16_t* Wp_own);
 
 // The padded sizes of a layer's bfloat16 layouts (the buffers are the caller's).
 LayerBf16 bf16_layout(const LayerView& layer);
@@ -119,8 +119,9 @@ void linear_update_bias(const LayerView& layer, const float* grad, index_t batch
 
 // The same three operations with bfloat16 operands (gemm_bf16.hpp). Operands in the
 // layouts of bf16.hpp: in16 (rows, P.kin) rows of the layer's input; grad16 (rows,
-// P.kout) rows of grad_out; int16 (fan_in, kb) rows of inᵀ and gradp (kb, nout) pairs of
-// grad, kb the batch padded to kBf16KStep. The update also remakes P from the new W.
+// P.kout) rows of grad_out; int16 (fan_in, kb) rows of inᵀ and gradp (kb, ld_gradp) pairs
+// of grad (all the layer's columns), kb the batch padded to kBf16KStep. The update also
+// remakes P from the new W.
 void linear_forward_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* in16,
                          index_t ld_in, index_t rows, index_t j0, index_t j1, Activation act,
                          float* out);
@@ -128,7 +129,8 @@ void linear_input_grad_bf16(const LayerView& layer, const LayerBf16& P, const bf
                             index_t ld_grad, const float* act_in, index_t rows, Activation f,
                             float* delta);
 void linear_update_weights_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* int16,
-                                index_t ld_in, const bf16_t* gradp, index_t kb, index_t j0,
-                                index_t j1, const StepRule& rule, int ith, int nth);
+                                index_t ld_in, const bf16_t* gradp, index_t ld_gradp,
+                                index_t kb, index_t j0, index_t j1, const StepRule& rule,
+                                int ith, int nth);
 
 }  // namespace fastmlp

@@ -130,12 +130,13 @@ struct SharedScratch {
 // kb + kBf16MStep rows, since a thread's rows start anywhere and the AMX kernel reads whole
 // 32-row tiles from there.
 //   x16[b & 1]  (rows, kin_0)       batch b's rows of X        (layer 0 forward)
-//   xt16[b & 1] (kin_0 + 32, kb)    their transpose            (layer 0 weight gradient)
+//   xt16[b & 1] (kin_0, kb)         their transpose            (layer 0 weight gradient)
 //   in16[l]     (rows, kin_l)       layer l's input rows, l >= 1 (forward)
 //   int16[l]    (kin_l, kb)         their transpose            (layer l weight gradient)
 //   g16[l]      (rows, kout_l)      grad of layer l's output   (input gradient), l >= 1
 //   gp16[l]     (kb/2, nout_l, 2)   its pairs                  (weight gradient)
-// and each layer's Wp / Wtp (layer.hpp's LayerBf16).
+// and each layer's Wp / Wtp (layer.hpp's LayerBf16); threads that split W0 by columns
+// train their own Wp of layer 0 (ThreadScratch).
 struct Bf16Scratch {
   index_t kb = 0, rows = 0;
   std::vector<LayerBf16> P;
@@ -158,9 +159,9 @@ struct Bf16Scratch {
       gp16[l].resize(kb * p.nout);
     }
     for (auto* v : {&x16[0], &x16[1]}) v->resize(rows * P[0].kin);
-    // + kBf16MStep rows: a thread's share of W0's rows starts on any 16th row, and the
-    // AMX kernel reads whole 32-row tiles from there
-    for (auto* v : {&xt16[0], &xt16[1]}) v->resize((P[0].kin + kBf16MStep) * kb);
+    // kin_0 rows: the AMX kernel reads whole 32-row tiles of W0's fan_in rows
+    static_assert(kBf16KStep % kBf16MStep == 0, "kin_0 must hold whole row tiles");
+    for (auto* v : {&xt16[0], &xt16[1]}) v->resize(P[0].kin * kb);
     for (size_t l = 0; l < net.layers.size(); ++l)
       pack_layer_bf16(net.layers[l], P[l], 0, net.layers[l].fan_in, 0, net.layers[l].fan_out);
   }
@@ -200,18 +201,20 @@ void own_columns0(const Network& net, int ith, int nth, index_t* c0, index_t* c1
 }
 
 // One thread's own scratch: the batch's labels and weights, the bias gradient, a scaled
-// row of X on its way to augmentation, and, when float32 training splits W0 by columns
-// between threads, this thread's columns of W0 and of its optimizer state
-// (layer_columns).
+// row of X on its way to augmentation, and, when several threads split W0 by columns,
+// this thread's columns of W0 and of its optimizer state (layer_columns) and in
+// bfloat16 their Wp (bf16_columns).
 struct ThreadScratch {
   aligned_vector<std::int32_t> yb;
   aligned_vector<float> wb, bias_grad, pixels;
   aligned_vector<double> bias_acc;
   aligned_vector<float> w0, w0_state[kSlotCount];
+  aligned_vector<bf16_t> wp0;
   ThreadScratch(const Network& net, index_t Bmax, bool weighted, bool scaled_augmented,
-                index_t own_w0)
+                index_t own_w0, index_t own_wp0)
       : yb(Bmax), wb(weighted ? Bmax : 0), bias_grad(net.widest()),
-        pixels(scaled_augmented ? net.n_inputs() : 0), bias_acc(net.widest()), w0(own_w0) {
+        pixels(scaled_augmented ? net.n_inputs() : 0), bias_acc(net.widest()), w0(own_w0),
+        wp0(own_wp0) {
     for (int k = 0; k < kSlotCount; ++k)
       if (own_w0 > 0 && net.layers[0].W_state.slot[k] != nullptr) w0_state[k].resize(own_w0);
   }
@@ -245,6 +248,7 @@ class BatchWorker {
     own_w0_ = !own.w0.empty() &&
               static_cast<index_t>(own.w0.size()) == net.layers[0].fan_in * (c1_ - c0_);
     if (own_w0_) w0_ = layer_columns(net.layers[0], c0_, c1_, own.w0.data(), own.w0_slots());
+    if (bf != nullptr) p0_ = own_w0_ ? bf16_columns(w0_, own.wp0.data()) : bf->P[0];
   }
   // Writes this thread's columns of W0 home, at the end of the chunk.
   void finish() {
@@ -306,7 +310,8 @@ class BatchWorker {
   const int ith_, nth_;
   index_t c0_ = 0, c1_ = 0;  // this thread's columns of W0
   LayerView w0_;             // layer 0 as this thread trains it: its own columns, or whole
-  bool own_w0_ = false;      // w0_ holds this thread's columns in own_.w0
+  LayerBf16 p0_;             // and its bfloat16 Wp (bfloat16 only)
+  bool own_w0_ = false;      // w0_ holds this thread's columns in own_.w0 (and p0_ in wp0)
 };
 
 // This thread's share of batch bi's rows of X, scaled and augmented into xs[bi & 1].
@@ -374,8 +379,8 @@ Batch BatchWorker::begin(index_t bi) {
 // A. out[0][:, own] = f(x · W0[:, own] + b0[own]), then its dropout.
 void BatchWorker::forward_own_columns(const Batch& b) {
   if (bf_ != nullptr)
-    linear_forward_bf16(net_.layers[0], bf_->P[0], bf_->x16[b.index & 1].data(), bf_->P[0].kin,
-                        b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
+    linear_forward_bf16(w0_, p0_, bf_->x16[b.index & 1].data(), bf_->P[0].kin, b.B, c0_, c1_,
+                        net_.activation_of(0), act(b, 0));
   else
     linear_forward(w0_, b.x, b.B, c0_, c1_, net_.activation_of(0), act(b, 0));
   drop_rows(b, 0, 0, b.B, c0_, c1_);
@@ -498,7 +503,8 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
     const LayerView& Ly = net_.layers[l];
     if (bf_ != nullptr)
       linear_update_weights_bf16(Ly, bf_->P[l], bf_->int16[l].data(), bf_->kb,
-                                 bf_->gp16[l].data(), kb, 0, Ly.fan_out, rule, ith_, nth_);
+                                 bf_->gp16[l].data(), bf_->P[l].nout, kb, 0, Ly.fan_out, rule,
+                                 ith_, nth_);
     else
       linear_update_weights(Ly, output(b, l - 1), grad(b, l), b.B, 0, Ly.fan_out, rule, ith_,
                             nth_);
@@ -508,18 +514,8 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
   }
   const LayerView& L0 = net_.layers[0];
   if (bf_ != nullptr) {
-    // W0 by rows here: W0 and Wp are no longer read by the forward in float32, and two
-    // cores stepping the two halves of every row of W0 in the same pass ran 2.5x slower
-    // than one core stepping all of it (each core's prefetcher kept pulling the other's
-    // half). The barrier after D orders these writes before the next forward.
-    constexpr index_t kRows = 16;  // even (whole pairs of Wp); xt16 has room past the end
-    index_t t0, t1;
-    split_range((L0.fan_in + kRows - 1) / kRows, ith_, nth_, &t0, &t1);
-    const index_t r0 = std::min(L0.fan_in, t0 * kRows), r1 = std::min(L0.fan_in, t1 * kRows);
-    if (r1 > r0)
-      linear_update_weights_bf16(layer_rows(L0, r0, r1), bf16_rows(bf_->P[0], L0, r0, r1),
-                                 bf_->xt16[b.index & 1].data() + r0 * bf_->kb, bf_->kb,
-                                 bf_->gp16[0].data(), kb, 0, L0.fan_out, rule, 0, 1);
+    linear_update_weights_bf16(w0_, p0_, bf_->xt16[b.index & 1].data(), bf_->kb,
+                               bf_->gp16[0].data(), bf_->P[0].nout, kb, c0_, c1_, rule, 0, 1);
   } else {
     linear_update_weights(w0_, b.x, grad(b, 0), b.B, c0_, c1_, rule, 0, 1);
   }
@@ -587,8 +583,9 @@ void check_bf16_weights(const Network& net, const Bf16Weights& w) {
 //   -- barrier --
 //   D  weight updates: W0's own columns from xs[b & 1]; deeper layers split by the
 //      GEMM's partition; biases by columns.
-// W0, the largest matrix, is read in A and written in D by the same thread only, so it
-// stays in that core's cache. The next batch's A writes only the thread's own W0 and
+// W0, the largest matrix (and in bfloat16 its Wp), is read in A and written in D by the
+// same thread only, in buffers of that thread's own (layer_columns), so it stays in that
+// core's cache. The next batch's A writes only the thread's own W0 and
 // out[0] columns (out[0] alternates between two buffers), so D needs no barrier after
 // it. Fetching the randomly ordered rows from memory is the main cost outside the
 // products: each thread fetches half of them.
@@ -609,10 +606,13 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   own.reserve(nt);
   for (int i = 0; i < nt; ++i) {
     index_t c0 = 0, c1 = 0;  // float32 with several threads: W0 split by columns
-    if (nt > 1 && !bf16) own_columns0(net, i, nt, &c0, &c1);
+    if (nt > 1) own_columns0(net, i, nt, &c0, &c1);  // several threads: W0 split by columns
+    const index_t own_w0 = net.layers[0].fan_in * (c1 - c0);
+    LayerView shape = net.layers[0];
+    shape.ldw = c1 - c0;
     own.emplace_back(net, Bmax, plan.sample_weight != nullptr,
-                     !plan.X->plain() && options.augment.active(),
-                     net.layers[0].fan_in * (c1 - c0));
+                     !plan.X->plain() && options.augment.active(), own_w0,
+                     bf16 && own_w0 > 0 ? bf16_columns_size(shape) : 0);
   }
   bool stop = false;  // written by thread 0 only
 
@@ -637,9 +637,6 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
         break;  // every thread breaks here: nothing of this batch is applied
       }
       w.update(b, StepRule::make(opt, t + 1, b.weight));  // D
-      if (bf16) {  // W0 is updated by rows in bfloat16 (BatchWorker::update)
-        FASTMLP_BARRIER
-      }
       if (thread_index() == 0) {
         res.loss_sum += loss, res.weight_sum += b.weight, res.n_correct += n_correct;
         res.n_samples += b.B, res.n_batches += 1;
