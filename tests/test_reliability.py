@@ -109,6 +109,33 @@ def test_huge_thread_counts_train_like_one_thread(rng, n_threads):
                                   kernels.matmul(a, a.T, n_threads=1))
 
 
+def test_a_team_smaller_than_asked_trains_like_one_thread():
+    # OMP_THREAD_LIMIT=1 gives a team of one where two threads were asked for: that
+    # thread trains all of W0 in place instead of its own columns in buffers sized for
+    # half (train.cpp), in both precisions and with optimizer state.
+    code = """
+        import hashlib, warnings
+        import numpy as np
+        from fastmlp import MLPImageClassifier
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(300, 64)).astype(np.float32)
+        y = rng.integers(0, 3, 300)
+        for precision in ("float32", "bfloat16"):
+            for solver in ("sgd", "adam"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # bfloat16 without hardware, max_iter
+                    m = MLPImageClassifier((40,), solver=solver, max_iter=2, random_state=0,
+                                           n_threads=N, precision=precision).fit(X, y)
+                print(hashlib.sha256(b"".join(c.tobytes() for c in m.coefs_)).hexdigest())
+    """
+    limited = _run_python(code.replace("N,", "2,"), env={"OMP_THREAD_LIMIT": "1"})
+    one = _run_python(code.replace("N,", "1,"))
+    two = _run_python(code.replace("N,", "2,"))
+    assert limited.returncode == one.returncode == two.returncode == 0, limited.stderr
+    assert limited.stdout == one.stdout == two.stdout
+    assert len(one.stdout.split()) == 4
+
+
 def test_a_huge_omp_num_threads_is_clamped():
     proc = _run_python("""
         import numpy as np
