@@ -220,7 +220,8 @@ struct ThreadScratch {
   }
   ParamState w0_slots() {
     ParamState s;
-    for (int k = 0; k < kSlotCount; ++k) s.slot[k] = w0_state[k].empty() ? nullptr : w0_state[k].data();
+    for (int k = 0; k < kSlotCount; ++k)
+      s.slot[k] = w0_state[k].empty() ? nullptr : w0_state[k].data();
     return s;
   }
 };
