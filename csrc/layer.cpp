@@ -207,6 +207,15 @@ void copy_block(const float* src, index_t lds, index_t rows, index_t cols, float
   for (index_t i = 0; i < rows; ++i) std::copy(src + i * lds, src + i * lds + cols, dst + i * ldd);
 }
 
+// Columns [j0, j0 + cols) of W and of its state slots, from one view of a layer to another.
+void copy_columns(const LayerView& src, const LayerView& dst, index_t j0, index_t cols) {
+  copy_block(src.w_col(j0), src.w_ld(), src.fan_in, cols, dst.w_col(j0), dst.w_ld());
+  for (int k = 0; k < kSlotCount; ++k)
+    if (dst.W_state.slot[k] != nullptr)
+      copy_block(src.slot_col(k, j0), src.w_ld(), src.fan_in, cols, dst.slot_col(k, j0),
+                 dst.w_ld());
+}
+
 }  // namespace
 
 LayerView layer_columns(const LayerView& L, index_t j0, index_t j1, float* W_own,
@@ -214,25 +223,18 @@ LayerView layer_columns(const LayerView& L, index_t j0, index_t j1, float* W_own
   LayerView v = L;
   v.ldw = j1 - j0, v.col0 = j0;
   v.W = W_own;
-  copy_block(L.w_col(j0), L.w_ld(), L.fan_in, j1 - j0, v.W, v.ldw);
-  for (int k = 0; k < kSlotCount; ++k) {
+  for (int k = 0; k < kSlotCount; ++k)
     v.W_state.slot[k] = L.W_state.slot[k] != nullptr ? state_own.slot[k] : nullptr;
-    if (v.W_state.slot[k] != nullptr)
-      copy_block(L.slot_col(k, j0), L.w_ld(), L.fan_in, j1 - j0, v.W_state.slot[k], v.ldw);
-  }
+  copy_columns(L, v, j0, j1 - j0);
   return v;
 }
 
 void copy_columns_back(const LayerView& own, const LayerView& L) {
-  const index_t j0 = own.col0, cols = own.w_ld();
-  copy_block(own.W, cols, L.fan_in, cols, L.w_col(j0), L.w_ld());
-  for (int k = 0; k < kSlotCount; ++k)
-    if (own.W_state.slot[k] != nullptr)
-      copy_block(own.W_state.slot[k], cols, L.fan_in, cols, L.slot_col(k, j0), L.w_ld());
+  copy_columns(own, L, own.col0, own.w_ld());
 }
 
-index_t bf16_columns_size(const LayerView& own) {
-  return bf16_pad(own.fan_in, kBf16KStep) * bf16_pad(own.w_ld(), kBf16NStep);
+index_t bf16_columns_size(index_t fan_in, index_t cols) {
+  return bf16_pad(fan_in, kBf16KStep) * bf16_pad(cols, kBf16NStep);
 }
 
 LayerBf16 bf16_columns(const LayerView& own, bf16_t* Wp_own) {

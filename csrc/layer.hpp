@@ -64,9 +64,9 @@ LayerView layer_columns(const LayerView& layer, index_t j0, index_t j1, float* W
                         const ParamState& state_own);
 void copy_columns_back(const LayerView& own, const LayerView& layer);
 
-// The bfloat16 Wp of such a layer's own columns, packed into Wp_own (P.kin x P.nout pairs
-// of bf16_columns_size(own)); no Wᵀ (a first layer has no input gradient).
-index_t bf16_columns_size(const LayerView& own);
+// The bfloat16 Wp of such a layer's own columns, packed into Wp_own (P.kin x P.nout pairs,
+// bf16_columns_size(fan_in, columns) of them); no Wᵀ (a first layer has no input gradient).
+index_t bf16_columns_size(index_t fan_in, index_t cols);
 LayerBf16 bf16_columns(const LayerView& own, bf16_t* Wp_own);
 
 // The padded sizes of a layer's bfloat16 layouts (the buffers are the caller's).

@@ -162,7 +162,9 @@ struct Bf16Scratch {
     // kin_0 rows: the AMX kernel reads whole 32-row tiles of W0's fan_in rows
     static_assert(kBf16KStep % kBf16MStep == 0, "kin_0 must hold whole row tiles");
     for (auto* v : {&xt16[0], &xt16[1]}) v->resize(P[0].kin * kb);
-    for (size_t l = 0; l < net.layers.size(); ++l)
+    // Layer 0's Wp is packed by the threads that train their columns of it in place
+    // (BatchWorker); the others train a Wp of their own.
+    for (size_t l = 1; l < net.layers.size(); ++l)
       pack_layer_bf16(net.layers[l], P[l], 0, net.layers[l].fan_in, 0, net.layers[l].fan_out);
   }
   // The rows [r0, r1) of a batch of B as the operands of a layer's input: rows and
@@ -249,7 +251,12 @@ class BatchWorker {
     own_w0_ = !own.w0.empty() &&
               static_cast<index_t>(own.w0.size()) == net.layers[0].fan_in * (c1_ - c0_);
     if (own_w0_) w0_ = layer_columns(net.layers[0], c0_, c1_, own.w0.data(), own.w0_slots());
-    if (bf != nullptr) p0_ = own_w0_ ? bf16_columns(w0_, own.wp0.data()) : bf->P[0];
+    if (bf != nullptr && own_w0_) {
+      p0_ = bf16_columns(w0_, own.wp0.data());
+    } else if (bf != nullptr) {  // this thread's columns of the shared Wp, which it alone reads
+      p0_ = bf->P[0];
+      pack_layer_bf16(w0_, p0_, 0, w0_.fan_in, c0_, c1_);
+    }
   }
   // Writes this thread's columns of W0 home, at the end of the chunk.
   void finish() {
@@ -606,14 +613,12 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   std::vector<ThreadScratch> own;
   own.reserve(nt);
   for (int i = 0; i < nt; ++i) {
-    index_t c0 = 0, c1 = 0;  // float32 with several threads: W0 split by columns
-    if (nt > 1) own_columns0(net, i, nt, &c0, &c1);  // several threads: W0 split by columns
-    const index_t own_w0 = net.layers[0].fan_in * (c1 - c0);
-    LayerView shape = net.layers[0];
-    shape.ldw = c1 - c0;
+    index_t c0 = 0, c1 = 0;  // several threads: each trains its columns of W0 in own buffers
+    if (nt > 1) own_columns0(net, i, nt, &c0, &c1);
+    const index_t fan_in = net.layers[0].fan_in, cols = c1 - c0;
     own.emplace_back(net, Bmax, plan.sample_weight != nullptr,
-                     !plan.X->plain() && options.augment.active(), own_w0,
-                     bf16 && own_w0 > 0 ? bf16_columns_size(shape) : 0);
+                     !plan.X->plain() && options.augment.active(), fan_in * cols,
+                     bf16 && cols > 0 ? bf16_columns_size(fan_in, cols) : 0);
   }
   bool stop = false;  // written by thread 0 only
 
