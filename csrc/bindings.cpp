@@ -101,7 +101,8 @@ std::vector<View<float>> step_arrays(const std::vector<std::pair<py::handle, con
   for (size_t i = 0; i < arrs.size(); ++i) {
     v.push_back(checked<float>(arrs[i].first, arrs[i].second, 0, i == 1 ? kRead : kWritable));
     if (shape_of(arrs[i].first) != shape_of(arrs[0].first))
-      throw std::invalid_argument(std::string(arrs[i].second) + " and param must have the same shape");
+      throw std::invalid_argument(std::string(arrs[i].second) +
+                                  " and param must have the same shape");
     for (size_t j = 0; j < i; ++j) no_overlap(v[i], v[j], arrs[i].second, arrs[j].second);
   }
   return v;
@@ -145,7 +146,8 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
     const View<float> b = checked<float>(intercepts[l], "intercepts" + at, 1, flags);
     if (b.cols != W.cols)
       throw std::invalid_argument("intercepts" + at + " has " + std::to_string(b.cols) +
-                                  " entries, coefs" + at + " " + std::to_string(W.cols) + " columns");
+                                  " entries, coefs" + at + " " + std::to_string(W.cols) +
+                                  " columns");
     net.layers.push_back({W.rows, W.cols, W.data, b.data, {}, {}});
   }
   for (auto item : state) {
@@ -158,7 +160,8 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
       throw std::invalid_argument("state '" + slot + "' must have one array per layer");
     for (size_t l = 0; l < L; ++l) {
       const std::string at = "state['" + slot + "'][" + std::to_string(l) + "]";
-      const View<float> sw = checked<float>(lists.first[l], at + " (weights)", 2, kWritable | kContiguous);
+      const View<float> sw =
+          checked<float>(lists.first[l], at + " (weights)", 2, kWritable | kContiguous);
       const View<float> sb = checked<float>(lists.second[l], at + " (biases)", 1, kWritable);
       LayerView& Ly = net.layers[l];
       if (sw.rows != Ly.fan_in || sw.cols != Ly.fan_out || sb.cols != Ly.fan_out)
@@ -176,9 +179,10 @@ Network make_network(const py::list& coefs, const py::list& intercepts, const py
 // X: a PixelInput or a float32 array; sample_rows: None, or int64 (n_samples,) rows of X.
 ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state, py::handle X_obj,
                              py::handle y_obj, py::object sw_obj, py::handle order_obj,
-                             index_t batch_size, Activation activation, const OptimConfig& optimizer,
-                             const TrainOptions& options, py::handle steps_obj,
-                             py::handle totals_obj, int n_threads, py::object rows_obj) {
+                             index_t batch_size, Activation activation,
+                             const OptimConfig& optimizer, const TrainOptions& options,
+                             py::handle steps_obj, py::handle totals_obj, int n_threads,
+                             py::object rows_obj) {
   const Network net = make_network(coefs, intercepts, state, activation, kWritable);
   const auto X = input_of(X_obj);
   const View<std::int32_t> y = checked<std::int32_t>(y_obj, "y", 1);
@@ -191,12 +195,14 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
   plan.X = &X->rows, plan.n_samples = y.cols, plan.y = y.data;
   if (!rows_obj.is_none()) {
     const View<std::int64_t> rows = checked<std::int64_t>(rows_obj, "sample_rows", 1);
-    if (rows.cols != y.cols) throw std::invalid_argument("sample_rows and y have different lengths");
+    if (rows.cols != y.cols)
+      throw std::invalid_argument("sample_rows and y have different lengths");
     plan.sample_rows = rows.data;
   }
   if (!sw_obj.is_none()) {
     const View<float> sw = checked<float>(sw_obj, "sample_weight", 1);
-    if (sw.cols != y.cols) throw std::invalid_argument("sample_weight and y have different lengths");
+    if (sw.cols != y.cols)
+      throw std::invalid_argument("sample_weight and y have different lengths");
     plan.sample_weight = sw.data;
   }
   plan.order = order.data, plan.n_order = order.cols, plan.batch_size = batch_size;
@@ -207,7 +213,8 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
   }
   steps.data[0] = r.t;
   totals.data[0] += r.loss_sum, totals.data[1] += r.weight_sum;
-  totals.data[2] += static_cast<double>(r.n_correct), totals.data[3] += static_cast<double>(r.n_samples);
+  totals.data[2] += static_cast<double>(r.n_correct);
+  totals.data[3] += static_cast<double>(r.n_samples);
   return r;
 }
 
@@ -262,13 +269,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("train_batches", &train_batches_py, py::kw_only(), py::arg("coefs"), py::arg("intercepts"),
         py::arg("state"), py::arg("X"), py::arg("y"), py::arg("sample_weight"), py::arg("order"),
         py::arg("batch_size"), py::arg("activation"), py::arg("optimizer"), py::arg("options"),
-        py::arg("steps"), py::arg("totals"), py::arg("n_threads"), py::arg("sample_rows") = py::none());
+        py::arg("steps"), py::arg("totals"), py::arg("n_threads"),
+        py::arg("sample_rows") = py::none());
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
         py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"),
         py::arg("rows") = py::none(), py::arg("bf16") = py::none());
   py::class_<Bf16Weights>(m, "Bf16Weights", "a network's weights laid out for bfloat16 products")
       .def(py::init([](py::list coefs, py::list intercepts) {
-             const Network net = make_network(coefs, intercepts, py::dict(), Activation::ReLU, kRead);
+             const Network net =
+                 make_network(coefs, intercepts, py::dict(), Activation::ReLU, kRead);
              py::gil_scoped_release nogil;
              return std::make_unique<Bf16Weights>(net);
            }), py::arg("coefs"), py::arg("intercepts"));
@@ -276,7 +285,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));
-  m.def("detected_bf16_kernel", [] { return std::string(bf16_kernel_name(detected_bf16_kernel())); });
+  m.def("detected_bf16_kernel",
+        [] { return std::string(bf16_kernel_name(detected_bf16_kernel())); });
   m.def("active_bf16_kernel", [] { return std::string(bf16_kernel_name(active_bf16_kernel())); });
   m.def("set_bf16_kernel", [](const std::string& s) {
     Bf16Kernel k;

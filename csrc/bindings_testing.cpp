@@ -207,7 +207,8 @@ py::array_t<std::uint16_t> bf16_pack(py::handle x_obj, const std::string& layout
   if (layout == "rows")
     (scalar ? bf16_pack_rows_scalar : bf16_pack_rows)(x.data, x.ld, r0, r1, x.cols, kp, d, ld);
   else if (layout == "transposed")
-    (scalar ? bf16_pack_transposed_scalar : bf16_pack_transposed)(x.data, x.ld, r0, r1, x.cols, d, ld);
+    (scalar ? bf16_pack_transposed_scalar
+            : bf16_pack_transposed)(x.data, x.ld, r0, r1, x.cols, d, ld);
   else if (layout == "pairs")
     (scalar ? bf16_pack_pairs_scalar : bf16_pack_pairs)(x.data, x.ld, r0, r1, x.cols, d, ld);
   else if (layout == "pairs_transposed")  // the K padding: zero pairs up to kp
@@ -252,7 +253,8 @@ py::array_t<float> bf16_dot_pairs(py::array_t<std::uint16_t, py::array::c_style>
 py::array_t<std::uint8_t> dropout_mask(std::uint64_t seed, std::uint64_t step, py::handle samples,
                                        index_t layer, index_t width, float rate) {
   const View<std::int64_t> s = checked<std::int64_t>(samples, "samples", 1);
-  py::array_t<std::uint8_t> mask({static_cast<py::ssize_t>(s.cols), static_cast<py::ssize_t>(width)});
+  py::array_t<std::uint8_t> mask(
+      {static_cast<py::ssize_t>(s.cols), static_cast<py::ssize_t>(width)});
   std::vector<float> h(static_cast<size_t>(s.cols * width), 1.0f), out(h.size());
   dropout_forward(h.data(), out.data(), mask.mutable_data(), width, s.data, s.cols, 0, width,
                   DropoutKey{seed, step, layer, rate});
@@ -261,8 +263,9 @@ py::array_t<std::uint8_t> dropout_mask(std::uint64_t seed, std::uint64_t step, p
 
 // The rows of X the training loop would gather for these samples at `step`, augmented,
 // with each row's draw (dy, dx, flip).
-py::tuple augment_rows(py::handle X_obj, py::handle samples, std::uint64_t seed, std::uint64_t step,
-                       std::tuple<index_t, index_t, index_t, bool> image, index_t shift, bool flip) {
+py::tuple augment_rows(py::handle X_obj, py::handle samples, std::uint64_t seed,
+                       std::uint64_t step, std::tuple<index_t, index_t, index_t, bool> image,
+                       index_t shift, bool flip) {
   const View<float> X = checked<float>(X_obj, "X", 2, kContiguous);
   const View<std::int64_t> s = checked<std::int64_t>(samples, "samples", 1);
   Augmentation a;

@@ -17,7 +17,10 @@ namespace fastmlp {
 void bind_types(py::module_& m) {
   py::enum_<Activation> act(m, "Activation");
   py::dict labels;
-  for (const ActivationName& a : kActivations) act.value(a.name, a.activation), labels[a.name] = a.label;
+  for (const ActivationName& a : kActivations) {
+    act.value(a.name, a.activation);
+    labels[a.name] = a.label;
+  }
   m.attr("ACTIVATION_LABELS") = labels;
   py::enum_<Solver> solver(m, "Solver");
   for (const SolverName& s : kSolvers) solver.value(s.name, s.solver);
@@ -40,7 +43,8 @@ void bind_types(py::module_& m) {
   }
 
   py::enum_<LrSchedule> schedule(m, "LrSchedule");
-  schedule.value(kScheduleNames[0], LrSchedule::Constant).value(kScheduleNames[1], LrSchedule::Cosine);
+  schedule.value(kScheduleNames[0], LrSchedule::Constant)
+      .value(kScheduleNames[1], LrSchedule::Cosine);
   cfg.def_readwrite("schedule", &OptimConfig::schedule);
   m.def("scheduled_learning_rate", &scheduled_learning_rate, py::arg("config"), py::arg("t"));
 

@@ -19,11 +19,11 @@ bool has_dtype(const py::array& a) {
 // (the estimator converts those).
 PixelType pixel_type(const py::array& a) {
   const std::pair<bool (*)(const py::array&), PixelType> types[] = {
-      {has_dtype<float>, PixelType::kFloat32},          {has_dtype<double>, PixelType::kFloat64},
-      {has_dtype<std::uint8_t>, PixelType::kUInt8},     {has_dtype<std::int8_t>, PixelType::kInt8},
-      {has_dtype<std::uint16_t>, PixelType::kUInt16},   {has_dtype<std::int16_t>, PixelType::kInt16},
-      {has_dtype<std::uint32_t>, PixelType::kUInt32},   {has_dtype<std::int32_t>, PixelType::kInt32},
-      {has_dtype<std::uint64_t>, PixelType::kUInt64},   {has_dtype<std::int64_t>, PixelType::kInt64}};
+      {has_dtype<float>, PixelType::kFloat32},        {has_dtype<double>, PixelType::kFloat64},
+      {has_dtype<std::uint8_t>, PixelType::kUInt8},   {has_dtype<std::int8_t>, PixelType::kInt8},
+      {has_dtype<std::uint16_t>, PixelType::kUInt16}, {has_dtype<std::int16_t>, PixelType::kInt16},
+      {has_dtype<std::uint32_t>, PixelType::kUInt32}, {has_dtype<std::int32_t>, PixelType::kInt32},
+      {has_dtype<std::uint64_t>, PixelType::kUInt64}, {has_dtype<std::int64_t>, PixelType::kInt64}};
   for (const auto& t : types)
     if (t.first(a)) return t.second;
   throw py::type_error("X must have a real dtype of native byte order (uint8 ... int64, float32 "

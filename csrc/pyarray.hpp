@@ -52,11 +52,13 @@ View<T> checked(const py::handle& obj, const std::string& name, int ndim, unsign
   if (!py::detail::npy_api::get().PyArray_EquivTypes_(arr.dtype().ptr(), py::dtype::of<T>().ptr()))
     throw py::type_error(name + " must have dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(arr.dtype())));
-  if ((flags & kWritable) && !arr.writeable()) throw std::invalid_argument(name + " must be writable");
+  if ((flags & kWritable) && !arr.writeable())
+    throw std::invalid_argument(name + " must be writable");
   View<T> v;
   v.data = static_cast<T*>(const_cast<void*>(arr.data()));
   if (ndim == 0) {
-    if (!(arr.flags() & py::array::c_style)) throw std::invalid_argument(name + " must be C-contiguous");
+    if (!(arr.flags() & py::array::c_style))
+      throw std::invalid_argument(name + " must be C-contiguous");
     v.rows = 1, v.cols = v.ld = static_cast<index_t>(arr.size());
     return v;
   }

@@ -86,7 +86,8 @@ namespace {
 // 32 floats (a masked tail: n of them) as 32 bfloat16.
 inline __m512i cvt32(const float* p, int n = 32) {
   const __mmask16 lo = static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u);
-  const __mmask16 hi = static_cast<__mmask16>(n >= 32 ? 0xFFFFu : n <= 16 ? 0u : (1u << (n - 16)) - 1u);
+  const __mmask16 hi =
+      static_cast<__mmask16>(n >= 32 ? 0xFFFFu : n <= 16 ? 0u : (1u << (n - 16)) - 1u);
   return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, p + 16),
                                       _mm512_maskz_loadu_ps(lo, p));
 }
@@ -155,7 +156,8 @@ void bf16_pack_pairs_avx512(const float* src, index_t lds, index_t r0, index_t r
                             bf16_t* dst, index_t ldb) {
   index_t r = r0;
   for (; r < r1 && (r & 1); ++r)  // an odd first row: its pair's other half is not ours
-    for (index_t c = 0; c < cols; ++c) dst[(r / 2) * 2 * ldb + 2 * c + 1] = to_bf16(src[r * lds + c]);
+    for (index_t c = 0; c < cols; ++c)
+      dst[(r / 2) * 2 * ldb + 2 * c + 1] = to_bf16(src[r * lds + c]);
   for (; r + 2 <= r1; r += 2) {
     const float* s0 = src + r * lds;
     const float* s1 = s0 + lds;
