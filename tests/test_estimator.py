@@ -587,3 +587,43 @@ def test_prediction_in_blocks_equals_one_call(monkeypatch):
     monkeypatch.setattr(est, "_PREDICT_BLOCK_ROWS", 77)
     assert np.array_equal(clf.predict_proba(X), whole)
     assert np.array_equal(clf.predict_proba(X.astype(np.float64)), whole)
+
+
+@quiet
+@pytest.mark.parametrize("scaled", [False, True], ids=["plain", "input_scaler"])
+def test_arrays_read_without_validation_predict_as_validated_ones(scaled):
+    """Plain NumPy arrays of the fitted width skip scikit-learn's validation at prediction:
+    each must give bitwise what the same values give through it (as a list), and what
+    that validation refuses must still be refused."""
+    from fastmlp import PixelScaler
+
+    rng = np.random.default_rng(0)
+    X8 = rng.integers(0, 256, size=(300, 12), dtype=np.uint8)
+    y = rng.integers(0, 3, size=300)
+    clf = MLPImageClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                             input_scaler=PixelScaler() if scaled else None)
+    clf.fit(X8 if scaled else X8 / np.float32(255), y)
+    for X in (X8, X8.astype(np.float32), X8.astype(np.float64),
+              X8.astype(">f4"), X8.reshape(300, 3, 4), X8[:1], X8[::2]):
+        rows = X.reshape(len(X), -1).tolist()
+        assert np.array_equal(clf.predict_proba(X), clf.predict_proba(rows)), X.dtype
+        assert np.array_equal(clf.predict(X), clf.predict(rows))
+    with pytest.raises(ValueError, match="X has 11 features, but MLPImageClassifier is "
+                                         "expecting 12 features"):
+        clf.predict(X8[:, :11])
+    with pytest.raises(ValueError, match="0 sample"):
+        clf.predict(X8[:0])
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.full((2, 12), np.nan, dtype=np.float32))
+    with pytest.raises(NotFittedError):
+        MLPImageClassifier().predict(X8)
+
+
+@quiet
+def test_a_model_fitted_with_feature_names_still_checks_them_at_prediction():
+    pd = pytest.importorskip("pandas")
+    X, y = _blobs(n=200, d=6)
+    frame = pd.DataFrame(X, columns=[f"px{i}" for i in range(6)])
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(frame, y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        assert np.array_equal(clf.predict_proba(X), clf.predict_proba(frame))
