@@ -58,6 +58,7 @@ DEFAULT_OUTPUT = HERE / "results" / "training.json"
 
 CEILING_N = 2048  # numpy.matmul of two CEILING_N^2 float32 matrices measures the ceiling
 INFERENCE_CALLS = 5  # timed predict calls per worker, after one warm-up call
+LATENCY_CALLS = 300  # timed one-image predict calls per worker, after one warm-up call
 ONNX_AGREEMENT = 0.995  # ONNX Runtime's labels against fastmlp's own, same model
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 PEER_PACKAGES = ("torch", "jax", "jaxlib", "onnxruntime", "onnx")
@@ -244,14 +245,31 @@ def timed_predict(runner, model, X, calls=INFERENCE_CALLS):
     return labels, samples
 
 
+def one_image_latency(runner, model, X, calls=LATENCY_CALLS):
+    """The median wall time of predict on one image (the first test image): what a
+    request of one image costs, input checks and dispatch included. Its label must be the
+    one the batched predict gave that image."""
+    one = X[:1]
+    runner.predict(model, one)  # the warm-up call (a system that compiles per shape does)
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        label = runner.predict(model, one)
+        samples.append(time.perf_counter() - start)
+    return np.asarray(label).reshape(-1)[0], statistics.median(samples)
+
+
 def run_system(runner, data, epochs, seed):
     """Train, predict and check one system in this process: its result record."""
     X, y, X_test, y_test = data
     model, times = runner.train(X, y, epochs, seed)
     labels, infer = timed_predict(runner, model, X_test)
+    label, latency = one_image_latency(runner, model, X_test)
+    if label != labels[0]:
+        raise RuntimeError(f"predict on one image gave label {label}, on all {labels[0]}")
     return {"epoch_times": times, "test_accuracy": float(np.mean(labels == y_test)),
             "inference_time": statistics.median(infer), "inference_times": infer,
-            **runner.report(model, X_test, labels)}
+            "latency_one": latency, **runner.report(model, X_test, labels)}
 
 
 def _worker_data(args):
@@ -347,7 +365,8 @@ def _record(rec, result, repeat, log):
         rec["runs"].append({"repeat": repeat, **result})
         epochs = " ".join(f"{t:.3f}" for t in result["epoch_times"])
         log(f"    epochs {epochs or '-'} s; test acc {result['test_accuracy']:.4f}; "
-            f"predict {1e3 * result['inference_time']:.1f} ms")
+            f"predict {1e3 * result['inference_time']:.1f} ms, one image "
+            f"{1e6 * result['latency_one']:.0f} µs")
 
 
 def _unrun(rec):
@@ -432,6 +451,7 @@ def _inference_row(runs, runner, n_test, sizes):
            "inference_time": med,
            "inference_time_min": min(t for run in runs for t in run["inference_times"]),
            "inference_times": [run["inference_times"] for run in runs],
+           "latency_one": statistics.median(run["latency_one"] for run in runs),
            "images_per_s": n_test / med,
            "gflops": inference_flops_per_sample(sizes) * n_test / med / 1e9,
            "test_accuracy": accs[-1], "test_accuracy_min": min(accs), "ok": True}
@@ -684,12 +704,12 @@ def inference_table(rows, ref, n_test):
     ref_label = ref or "fastmlp"
     lines = [
         f"| system | precision | threads | predict {n_test} median (ms) | min (ms) "
-        f"| images/s | GFLOP/s | time / {ref_label} | test acc | check |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| images/s | GFLOP/s | time / {ref_label} | 1 image (µs) | test acc | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in rows.items():
         if "inference_time" not in s:
-            lines.append(f"| {name} | | | {_unrun_cell(s)} | | | | | | |")
+            lines.append(f"| {name} | | | {_unrun_cell(s)} | | | | | | | |")
             continue
         ratio = f"{s['ratio_to_reference']:.2f}x" if "ratio_to_reference" in s else "-"
         acc = f"{100 * s['test_accuracy']:.2f}%"
@@ -698,7 +718,8 @@ def inference_table(rows, ref, n_test):
         lines.append(
             f"| {name} | {s['precision']} | {s['threads']} | {1e3 * s['inference_time']:.1f} "
             f"| {1e3 * s['inference_time_min']:.1f} | {s['images_per_s']:,.0f} "
-            f"| {s['gflops']:.1f} | {ratio} | {acc} | {'ok' if s['ok'] else 'FLAGGED'} |")
+            f"| {s['gflops']:.1f} | {ratio} | {1e6 * s['latency_one']:.0f} | {acc} "
+            f"| {'ok' if s['ok'] else 'FLAGGED'} |")
     return "\n".join(lines)
 
 

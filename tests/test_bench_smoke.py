@@ -105,6 +105,7 @@ def test_worker_prints_one_json_record(tmp_path, rng, capsys):
     assert status == 0 and len(record["epoch_times"]) == 2
     assert 0 <= record["test_accuracy"] <= 1
     assert len(record["inference_times"]) == bench.INFERENCE_CALLS
+    assert record["latency_one"] > 0
 
 
 def test_system_selection_and_reference():
@@ -122,7 +123,8 @@ def test_system_selection_and_reference():
 
 def _run(repeat, epoch_times, acc=0.9, infer=0.01, **extra):
     return {"repeat": repeat, "epoch_times": epoch_times, "test_accuracy": acc,
-            "inference_time": infer, "inference_times": [infer], **extra}
+            "inference_time": infer, "inference_times": [infer], "latency_one": infer / 1000,
+            **extra}
 
 
 def test_ratios_pair_repeats_and_failed_peers_are_rows():
