@@ -620,6 +620,26 @@ def test_arrays_read_without_validation_predict_as_validated_ones(scaled):
 
 
 @quiet
+def test_a_list_of_images_is_an_image_array():
+    """[img, ...] of 2-D images: the geometry augmentation needs, and one-image predict."""
+    rng = np.random.default_rng(0)
+    images = rng.random((60, 6, 5), dtype=np.float32)
+    y = rng.integers(0, 3, size=60)
+
+    def fitted(X):
+        return MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_shift=1,
+                                  random_state=0).fit(X, y)
+
+    from_array, from_list = fitted(images), fitted(list(images))
+    for a, b in zip(from_array.coefs_, from_list.coefs_):
+        assert np.array_equal(a, b)
+    assert np.array_equal(from_array.predict_proba([images[0]]),
+                          from_array.predict_proba(images[:1]))
+    with pytest.raises(ValueError):
+        from_array.predict([images[0], images[1][:3]])  # ragged
+
+
+@quiet
 def test_a_model_fitted_with_feature_names_still_checks_them_at_prediction():
     pd = pytest.importorskip("pandas")
     X, y = _blobs(n=200, d=6)

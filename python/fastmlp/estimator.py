@@ -61,8 +61,23 @@ _PREDICT_BLOCK_ROWS = 32768
 _PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
 
 
+def _as_images(X):
+    """A list or tuple of images (each (H, W) or 3-D, e.g. ``[img]``) as one array, so it
+    passes as an (n, H, W[, C]) array does; anything else, a ragged list included, as
+    given."""
+    if isinstance(X, (list, tuple)):
+        try:
+            arr = np.asarray(X)
+        except ValueError:  # ragged: scikit-learn's validation words the error
+            return X
+        if arr.ndim > 2:
+            return arr
+    return X
+
+
 def _flatten_images(X):
     """Images (n, H, W), (n, H, W, C) or (n, C, H, W) as rows (n, H*W*C); else X as given."""
+    X = _as_images(X)
     if hasattr(X, "__array__") and not hasattr(X, "columns"):
         arr = np.asarray(X)
         if arr.ndim > 2:
@@ -695,6 +710,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _fit_steps(self, X, y, sample_weight, incremental, classes, callback, given_val):
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
+        X = _as_images(X)
         geometry = image_geometry(X, self.image_shape)
         scaler = self._fitted_scaler(X, incremental and not first_call)
         X, y = self._validate_X_y(X, y, reset=first_call, scaled=scaler is not None)
