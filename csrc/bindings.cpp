@@ -9,8 +9,6 @@
 #include <tuple>
 #include <vector>
 
-#include "isa.hpp"
-#include "kernels/gemm_bf16.hpp"
 #include "kernels/activation.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/loss.hpp"
@@ -209,10 +207,11 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
   ChunkResult r;
   {
     py::gil_scoped_release nogil;
-    r = train_batches(net, plan, optimizer, options, steps.data[0], n_threads);
+    r = train_batches(net, plan, optimizer, options, steps.data[0], n_threads,
+                      RunningSums{totals.data[0], totals.data[1]});
   }
   steps.data[0] = r.t;
-  totals.data[0] += r.loss_sum, totals.data[1] += r.weight_sum;
+  totals.data[0] = r.loss_sum, totals.data[1] = r.weight_sum;
   totals.data[2] += static_cast<double>(r.n_correct);
   totals.data[3] += static_cast<double>(r.n_samples);
   return r;
@@ -236,13 +235,6 @@ py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::han
   py::gil_scoped_release nogil;
   predict_proba(net, X->rows, rows.data, n, o, log, n_threads, bf16);
   return out;
-}
-
-Isa isa_from(const std::string& name) {
-  Isa isa;
-  if (!parse_isa(name.c_str(), &isa))
-    throw std::invalid_argument(std::string("isa must be ") + isa_names() + ", got '" + name + "'");
-  return isa;
 }
 
 }  // namespace
@@ -281,26 +273,6 @@ PYBIND11_MODULE(_core, m) {
              py::gil_scoped_release nogil;
              return std::make_unique<Bf16Weights>(net);
            }), py::arg("coefs"), py::arg("intercepts"));
-  m.def("bf16_hardware", &bf16_hardware);
-  m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
-  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
-  m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));
-  m.def("detected_bf16_kernel",
-        [] { return std::string(bf16_kernel_name(detected_bf16_kernel())); });
-  m.def("active_bf16_kernel", [] { return std::string(bf16_kernel_name(active_bf16_kernel())); });
-  m.def("set_bf16_kernel", [](const std::string& s) {
-    Bf16Kernel k;
-    if (!parse_bf16_kernel(s.c_str(), &k))
-      throw std::invalid_argument(std::string("kernel must be ") + bf16_kernel_names() +
-                                  ", got '" + s + "'");
-    set_bf16_kernel(k);
-  }, py::arg("kernel"));
-  m.def("max_threads", &default_num_threads);
-  m.attr("MAX_THREADS") = kMaxThreads;
-#if defined(_OPENMP)
-  m.attr("openmp") = true;
-#else
-  m.attr("openmp") = false;
-#endif
+  bind_machine(m);
   bind_testing(m);
 }

@@ -323,6 +323,9 @@ void bind_testing(py::module_& core) {
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
         py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
   t.def("pixel_rows", &pixel_rows, py::arg("X"), py::arg("rows"), py::arg("out"));
+  t.def("fail_workspace_request", &gemm_fail_workspace_request, py::arg("n"),
+        "the n-th GEMM packing-buffer request from now throws as if memory ran out; 0 "
+        "disarms");
 }
 
 }  // namespace fastmlp

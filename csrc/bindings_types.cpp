@@ -1,13 +1,16 @@
 // fastmlp/csrc/bindings_types.cpp — the core's types as Python sees them, built from the
 // core's own tables: the Activation, Solver and LrSchedule enums, OptimConfig (one
-// property per kOptimFields entry), TrainOptions, PixelInput and ChunkResult.
+// property per kOptimFields entry), TrainOptions, PixelInput and ChunkResult; and the
+// machine as the core sees it (bind_machine): instruction sets, bfloat16 kernels, threads.
 #include <pybind11/stl.h>
 
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "isa.hpp"
 #include "kernels/activation.hpp"
+#include "kernels/gemm_bf16.hpp"
 #include "kernels/optim.hpp"
 #include "pyarray.hpp"
 #include "train.hpp"
@@ -84,6 +87,41 @@ void bind_types(py::module_& m) {
       .def_readonly("n_batches", &ChunkResult::n_batches)
       .def_readonly("t", &ChunkResult::t)
       .def_readonly("finite", &ChunkResult::finite);
+}
+
+namespace {
+
+Isa isa_from(const std::string& name) {
+  Isa isa;
+  if (!parse_isa(name.c_str(), &isa))
+    throw std::invalid_argument(std::string("isa must be ") + isa_names() + ", got '" + name + "'");
+  return isa;
+}
+
+}  // namespace
+
+void bind_machine(py::module_& m) {
+  m.def("bf16_hardware", &bf16_hardware);
+  m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); });
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("set_isa", [](const std::string& s) { set_isa(isa_from(s)); }, py::arg("isa"));
+  m.def("detected_bf16_kernel",
+        [] { return std::string(bf16_kernel_name(detected_bf16_kernel())); });
+  m.def("active_bf16_kernel", [] { return std::string(bf16_kernel_name(active_bf16_kernel())); });
+  m.def("set_bf16_kernel", [](const std::string& s) {
+    Bf16Kernel k;
+    if (!parse_bf16_kernel(s.c_str(), &k))
+      throw std::invalid_argument(std::string("kernel must be ") + bf16_kernel_names() +
+                                  ", got '" + s + "'");
+    set_bf16_kernel(k);
+  }, py::arg("kernel"));
+  m.def("max_threads", &default_num_threads);
+  m.attr("MAX_THREADS") = kMaxThreads;
+#if defined(_OPENMP)
+  m.attr("openmp") = true;
+#else
+  m.attr("openmp") = false;
+#endif
 }
 
 }  // namespace fastmlp

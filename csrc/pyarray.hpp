@@ -123,8 +123,10 @@ std::shared_ptr<PixelInput> pixel_input(py::handle X, py::object offset, py::obj
 // X as given to train_batches or predict_proba: a PixelInput, or a float32 array.
 std::shared_ptr<PixelInput> input_of(py::handle X);
 
-// Registers the core's enums and structs (bindings_types.cpp).
+// Register the core's enums and structs, and what the core detected of the machine
+// (bindings_types.cpp).
 void bind_types(py::module_& core);
+void bind_machine(py::module_& core);
 // Registers the test-only module `_core.testing` (bindings_testing.cpp).
 void bind_testing(py::module_& core);
 

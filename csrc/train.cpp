@@ -6,6 +6,7 @@
 #include "train.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -597,11 +598,32 @@ void check_bf16_weights(const Network& net, const Bf16Weights& w) {
 // out[0] columns (out[0] alternates between two buffers), so D needs no barrier after
 // it. Fetching the randomly ordered rows from memory is the main cost outside the
 // products: each thread fetches half of them.
+namespace {
+
+// Runs one phase of a batch; a thread that runs out of memory in it (a GEMM's packing
+// buffers grow on first use, inside the region) records that instead of throwing, since
+// an exception must not leave an OpenMP region. All threads read the record after the
+// next barrier and stop together. Records alternate by batch: a phase of batch b and the
+// update of batch b - 1 write record b % 2, read after batch b's second barrier, so a
+// fast thread's update cannot reach a slow thread still reading.
+template <class Phase>
+void guarded(std::atomic<bool>& out_of_memory, Phase&& phase) {
+  try {
+    phase();
+  } catch (const std::bad_alloc&) {
+    out_of_memory.store(true, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
-                          const TrainOptions& options, long long t0, int n_threads) {
+                          const TrainOptions& options, long long t0, int n_threads,
+                          RunningSums sums) {
   check_plan(net, plan, opt, options);
   ChunkResult res;
   res.t = t0;
+  res.loss_sum = sums.loss, res.weight_sum = sums.weight;
   if (plan.n_order == 0) return res;
   const index_t Bmax = std::min(plan.batch_size, plan.n_order);
   const index_t n_batches = (plan.n_order + plan.batch_size - 1) / plan.batch_size;
@@ -621,28 +643,34 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
                      bf16 && cols > 0 ? bf16_columns_size(fan_in, cols) : 0);
   }
   bool stop = false;  // written by thread 0 only
+  std::atomic<bool> out_of_memory[2] = {false, false};  // see guarded()
 
   FASTMLP_PARALLEL(nt)
   {
     BatchWorker w(net, plan, options, t0, shared, bf16.get(), own[thread_index()],
                   thread_index(), team_size());
     long long t = t0;
-    w.gather_share(0);
+    guarded(out_of_memory[0], [&] { w.gather_share(0); });
     FASTMLP_BARRIER
     for (index_t bi = 0; bi < n_batches; ++bi) {
+      std::atomic<bool>& oom = out_of_memory[bi & 1];
       const Batch b = w.begin(bi);
-      w.forward_own_columns(b);                    // A
+      guarded(oom, [&] { w.forward_own_columns(b); });  // A
       FASTMLP_BARRIER
-      if (bi + 1 < n_batches) w.gather_share(bi + 1);  // B
-      w.own_rows_through_network(b);               // C
+      guarded(oom, [&] {
+        if (bi + 1 < n_batches) w.gather_share(bi + 1);  // B
+        w.own_rows_through_network(b);                   // C
+      });
       FASTMLP_BARRIER
+      if (oom.load(std::memory_order_relaxed)) break;  // every thread: the chunk is void
       std::int64_t n_correct = 0;
       const double loss = w.batch_loss(b, opt.alpha, &n_correct);
       if (!std::isfinite(loss)) {
         if (thread_index() == 0) stop = true;
         break;  // every thread breaks here: nothing of this batch is applied
       }
-      w.update(b, StepRule::make(opt, t + 1, b.weight));  // D
+      guarded(out_of_memory[(bi + 1) & 1],
+              [&] { w.update(b, StepRule::make(opt, t + 1, b.weight)); });  // D
       if (thread_index() == 0) {
         res.loss_sum += loss, res.weight_sum += b.weight, res.n_correct += n_correct;
         res.n_samples += b.B, res.n_batches += 1;
@@ -652,6 +680,8 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
     if (thread_index() == 0) res.t = t;
     w.finish();
   }
+  // Out of memory: the parameters are partly updated; the caller discards them.
+  if (out_of_memory[0] || out_of_memory[1]) throw std::bad_alloc();
   res.finite = !stop;
   return res;
 }

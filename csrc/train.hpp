@@ -55,9 +55,15 @@ struct TrainOptions {
   }
 };
 
+// The epoch's running sums, which a chunk continues batch by batch: where the caller cuts
+// an epoch into chunks (by timing) then never changes how a sum rounds.
+struct RunningSums {
+  double loss = 0, weight = 0;
+};
+
 struct ChunkResult {
-  double loss_sum = 0;    // sum over samples of w_i * CE_i, plus 0.5*alpha*|W|^2 per batch
-  double weight_sum = 0;  // sum of w_i over the samples trained on
+  double loss_sum = 0;    // sums.loss + over samples w_i * CE_i, + 0.5*alpha*|W|^2 per batch
+  double weight_sum = 0;  // sums.weight + sum of w_i over the samples trained on
   std::int64_t n_correct = 0;  // training predictions (before each batch's update) right
   std::int64_t n_samples = 0;  // samples trained on
   std::int64_t n_batches = 0;  // batches applied
@@ -69,9 +75,11 @@ struct ChunkResult {
 // Validates the network, the optimizer state the solver needs, the configuration, the
 // options and the plan (shapes, labels, order indices, weights), then trains on its
 // batches; batch b is optimizer step t + b + 1, which keys its random draws.
-// Throws std::invalid_argument on bad input, before touching any parameter.
+// Throws std::invalid_argument on bad input, before touching any parameter, and
+// std::bad_alloc when memory runs out, with the parameters partly updated.
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
-                          const TrainOptions& options, long long t, int n_threads);
+                          const TrainOptions& options, long long t, int n_threads,
+                          RunningSums sums = {});
 
 // A network's weights as bfloat16 prediction reads them (LayerBf16's Wp, per layer), made
 // once per fitted model and kept by the caller: predict_proba checks that they match the

@@ -619,6 +619,9 @@ def _limit_memory():
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is Linux's")
+@pytest.mark.skipif(bool(os.environ.get("FASTMLP_SANITIZERS")),
+                    reason="AddressSanitizer cannot reserve its shadow memory under the "
+                           "address-space limit this test sets")
 def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, data_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "fastmlp", "train", "--data-dir", str(data_dir), "--hidden",

@@ -377,3 +377,91 @@ def test_a_fit_after_a_failed_fit_is_a_first_fit(rng):
         model.fit(X, y)
     digest = [hashlib.sha256(c.tobytes()).hexdigest() for c in model.coefs_]
     assert digest == [hashlib.sha256(c.tobytes()).hexdigest() for c in refit.coefs_]
+
+
+class _FixedChunks:
+    """A ChunkSizer whose chunks are `batches` batches long, whatever the timing."""
+
+    batches = 1
+
+    def __init__(self, batch_size):
+        self.samples = batch_size * self.batches
+
+    def start(self):
+        pass
+
+    def done(self, n_samples):
+        pass
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_how_an_epoch_is_cut_into_chunks_changes_no_bit(rng, monkeypatch, solver):
+    """The Python side cuts epochs into calls of about 0.25 s, so by timing: the loss
+    curve, like the weights, must not depend on where the cuts fall."""
+    import fastmlp.estimator as est
+
+    X = rng.normal(size=(900, 12)).astype(np.float32)
+    y = rng.integers(0, 3, size=900)
+    w = rng.uniform(0.1, 3.0, size=900)  # weights that do not sum exactly in any order
+
+    def fitted(batches):
+        monkeypatch.setattr(_FixedChunks, "batches", batches)
+        monkeypatch.setattr(est, "ChunkSizer", _FixedChunks)
+        return MLPImageClassifier(hidden_layer_sizes=(16,), solver=solver, batch_size=32,
+                                  max_iter=3, alpha=1e-3, random_state=0).fit(X, y, w)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        whole, ones, sevens = fitted(1000), fitted(1), fitted(7)
+    for other in (ones, sevens):
+        assert other.loss_curve_ == whole.loss_curve_
+        for a, b in zip(other.coefs_, whole.coefs_):
+            assert np.array_equal(a, b)
+
+
+def _snapshot(model):
+    return [a.copy() for a in model.coefs_ + model.intercepts_], list(model.loss_curve_)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("request_no", [1, 2, 5, 40])
+def test_running_out_of_memory_in_training_raises_memory_error(rng, n_threads, request_no):
+    """A GEMM packing buffer that cannot be had, at the request_no-th request (the first
+    batch's forward, its backward, a later batch's update, ...): MemoryError, the model as
+    it was, and the next fit as if nothing happened."""
+    X = rng.normal(size=(400, 20)).astype(np.float32)
+    y = rng.integers(0, 3, size=400)
+    params = dict(hidden_layer_sizes=(24,), batch_size=32, max_iter=2, random_state=0,
+                  n_threads=n_threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPImageClassifier(**params).fit(X, y)
+        before = _snapshot(model)
+        _core.testing.fail_workspace_request(request_no)
+        try:
+            with pytest.raises(MemoryError):
+                model.fit(X, y)
+        finally:
+            _core.testing.fail_workspace_request(0)
+        after = _snapshot(model)
+        assert after[1] == before[1]
+        assert all(np.array_equal(a, b) for a, b in zip(after[0], before[0]))
+        again = _snapshot(model.fit(X, y))
+    assert all(np.array_equal(a, b) for a, b in zip(again[0], before[0]))
+
+
+def test_running_out_of_memory_in_prediction_raises_memory_error(rng):
+    X = rng.normal(size=(3000, 20)).astype(np.float32)
+    y = rng.integers(0, 3, size=3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPImageClassifier(hidden_layer_sizes=(24,), max_iter=1, n_threads=2,
+                                   random_state=0).fit(X, y)
+    expected = model.predict_proba(X)
+    _core.testing.fail_workspace_request(2)
+    try:
+        with pytest.raises(MemoryError):
+            model.predict_proba(X)
+    finally:
+        _core.testing.fail_workspace_request(0)
+    assert np.array_equal(model.predict_proba(X), expected)

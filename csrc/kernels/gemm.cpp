@@ -11,6 +11,7 @@
 //           for ir in MR tiles: micro-kernel
 //         last K block: epilogue of the finished (MC, NC) block.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <new>
 
@@ -36,6 +37,8 @@ const GemmKernelSet& kernels_for(Isa isa) {
   return gemm_kernels_generic();
 }
 
+std::atomic<long> g_fail_countdown{0};  // gemm_fail_workspace_request
+
 // A per-thread scratch buffer: 64-byte aligned (one cache line, one zmm), grown to the
 // largest request seen and then reused, so steady-state calls do not allocate.
 class Scratch {
@@ -45,6 +48,9 @@ class Scratch {
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() { std::free(p_); }
   float* get(index_t n) {
+    if (g_fail_countdown.load(std::memory_order_relaxed) > 0 &&
+        g_fail_countdown.fetch_sub(1) == 1)
+      throw std::bad_alloc();
     if (n > cap_) {
       std::free(p_);
       const size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) & ~size_t(63);
@@ -62,6 +68,12 @@ class Scratch {
   float* p_ = nullptr;
   index_t cap_ = 0;
 };
+
+}  // namespace
+
+void gemm_fail_workspace_request(long n) { g_fail_countdown.store(n < 0 ? 0 : n); }
+
+namespace {
 
 struct Workspace {
   Scratch a, b, c;

@@ -108,6 +108,11 @@ void sgemm_parallel(const GemmArgs& args, int n_threads, bool small_serial = tru
 // run-time fallback on CPUs without FMA is the generic micro-kernel, not this.
 void gemm_reference(const GemmArgs& args);
 
+// Testing: the n-th request for packing buffers from now on (any thread, n >= 1) throws
+// std::bad_alloc as a failed allocation would, so that out-of-memory paths can be tested;
+// n = 0 disarms. One relaxed atomic load per product when disarmed.
+void gemm_fail_workspace_request(long n);
+
 // Apply the built-in epilogue to a finished block (shared by every implementation).
 void gemm_store_block(const GemmArgs& args, index_t i0, index_t j0, index_t mr, index_t nr,
                       const float* tile, index_t ldt);
