@@ -246,17 +246,10 @@ def timed_predict(runner, model, X, calls=INFERENCE_CALLS):
 
 
 def one_image_latency(runner, model, X, calls=LATENCY_CALLS):
-    """The median wall time of predict on one image (the first test image): what a
-    request of one image costs, input checks and dispatch included. Its label must be the
-    one the batched predict gave that image."""
-    one = X[:1]
-    runner.predict(model, one)  # the warm-up call (a system that compiles per shape does)
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        label = runner.predict(model, one)
-        samples.append(time.perf_counter() - start)
-    return np.asarray(label).reshape(-1)[0], statistics.median(samples)
+    """predict on one image (the first test image): its label and the median wall time
+    of a call, what a request of one image costs, input checks and dispatch included."""
+    labels, samples = timed_predict(runner, model, X[:1], calls)
+    return labels.reshape(-1)[0], statistics.median(samples)
 
 
 def run_system(runner, data, epochs, seed):

@@ -580,6 +580,21 @@ void check_bf16_weights(const Network& net, const Bf16Weights& w) {
   if (!same) throw std::invalid_argument("the bfloat16 weights were made for another network");
 }
 
+// Runs one phase of a batch; a thread that runs out of memory in it (a GEMM's packing
+// buffers grow on first use, inside the region) records that instead of throwing, since
+// an exception must not leave an OpenMP region. All threads read the record after the
+// next barrier and stop together. Records alternate by batch: a phase of batch b and the
+// update of batch b - 1 write record b % 2, read after batch b's second barrier, so a
+// fast thread's update cannot reach a slow thread still reading.
+template <class Phase>
+void guarded(std::atomic<bool>& out_of_memory, Phase&& phase) {
+  try {
+    phase();
+  } catch (const std::bad_alloc&) {
+    out_of_memory.store(true, std::memory_order_relaxed);
+  }
+}
+
 }  // namespace
 
 // Schedule of batch b, with two barriers (each thread ith of nth):
@@ -598,25 +613,6 @@ void check_bf16_weights(const Network& net, const Bf16Weights& w) {
 // out[0] columns (out[0] alternates between two buffers), so D needs no barrier after
 // it. Fetching the randomly ordered rows from memory is the main cost outside the
 // products: each thread fetches half of them.
-namespace {
-
-// Runs one phase of a batch; a thread that runs out of memory in it (a GEMM's packing
-// buffers grow on first use, inside the region) records that instead of throwing, since
-// an exception must not leave an OpenMP region. All threads read the record after the
-// next barrier and stop together. Records alternate by batch: a phase of batch b and the
-// update of batch b - 1 write record b % 2, read after batch b's second barrier, so a
-// fast thread's update cannot reach a slow thread still reading.
-template <class Phase>
-void guarded(std::atomic<bool>& out_of_memory, Phase&& phase) {
-  try {
-    phase();
-  } catch (const std::bad_alloc&) {
-    out_of_memory.store(true, std::memory_order_relaxed);
-  }
-}
-
-}  // namespace
-
 ChunkResult train_batches(const Network& net, const BatchPlan& plan, const OptimConfig& opt,
                           const TrainOptions& options, long long t0, int n_threads,
                           RunningSums sums) {
