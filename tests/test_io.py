@@ -1,9 +1,12 @@
 """fastmlp.save / fastmlp.load: the pickle-free model file."""
 
 import doctest
+import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
 
 import joblib
@@ -254,17 +257,22 @@ def saved(tmp_path, data):
     return path
 
 
-def rewrite(path, edit_header=None, drop=None):
-    """Rewrite the archive at path with its header edited and/or one member dropped."""
+def rewrite(path, edit_header=None, drop=None, arrays=None, edit_text=None):
+    """Rewrite the archive at path with its header edited (as JSON values and/or as
+    text), one member dropped and/or arrays replaced ({name: array})."""
     with zipfile.ZipFile(path) as z:
         members = {name: z.read(name) for name in z.namelist()}
     if drop is not None:
         del members[drop]
-    if edit_header is not None:
+    for name, a in (arrays or {}).items():
+        buffer = io.BytesIO()
+        np.save(buffer, a)
+        members[name + ".npy"] = buffer.getvalue()
+    if edit_header is not None or edit_text is not None:
         with np.load(path) as npz:
             header = json.loads(npz["header"].tobytes())
-        edit_header(header)
-        text = json.dumps(header).encode()
+        (edit_header or (lambda h: None))(header)
+        text = (edit_text or (lambda t: t))(json.dumps(header)).encode()
         tmp = path.with_suffix(".npy")
         np.save(tmp, np.frombuffer(text, dtype=np.uint8))
         members["header.npy"] = tmp.read_bytes()
@@ -296,6 +304,129 @@ def test_a_bad_header_is_refused(saved, edit, message):
     rewrite(saved, edit_header=edit)
     with pytest.raises(ValueError, match=message):
         fastmlp.load(saved)
+
+
+def fitted(header):
+    return header["model"]["fitted"]
+
+
+def optimizer_state(header):
+    return fitted(header)["_optimizer_state"]["__optimizer_state__"]
+
+
+# Each edit makes a file that np.load and json read, but whose model is not one that
+# fitting could leave: prediction or training would hand it to the core inconsistent
+# (a random state past its keys crashed NumPy's generator; NaN weights predicted
+# classes_[0] for every image).
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: fitted(h)["_rng"]["__random_state__"].__setitem__(2, 625),
+     "_rng is not a random state"),
+    (lambda h: fitted(h)["_rng"]["__random_state__"].__setitem__(0, "PCG64"),
+     "_rng is not a random state"),
+    (lambda h: fitted(h).update(_noise_seed=-1), "_noise_seed is not None or a seed"),
+    (lambda h: fitted(h).update(n_iter_=-3), "n_iter_ is not a count"),
+    (lambda h: fitted(h).update(t_=1.5), "t_ is not a count"),
+    (lambda h: fitted(h).update(loss_curve_="low"), "loss_curve_ is not a list"),
+    (lambda h: fitted(h).update(n_outputs_=2), "n_outputs_=2 do not match"),
+    (lambda h: fitted(h).update(out_activation_="identity"), "out_activation_ is not"),
+    (lambda h: fitted(h).pop("n_iter_"), "lacks the fitted attribute.* n_iter_"),
+    (lambda h: fitted(h).pop("classes_"), "lacks the fitted attribute.* classes_"),
+    (lambda h: fitted(h).update(classes_=[2, 1, 0]), "classes_ is not a sorted"),
+    (lambda h: h["model"]["params"].update(activation="bogus"), "'activation' parameter"),
+    (lambda h: h["model"]["params"].update(batch_size=0), "'batch_size' parameter"),
+    (lambda h: h["model"]["params"].update(random_shift=-3), "'random_shift' parameter"),
+    (lambda h: optimizer_state(h).update(steps=2**70), "corrupt"),
+    (lambda h: optimizer_state(h).update(solver="lbfgs"), "_optimizer_state does not fit"),
+    (lambda h: optimizer_state(h).update(schedule_t0=10**6), "_optimizer_state does not"),
+    (lambda h: optimizer_state(h)["slots"]["first_moment"]["__tuple__"][0].pop(),
+     "_optimizer_state does not fit"),
+], ids=["rng position", "rng kind", "noise seed", "n_iter_", "t_", "loss curve",
+        "n_outputs_", "out_activation_", "no n_iter_", "no classes_", "unsorted classes",
+        "activation", "batch size", "random shift", "step overflow", "solver",
+        "schedule start", "slot missing"])
+def test_a_model_that_fitting_cannot_leave_is_refused(saved, edit, message):
+    rewrite(saved, edit_header=edit)
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(saved)
+
+
+def test_a_header_nested_too_deeply_is_refused(saved):
+    # json.loads gives up (RecursionError) long before 100 000 levels.
+    depth = 100_000
+    rewrite(saved, edit_text=lambda text: text.replace(
+        '"fitted": {', '"fitted": {"deep_": ' + "[" * depth + "]" * depth + ", ", 1))
+    with pytest.raises(ValueError, match="its header is not JSON"):
+        fastmlp.load(saved)
+
+
+@pytest.mark.parametrize("array, value, message", [
+    ("model.coefs_.0", np.nan, "coefs_ is not a list of finite float32"),
+    ("model.intercepts_.1", np.inf, "intercepts_ is not a list of finite"),
+    ("model._optimizer_state.slots.second_moment.0.0", np.nan,
+     "_optimizer_state does not fit"),
+])
+def test_non_finite_weights_are_refused(saved, array, value, message):
+    with np.load(saved) as npz:
+        a = npz[array].copy()
+    a.flat[0] = value
+    rewrite(saved, arrays={array: a})
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(saved)
+
+
+def test_weights_of_another_dtype_or_shape_are_refused(saved):
+    with np.load(saved) as npz:
+        a = npz["model.coefs_.0"]
+    rewrite(saved, arrays={"model.coefs_.0": a.astype(np.float64)})
+    with pytest.raises(ValueError, match="coefs_ is not a list of finite float32"):
+        fastmlp.load(saved)
+    rewrite(saved, arrays={"model.coefs_.0": a[:, :-1]})
+    with pytest.raises(ValueError, match="do not chain"):
+        fastmlp.load(saved)
+
+
+@one_epoch
+def test_a_pipeline_of_other_steps_or_widths_is_refused(tmp_path, data):
+    X, y = data
+    pipe = make_pipeline(PixelScaler(), quick()).fit(X, y)
+    path = tmp_path / "pipe.fastmlp"
+    fastmlp.save(pipe, path)
+
+    def swap_steps(h):
+        steps = h["model"]["params"]["steps"]
+        steps.reverse()
+
+    rewrite(path, edit_header=swap_steps)
+    with pytest.raises(ValueError, match="ends in an MLPImageClassifier"):
+        fastmlp.load(path)
+    fastmlp.save(pipe, path)
+    rewrite(path, edit_header=lambda h: h["model"]["params"]["steps"][0]["__tuple__"][1][
+        "__estimator__"]["fitted"].update(n_features_in_=35))
+    with pytest.raises(ValueError, match="do not fit 35 features|not fitted to the same"):
+        fastmlp.load(path)
+    fastmlp.save(pipe, path)
+    rewrite(path, edit_header=lambda h: h["model"]["params"]["steps"][0]["__tuple__"][1][
+        "__estimator__"]["fitted"].update(scale_={"__array__": "model.steps.1.1.coefs_.0"}))
+    with pytest.raises(ValueError, match="scale_ is not"):
+        fastmlp.load(path)
+
+
+def test_an_unfitted_model_is_refused(saved):
+    rewrite(saved, edit_header=lambda h: h["model"].update(fitted={}))
+    with pytest.raises(ValueError, match="not fitted"):
+        fastmlp.load(saved)
+
+
+def test_a_crafted_random_state_no_longer_crashes_training(saved, data, tmp_path):
+    """Run in a child: before the check, the next partial_fit crashed the process."""
+    rewrite(saved, edit_header=lambda h: fitted(h)["_rng"]["__random_state__"].__setitem__(
+        2, 10**6))
+    script = ("import sys, fastmlp\n"
+              "try:\n    fastmlp.load(sys.argv[1])\n"
+              "except ValueError as e:\n    print('refused:', e)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(saved)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "refused:" in result.stdout, result.stderr
 
 
 def test_a_missing_array_is_refused(saved):

@@ -465,3 +465,52 @@ def test_running_out_of_memory_in_prediction_raises_memory_error(rng):
     finally:
         _core.testing.fail_workspace_request(0)
     assert np.array_equal(model.predict_proba(X), expected)
+
+
+# --- 14. parameters and models changed by hand are checked as fit checks them -----------
+
+@pytest.mark.parametrize("params", [{"batch_size": 0}, {"activation": "bogus"},
+                                    {"random_shift": -3}, {"learning_rate_init": -1.0}])
+def test_partial_fit_checks_parameters_set_after_the_first_call(rng, params):
+    X, y = _problem(rng)
+    model = MLPImageClassifier(hidden_layer_sizes=(5,), random_state=0)
+    model.partial_fit(X, y, classes=[0, 1, 2])
+    before = _state(model)
+    model.set_params(**params)
+    with pytest.raises(ValueError, match=f"'{next(iter(params))}' parameter"):
+        model.partial_fit(X, y)
+    assert _state(model) == before
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"image_shape": (3, 2, 2), "random_flip": True}, r"looks like \(C, H, W\)"),
+    ({"image_shape": (2.5, 2.4), "random_flip": True}, "positive integers"),
+    ({"image_shape": (2, True, 3), "random_flip": True}, "positive integers"),
+    ({"image_shape": (2, 3), "random_shift": 3}, "smaller than the images"),
+    ({"dropout": {}}, "dropout must be a float or one rate per hidden layer"),
+    ({"dropout": "half"}, "'dropout' parameter"),
+    ({"hidden_layer_sizes": True}, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": (2**31,)}, "hidden_layer_sizes must contain positive integers"),
+])
+def test_parameters_fit_cannot_honour_are_refused(rng, params, message):
+    X, y = _problem(rng)
+    with pytest.raises(ValueError, match=message):
+        MLPImageClassifier(**{"hidden_layer_sizes": (5,), "max_iter": 1, **params}).fit(X, y)
+
+
+def test_a_last_layer_without_a_unit_per_class_is_refused(rng):
+    model, X, _ = _fitted(rng)
+    model.coefs_[-1] = np.ones((5, 4), np.float32)
+    model.intercepts_[-1] = np.ones(4, np.float32)
+    for method in (model.predict_proba, model.predict, model.predict_log_proba):
+        with pytest.raises(ValueError, match="last layer has 4 units for its 3 classes_"):
+            method(X)
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan, 1e38])
+def test_weights_that_overflow_are_refused_not_predicted(rng, value):
+    model, X, _ = _fitted(rng)
+    model.coefs_[0][:] = value
+    for method in (model.predict_proba, model.predict, model.predict_log_proba):
+        with pytest.raises(ValueError, match="outputs overflow float32"):
+            method(X)

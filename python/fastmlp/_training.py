@@ -11,11 +11,13 @@ onto itself when training succeeds.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 
@@ -264,10 +266,18 @@ def image_geometry(X, image_shape):
     channels (1, 3 or 4) and its last does not.
     """
     if image_shape is not None:
-        shape = tuple(int(v) for v in image_shape)
-        if len(shape) not in (2, 3) or min(shape) < 1:
-            raise ValueError(f"image_shape must be (H, W) or (H, W, C) of positive sizes, got "
-                             f"{image_shape!r}")
+        shape = tuple(image_shape)
+        if len(shape) not in (2, 3) or not all(
+                isinstance(v, Integral) and not isinstance(v, bool) and v >= 1 for v in shape):
+            raise ValueError(f"image_shape must be (H, W) or (H, W, C) of positive integers, "
+                             f"got {image_shape!r}")
+        shape = tuple(int(v) for v in shape)
+        if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+            # Rows in (C, H, W) order read as (H, W, C) would shift across channels.
+            raise ValueError(
+                f"image_shape={shape} looks like (C, H, W); image_shape is channels last, "
+                f"(H, W, C). For rows in (C, H, W) order pass X as (n, C, H, W) images "
+                f"(X.reshape(-1, {shape[0]}, {shape[1]}, {shape[2]})) and no image_shape")
         return (*shape, 1, False) if len(shape) == 2 else (*shape, False)
     ndim = getattr(X, "ndim", 2)
     if ndim == 3:
@@ -280,7 +290,10 @@ def image_geometry(X, image_shape):
 
 
 def _dropout_rates(dropout, n_hidden):
-    rates = np.atleast_1d(np.asarray(dropout, dtype=float))
+    try:
+        rates = np.atleast_1d(np.asarray(dropout, dtype=float))
+    except (TypeError, ValueError):
+        rates = np.zeros((0, 0))
     if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
         raise ValueError(f"dropout must be a float or one rate per hidden layer "
                          f"({n_hidden}), got {dropout!r}")
@@ -315,9 +328,13 @@ def train_options(est, run, n_features, n_hidden, geometry):
         if geometry is None:
             raise ValueError("random_shift and random_flip need the images' shape: pass X as "
                              "(n, H, W) or (n, H, W, C) images, or set image_shape")
-        if int(np.prod(geometry[:3])) != n_features:
-            raise ValueError(f"image_shape {geometry[:3]} holds {int(np.prod(geometry[:3]))} "
-                             f"values, but X has {n_features} features")
+        values = math.prod(geometry[:3])
+        if values != n_features:
+            raise ValueError(f"image_shape {geometry[:3]} holds {values} values, but X has "
+                             f"{n_features} features")
+        if est.random_shift >= max(geometry[:2]):
+            raise ValueError(f"random_shift={est.random_shift} must be smaller than the "
+                             f"images, which are {geometry[0]}x{geometry[1]} pixels")
         o.image = tuple(int(v) for v in geometry[:3]) + (bool(geometry[3]),)
         o.random_shift, o.random_flip = int(est.random_shift), bool(est.random_flip)
     if o.dropout or o.random_shift or o.random_flip:

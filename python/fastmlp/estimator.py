@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 
 import numpy as np
@@ -528,6 +528,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self : MLPImageClassifier
             The estimator, updated in place.
         """
+        # scikit-learn checks the parameters on the first call only; they may have been
+        # set since, and the core trusts what it is given.
+        self._validate_params()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes,
@@ -645,10 +648,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, Integral) and not isinstance(sizes, bool):
+        if isinstance(sizes, Integral):
             sizes = [sizes]
-        sizes = list(sizes)
-        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
+        sizes = list(sizes) if isinstance(sizes, Iterable) else [sizes]
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and 0 < s < 2**31
                    for s in sizes):
             raise ValueError(
                 "hidden_layer_sizes must contain positive integers, got "
@@ -1117,6 +1120,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 raise ValueError("Input X contains a value too large for dtype('float32'), "
                                  "the precision the model computes in; scale the inputs as "
                                  "for fit.")
+        if self.coefs_[-1].shape[1] != len(self.classes_):
+            raise ValueError(f"the model's last layer has {self.coefs_[-1].shape[1]} units "
+                             f"for its {len(self.classes_)} classes_")
         out = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
         bf16 = self._prediction_weights(self.coefs_, self.intercepts_)
         for start in range(0, X.shape[0], _PREDICT_BLOCK_ROWS):
@@ -1126,4 +1132,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             out[start:start + _PREDICT_BLOCK_ROWS] = _core.predict_proba(
                 self.coefs_, self.intercepts_, block, activation=self._activation_code(),
                 log=log, n_threads=self._n_threads(), bf16=bf16)
+        if not np.isfinite(out).all():  # a tenth of the forward pass on 10 classes
+            raise ValueError(
+                "the model's outputs overflow float32 (an infinite or NaN probability): its "
+                "weights are not finite, or too large for these inputs")
         return out

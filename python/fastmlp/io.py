@@ -298,17 +298,24 @@ def load(path, *, return_metadata=False):
 
 def _read_archive(archive, path):
     """(model, metadata) from an open archive; ValueError for anything amiss in it."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
     try:
         header = _read_header(archive, path)
         model = _Reader(archive, path).estimator(header["model"], "model")
-        return model, header.get("metadata") or {}
     except _FormatError:
         raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError,
-            TypeError, AttributeError, IndexError) as exc:
+            TypeError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
         # A damaged member fails its CRC check; damaged JSON values fail where used.
         raise ValueError(f"{path} is corrupt or truncated: "
                          f"{type(exc).__name__}: {exc}") from None
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise _FormatError(f"{path} holds a model that is not fitted") from None
+    return model, header.get("metadata") or {}
 
 
 def _read_header(archive, path):
@@ -319,7 +326,7 @@ def _read_header(archive, path):
         raise _FormatError(f"{path} is not a fastmlp model file (bad header)")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _FormatError(f"{path} is corrupt: its header is not JSON ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         raise _FormatError(f"{path} is not a fastmlp model file (the header names no "
@@ -363,31 +370,18 @@ class _Reader:
             self.fail(f"{cls.__name__} has no parameter {', '.join(unknown)} (written by "
                       f"another fastmlp version?)")
         est = cls(**params)
+        try:
+            est._validate_params()
+        except ValueError as exc:  # scikit-learn's InvalidParameterError
+            self.fail(f"{where}: {exc}")
         private = PRIVATE_STATE.get(cls.__name__, ())
         for k, v in node.get("fitted", {}).items():
             if k in known or not (_FITTED_NAME.match(k) or k in private):
                 self.fail(f"{where} sets the attribute {k!r}, which is not a fitted one")
             setattr(est, k, self.value(v, f"{where}.{k}"))
-        if cls.__name__ == "MLPImageClassifier" and hasattr(est, "coefs_"):
-            self._finish_classifier(est, where)
+        _FITTED_CHECKS[cls.__name__](est, set(node.get("fitted", {})),
+                                     lambda what: self.fail(f"{where}: {what}"))
         return est
-
-    def _finish_classifier(self, est, where):
-        """The arrays the core reads and updates in place, laid out as fit leaves them,
-        and a shape check (a crafted file must not reach the core inconsistent)."""
-        from ._memory import cache_aligned
-
-        est.coefs_ = [cache_aligned(c) for c in est.coefs_]
-        est.intercepts_ = [cache_aligned(b) for b in est.intercepts_]
-        if not hasattr(est, _OPTIMIZER_STATE):
-            est._optimizer_state = None  # saved without it: warm_start starts it afresh
-        sizes = [est.n_features_in_] + [b.shape[0] for b in est.intercepts_]
-        shapes = [c.shape for c in est.coefs_]
-        if (len(shapes) != len(sizes) - 1 or sizes[-1] != len(est.classes_)
-                or shapes != list(zip(sizes[:-1], sizes[1:]))):
-            self.fail(f"{where}: the layer shapes {shapes} do not chain from "
-                      f"{est.n_features_in_} features to {len(est.classes_)} classes")
-        est._seal_bf16()
 
     def value(self, v, where):
         if isinstance(v, list):
@@ -416,9 +410,14 @@ class _Reader:
 
     def _random_state(self, body, node, where):
         kind, keys, pos, has_gauss, cached = body
+        keys = self.value(keys, where)
+        # NumPy takes a position past its 624 keys and crashes on the next draw.
+        if (kind != "MT19937" or not isinstance(keys, np.ndarray) or keys.shape != (624,)
+                or keys.dtype != np.uint32 or not _is_int(pos, 0, 624)
+                or has_gauss not in (0, 1) or not _is_real(cached)):
+            self.fail(f"{where} is not a random state")
         rng = np.random.RandomState()
-        rng.set_state((kind, np.asarray(self.value(keys, where), dtype=np.uint32), pos,
-                       has_gauss, cached))
+        rng.set_state((kind, keys, pos, has_gauss, cached))
         return rng
 
     def _optimizer_state(self, body, node, where):
@@ -441,3 +440,202 @@ class _Reader:
         "__random_state__": _random_state,
         "__optimizer_state__": _optimizer_state,
     }
+
+
+# --------------------------------------------------------------------------------------
+# What a loaded model must hold
+# --------------------------------------------------------------------------------------
+# A model file may come from anywhere, and prediction and further training hand its
+# arrays to the compiled core. So each estimator's fitted attributes are checked for the
+# type, shape and range that fitting leaves them in, and for consistency with each other,
+# before load returns: an estimator holds all of them, or none (an unfitted parameter).
+
+
+def _is_int(v, low, high=None):
+    return (isinstance(v, Integral) and not isinstance(v, bool) and v >= low
+            and (high is None or v <= high))
+
+
+def _is_real(v):
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+def _reals(v):
+    return isinstance(v, list) and all(_is_real(x) for x in v)
+
+
+def _count(low=0):
+    return lambda v: _is_int(v, low)
+
+
+def _finite_arrays(dtype, ndim):
+    """A non-empty list of finite arrays of this dtype and number of dimensions."""
+    def check(v):
+        return isinstance(v, list) and len(v) > 0 and all(
+            isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim and a.size
+            and np.isfinite(a).all() for a in v)
+    return check
+
+
+def _statistic(v):
+    return _finite_arrays(np.float64, 1)([v])
+
+
+def _labels(v):
+    return (isinstance(v, np.ndarray) and v.ndim == 1 and v.size >= 2
+            and v.dtype.kind in "biufUO" and np.array_equal(np.unique(v), v))
+
+
+def _names(v):
+    return (isinstance(v, np.ndarray) and v.ndim == 1
+            and all(isinstance(x, str) for x in v.flat))
+
+
+def _check_fitted(est, fitted, required, optional, fail):
+    """Whether est is fitted; fail unless it holds all of ``required`` (or nothing)
+    and each attribute there or in ``optional`` passes its ``(check, description)``."""
+    if not fitted:
+        return False
+    missing = sorted(set(required) - fitted)
+    if missing:
+        fail(f"it lacks the fitted attribute(s) {', '.join(missing)}")
+    for name, (check, what) in {**required, **optional}.items():
+        if name in fitted and not check(getattr(est, name)):
+            fail(f"{name} is not {what}")
+    return True
+
+
+_COMMON = {"n_features_in_": (_count(1), "a positive integer")}
+_FEATURE_NAMES = {"feature_names_in_": (_names, "a 1-D array of strings")}
+_SCALER = {
+    **_COMMON,
+    "offset_": (_statistic, "a non-empty finite float64 vector"),
+    "scale_": (_statistic, "a non-empty finite float64 vector"),
+    "mean_": (_optional(_statistic), "None or a finite float64 vector"),
+    "var_": (_optional(_statistic), "None or a finite float64 vector"),
+}
+_CLASSIFIER = {
+    **_COMMON,
+    "classes_": (_labels, "a sorted 1-D array of at least 2 distinct labels"),
+    "coefs_": (_finite_arrays(np.float32, 2), "a list of finite float32 matrices"),
+    "intercepts_": (_finite_arrays(np.float32, 1), "a list of finite float32 vectors"),
+    "_rng": (lambda v: isinstance(v, np.random.RandomState), "a random state"),
+    "_noise_seed": (_optional(lambda v: _is_int(v, 0, 2**63 - 1)),
+                    "None or a seed in [0, 2**63)"),
+    "n_iter_": (_count(), "a count"),
+    "t_": (_count(), "a count"),
+    "_no_improvement_count": (_count(), "a count"),
+    "loss_curve_": (_reals, "a list of numbers"),
+    "loss_": (_optional(_is_real), "None or a number"),
+    "history_": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+                 "a list of dicts"),
+    "best_loss_": (_optional(_is_real), "None or a number"),
+    "validation_scores_": (_optional(_reals), "None or a list of numbers"),
+    "validation_loss_curve_": (_optional(_reals), "None or a list of numbers"),
+    "best_validation_score_": (_optional(_is_real), "None or a number"),
+    "n_layers_": (_count(2), "a layer count"),
+    "n_outputs_": (_count(2), "a class count"),
+    "out_activation_": (lambda v: v == "softmax", "'softmax'"),
+    "input_scaler_": (lambda v: v is None or type(v).__name__ == "PixelScaler",
+                      "None or a PixelScaler"),
+}
+
+
+def _finish_scaler(est, fitted, fail):
+    if not _check_fitted(est, fitted, _SCALER, _FEATURE_NAMES, fail):
+        return
+    n = est.scale_.shape[0]
+    if (est.offset_.shape != (n,) or est.n_features_in_ % n or not (est.scale_ > 0).all()
+            or any(s is not None and s.shape != (n,) for s in (est.mean_, est.var_))):
+        fail(f"its statistics (offset_ {est.offset_.shape}, scale_ {est.scale_.shape}, "
+             f"positive: {bool((est.scale_ > 0).all())}) do not fit "
+             f"{est.n_features_in_} features")
+    _check_feature_names(est, fail)
+
+
+def _finish_classifier(est, fitted, fail):
+    """Checked, and the arrays the core reads and updates in place laid out as fit
+    leaves them."""
+    from ._memory import cache_aligned
+    from ._optim import OptimizerState
+
+    optional = {**_FEATURE_NAMES, _OPTIMIZER_STATE: (
+        _optional(lambda v: isinstance(v, OptimizerState)), "None or an optimizer state")}
+    if not _check_fitted(est, fitted, _CLASSIFIER, optional, fail):
+        return
+    sizes = [est.n_features_in_] + [b.shape[0] for b in est.intercepts_]
+    shapes = [c.shape for c in est.coefs_]
+    if (len(shapes) != len(sizes) - 1 or sizes[-1] != len(est.classes_)
+            or shapes != list(zip(sizes[:-1], sizes[1:]))):
+        fail(f"the layer shapes {shapes} do not chain from {est.n_features_in_} features "
+             f"to {len(est.classes_)} classes")
+    if (est.n_layers_, est.n_outputs_) != (len(shapes) + 1, len(est.classes_)):
+        fail(f"n_layers_={est.n_layers_} and n_outputs_={est.n_outputs_} do not match the "
+             f"{len(shapes)} weight matrices and {len(est.classes_)} classes")
+    scaler = est.input_scaler_
+    if scaler is not None and getattr(scaler, "n_features_in_", None) != est.n_features_in_:
+        fail("input_scaler_ is not fitted to the classifier's features")
+    _check_feature_names(est, fail)
+    est.coefs_ = [cache_aligned(c) for c in est.coefs_]
+    est.intercepts_ = [cache_aligned(b) for b in est.intercepts_]
+    est._optimizer_state = getattr(est, _OPTIMIZER_STATE, None)  # None: warm_start anew
+    if est._optimizer_state is not None:
+        _check_optimizer_state(est._optimizer_state, est, fail)
+    est._seal_bf16()
+
+
+def _check_optimizer_state(state, est, fail):
+    from ._optim import OPTIMIZERS
+
+    def same_layout(arrays, like):
+        return (_finite_arrays(np.float32, like[0].ndim)(arrays) and len(arrays) == len(like)
+                and all(a.shape == b.shape for a, b in zip(arrays, like)))
+
+    steps = state.steps
+    if (state.solver not in OPTIMIZERS or not _is_real(state.learning_rate)
+            or not 0 <= state.learning_rate < math.inf
+            or not isinstance(state.slots, dict)
+            or not all(isinstance(w, list) and isinstance(b, list)
+                       and same_layout(w, est.coefs_) and same_layout(b, est.intercepts_)
+                       for w, b in state.slots.values())
+            or steps.shape != (1,) or steps[0] < 0
+            or not _is_int(state.schedule_t0, 0, int(steps[0]))):
+        fail("_optimizer_state does not fit the model's layers (solver "
+             f"{state.solver!r}, {len(state.slots)} state slot(s))")
+
+
+def _check_feature_names(est, fail):
+    names = getattr(est, "feature_names_in_", None)
+    if names is not None and names.shape != (est.n_features_in_,):
+        fail(f"feature_names_in_ has {names.shape[0]} names for {est.n_features_in_} "
+             f"features")
+
+
+def _finish_pipeline(est, fitted, fail):
+    """A Pipeline of PixelScalers (or "passthrough") ending in an MLPImageClassifier."""
+    from .estimator import MLPImageClassifier
+    from .preprocessing import PixelScaler
+
+    steps = est.steps
+    if not (isinstance(steps, list) and steps
+            and all(isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str)
+                    and "__" not in s[0] for s in steps)
+            and len({name for name, _ in steps}) == len(steps)):
+        fail("its steps are not (name, estimator) pairs of distinct names")
+    *scalers, (_, clf) = steps
+    if not isinstance(clf, MLPImageClassifier) or not all(
+            isinstance(s, PixelScaler) or s in (None, "passthrough") for _, s in scalers):
+        fail("a model file's Pipeline holds PixelScalers (or 'passthrough') and ends in an "
+             "MLPImageClassifier")
+    width = getattr(clf, "n_features_in_", None)
+    if any(isinstance(s, PixelScaler) and getattr(s, "n_features_in_", None) != width
+           for _, s in scalers):
+        fail("its steps are not fitted to the same number of features")
+
+
+_FITTED_CHECKS = {"MLPImageClassifier": _finish_classifier, "PixelScaler": _finish_scaler,
+                  "Pipeline": _finish_pipeline}
