@@ -105,13 +105,15 @@ def test_bad_files_are_reported_and_the_others_still_predicted(capsys, model, im
     Image.fromarray(images[0]).save(good)
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:40])
-    text, shape, pickled, nan = (tmp_path / n for n in ("notes.txt", "shape.npy",
-                                                        "pickled.npy", "nan.npy"))
+    text, shape, pickled, nan, empty = (tmp_path / n for n in (
+        "notes.txt", "shape.npy", "pickled.npy", "nan.npy", "empty.npy"))
     text.write_text("not an image")
     np.save(shape, np.zeros((2, 3, 5, 7, 9)))
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.save(nan, np.full((28, 28), np.nan))
-    bad = [truncated, text, shape, pickled, nan, tmp_path / "missing.png"]
+    np.save(empty, np.zeros((0, 28, 28), np.uint8))
+    bad = [truncated, text, shape, pickled, nan, empty, tmp_path / "missing.png",
+           tmp_path]
     status, out, err = run(capsys, "predict", model, good, *bad)
     assert status == 1 and "Traceback" not in err
     assert [r[0] for r in parse(out)] == [str(good)]
@@ -119,7 +121,8 @@ def test_bad_files_are_reported_and_the_others_still_predicted(capsys, model, im
     assert [m.split(": ")[2] for m in messages] == [str(p) for p in bad]
     assert "not a readable image" in messages[0] and "neither an image" in messages[1]
     assert "shape (2, 3, 5, 7, 9)" in messages[2] and "not a readable .npy" in messages[3]
-    assert "NaN or infinite" in messages[4] and "no such file" in messages[5]
+    assert "NaN or infinite" in messages[4] and "holds no pixels" in messages[5]
+    assert "no such file" in messages[6] and "not a file" in messages[7]
 
 
 def test_without_pillow_the_message_says_how_to_install_it(capsys, model, images, tmp_path,
@@ -136,6 +139,8 @@ def test_without_pillow_the_message_says_how_to_install_it(capsys, model, images
 def test_predict_without_a_model_file(capsys, tmp_path):
     status, out, err = run(capsys, "predict", tmp_path / "missing.fastmlp", tmp_path / "x.png")
     assert status == 1 and "does not exist" in err and out == ""
+    status, out, err = run(capsys, "predict", tmp_path, tmp_path / "x.png")
+    assert status == 1 and f"model file {tmp_path} is a directory" in err and out == ""
 
 
 # -- train --resume ----------------------------------------------------------------------

@@ -108,8 +108,9 @@ def test_onnx_runtime_gives_the_same_probabilities(rng, kind, n_classes, activat
     np.testing.assert_array_equal(labels[rows], model.predict(X)[rows])
 
 
-@pytest.mark.parametrize("labels", [["coat", "bag", "shirt"], [-3, 7, 10], [1.0, 2.0, 4.0]],
-                         ids=["str", "int", "float"])
+@pytest.mark.parametrize("labels", [["coat", "bag", "shirt"], [-3, 7, 10], [1.0, 2.0, 4.0],
+                                    np.array([7, 2**63 + 1, 2**64 - 1], dtype=np.uint64)],
+                         ids=["str", "int", "float", "uint64-beyond-int64"])
 def test_labels_are_the_models_classes(rng, labels):
     ort = pytest.importorskip("onnxruntime")
     model, X = fitted("symmetric", "relu", 3, rng, labels=labels)

@@ -92,11 +92,47 @@ def test_the_callers_weights_are_not_written(rng):
     (lambda n: -np.ones(n), "non-negative"),
     (lambda n: np.full(n, np.nan), "finite"),
     (lambda n: np.zeros(n), "non-zero"),
+    (lambda n: np.full(n, 1e-46), r"sample_weight\) are all zero in float32"),
+    (lambda n: np.full(n, 1e39), r"sample_weight\) exceed float32's range"),
 ])
 def test_bad_weights_raise(rng, weights, match):
     X, y = _data(rng)
     with pytest.raises(ValueError, match=match):
         MLPImageClassifier(**FIT).fit(X, y, sample_weight=weights(len(y)))
+
+
+@pytest.mark.parametrize("class_weight, sample_weight, match", [
+    ({0: 0, 1: 0, 2: 0}, None, r"\(class_weight\) are all zero"),
+    ({0: 1e-30, 1: 1e-30, 2: 1e-30}, 1e-20, r"\(sample_weight times class_weight\) are all"),
+    ({0: 1e20, 1: 1, 2: 1}, 1e20, r"\(sample_weight times class_weight\) exceed"),
+])
+def test_class_weights_float32_cannot_hold_raise(rng, class_weight, sample_weight, match):
+    X, y = _data(rng)
+    model = MLPImageClassifier(class_weight=class_weight, **FIT)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y, sample_weight=sample_weight)
+    assert not hasattr(model, "coefs_")
+
+
+def test_a_validation_split_that_leaves_one_side_all_zero_weight_raises(rng):
+    # One sample of weight > 0: the split puts it on one side, and the other side has
+    # only zero weights - no validation score, or nothing to learn from.
+    X, y = _data(rng, n=40)
+    w = np.zeros(len(y))
+    w[7] = 1.0
+    seen = set()
+    for seed in range(12):
+        model = MLPImageClassifier(**{**FIT, "random_state": seed}, early_stopping=True,
+                                   validation_fraction=0.25)
+        with pytest.raises(ValueError) as exc:
+            model.fit(X, y, sample_weight=w)
+        assert not hasattr(model, "coefs_")
+        message = str(exc.value)
+        seen.add("held out for validation" in message)
+        assert ("held out for validation" in message and "sample_weight_val" in message
+                or "(those left after early_stopping's validation split) are all zero"
+                in message), message
+    assert seen == {True, False}  # the seeds put the sample on both sides
 
 
 # -- metadata routing ---------------------------------------------------------------------

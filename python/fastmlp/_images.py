@@ -150,6 +150,8 @@ def _as_stack(array, geometry):
     H, W, C = geometry
     n_features = H * W * C
     shape = array.shape
+    if array.size == 0:
+        raise ImageFileError(f"holds no pixels (an array of shape {shape})")
     if array.ndim == 1 and shape[0] == n_features:
         return array.reshape(1, H, W, C), False
     if array.ndim == 2:

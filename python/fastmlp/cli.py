@@ -1009,6 +1009,8 @@ def _load_model(path, allow_pickle=False):
     also from a joblib file of an older fastmlp (a dict with the model, or the model)."""
     from . import io
 
+    if os.path.isdir(path):
+        raise CommandError(f"model file {path} is a directory")
     if not os.path.isfile(path):
         raise CommandError(f"model file {path} does not exist")
     try:

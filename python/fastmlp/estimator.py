@@ -104,6 +104,23 @@ def _sample_weight(sample_weight, n, name="sample_weight"):
     return w
 
 
+def _training_weights(weight, name):
+    """weight (float64 (n,), or None) as the float32 the core reads. Weights float32
+    cannot hold (beyond its range, or all below its smallest value) are refused: they
+    would train on infinities, or silently on nothing."""
+    if weight is None:
+        return None
+    with np.errstate(over="ignore"):
+        w = weight.astype(np.float32)
+    if not np.isfinite(w).all():  # the core sums them in float64
+        raise ValueError(f"the training weights ({name}) exceed float32's range (3.4e38), "
+                         "the precision the model trains in; scale them down")
+    if not (w > 0).any():
+        raise ValueError(f"the training weights ({name}) are all zero in float32, the "
+                         "precision the model trains in: nothing would be learned")
+    return w
+
+
 def _given_validation(early_stopping, X_val, y_val, sample_weight_val):
     """fit's validation arguments as (X_val, y_val, sample_weight_val), or None."""
     if X_val is None and y_val is None:
@@ -787,13 +804,14 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """X as the core reads it, labels as int32 indices into classes, and the sample
         weights times the class weights."""
         given = _sample_weight(sample_weight, X.shape[0])
-        weight = given
+        weight, name = given, "sample_weight"
         if self.class_weight is not None:
             weight = compute_sample_weight(self.class_weight, y)
             weight = weight if given is None else weight * given
+            name = "class_weight" if given is None else "sample_weight times class_weight"
         data = TrainingData(pixel_input(X, scaler) if scaler is not None else X,
                             np.searchsorted(classes, y).astype(np.int32),
-                            None if weight is None else weight.astype(np.float32),
+                            _training_weights(weight, name),
                             rows_per_block=block_rows(X), given_weight=given)
         if self.shuffle == "block":
             data.read_ahead = ReadAhead(X, data.rows_per_block)
@@ -853,9 +871,16 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         given = data.given_weight
         validation = ValidationData(data.X, idx_val, data.y[idx_val],
                                     None if given is None else given[idx_val])
+        if validation.sample_weight is not None and not validation.sample_weight.any():
+            raise ValueError(
+                f"the samples early_stopping held out for validation (validation_fraction="
+                f"{self.validation_fraction}) all have sample weight zero; pass X_val, y_val "
+                "and sample_weight_val to fit instead")
         data.rows, data.y = idx_train, data.y[idx_train]
         if data.sample_weight is not None:
-            data.sample_weight = data.sample_weight[idx_train]
+            data.sample_weight = _training_weights(
+                data.sample_weight[idx_train], "those left after early_stopping's "
+                "validation split")
         return validation
 
     def _encode_validation(self, given, classes, scaler):

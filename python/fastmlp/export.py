@@ -224,9 +224,9 @@ def to_onnx(model, *, input_dtype="float32"):
         Opset 17. Input ``"X"`` of shape ``(N, n_features_in_)``; outputs
         ``"probabilities"`` (float32, ``(N, n_classes)``; two columns for binary
         problems, as ``predict_proba``) and ``"label"`` (``(N,)``, the entries of
-        ``classes_``: int64, float64, bool or string). Each PixelScaler is computed in
-        double precision and rounded to float32, as fastmlp does; the network runs in
-        float32.
+        ``classes_``: int64 (uint64 beyond int64's range), float64, bool or string).
+        Each PixelScaler is computed in double precision and rounded to float32, as
+        fastmlp does; the network runs in float32.
 
     Raises
     ------
@@ -337,7 +337,10 @@ class _OnnxGraph:
 
     def _classes(self, classes):
         TensorProto = self.onnx.TensorProto
-        if classes.dtype.kind in "iu":
+        if classes.dtype.kind == "u" and classes.max() > np.iinfo(np.int64).max:
+            # As int64 these labels would wrap to negative numbers.
+            array, self._label_type = classes.astype(np.uint64), TensorProto.UINT64
+        elif classes.dtype.kind in "iu":
             array, self._label_type = classes.astype(np.int64), TensorProto.INT64
         elif classes.dtype.kind == "f":
             array, self._label_type = classes.astype(np.float64), TensorProto.DOUBLE
