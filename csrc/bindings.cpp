@@ -5,6 +5,7 @@
 // std::bad_alloc MemoryError.
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -106,8 +107,20 @@ std::vector<View<float>> step_arrays(const std::vector<std::pair<py::handle, con
   return v;
 }
 
+// The single steps' hyperparameters, as float32 (pybind11 rounds a double beyond its
+// range to infinity).
+void check_step_hyperparameters(float lr, float momentum, float l2) {
+  if (!(lr > 0.0f && std::isfinite(lr)))
+    throw std::invalid_argument("lr must be positive and finite in float32");
+  if (!(momentum >= 0.0f && momentum <= 1.0f))
+    throw std::invalid_argument("momentum must lie in [0, 1]");
+  if (!(l2 >= 0.0f && std::isfinite(l2)))
+    throw std::invalid_argument("l2 must be non-negative and finite in float32");
+}
+
 void sgd_step_py(py::handle p, py::handle g, float lr, py::object velocity, float momentum,
                  bool nesterov, float l2) {
+  check_step_hyperparameters(lr, momentum, l2);
   if (velocity.is_none() && momentum != 0.0f)
     throw std::invalid_argument("momentum != 0 needs a velocity array");
   std::vector<std::pair<py::handle, const char*>> arrs = {{p, "param"}, {g, "grad"}};
@@ -123,8 +136,12 @@ void adam_step_py(py::handle p, py::handle g, py::handle m, py::handle v, long l
   if (c.solver != Solver::Adam) throw std::invalid_argument("adam_step needs an Adam config");
   if (const char* why = invalid_config(c)) throw std::invalid_argument(why);
   if (t < 1) throw std::invalid_argument("t must be >= 1 (the step number after this step)");
+  check_step_hyperparameters(1.0f, 0.0f, l2);
   const auto a = step_arrays({{p, "param"}, {g, "grad"}, {m, "m"}, {v, "v"}});
   const StepRule rule = StepRule::make(c, t, 1.0);
+  if (!std::isfinite(rule.lr_t))
+    throw std::invalid_argument("the bias-corrected step lr*sqrt(1-beta_2^t)/(1-beta_1^t) "
+                                "overflows float32");
   py::gil_scoped_release nogil;
   adam_step(a[0].data, a[1].data, a[2].data, a[3].data, a[0].size(), rule, l2);
 }

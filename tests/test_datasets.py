@@ -462,6 +462,13 @@ def test_absurd_header_raises_before_allocating(tmp_path, code, dims, compressed
     assert ("impossible header" if compressed else "truncated data") in str(info.value)
 
 
+def test_a_fifo_is_refused_rather_than_waited_on(tmp_path):
+    fifo = tmp_path / "images.idx"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="is not a regular file"):
+        read_idx(fifo)  # opening it would wait for a writer forever
+
+
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "nope")
@@ -950,11 +957,26 @@ def test_sizes_are_known_for_every_checksummed_file():
     assert all(spec.url.startswith("https://") for spec in datasets._DATASETS.values())
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True])
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "5", True, 1e10,
+                                     10**20])
 def test_download_timeout_must_be_a_positive_number(env, timeout):
     with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
         load_fashion_mnist(download=True, base_url="http://127.0.0.1:9/", timeout=timeout)
     assert_nothing_left(env)
+
+
+def test_download_base_url_must_be_a_string(env):
+    with pytest.raises(TypeError, match="base_url must be a str or None, got int"):
+        load_fashion_mnist(download=True, base_url=5, timeout=5)
+    assert_nothing_left(env)
+
+
+@pytest.mark.parametrize("compress", ["no", 1, 0.0])
+def test_write_compress_must_be_a_bool_or_none(tmp_path, compress):
+    target = tmp_path / "a.idx"
+    with pytest.raises(TypeError, match="compress must be True, False or None"):
+        write_idx(target, np.zeros(3, np.uint8), compress=compress)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------

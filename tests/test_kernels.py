@@ -596,8 +596,37 @@ def test_adam_first_step_is_sign_times_lr(rng):
     param = _randn(rng, 101)
     grad = _randn(rng, 101)
     before = param.copy()
-    adam_step(param, grad, np.zeros_like(param), np.zeros_like(param), 1, 0.01, epsilon=0.0)
+    adam_step(param, grad, np.zeros_like(param), np.zeros_like(param), 1, 0.01, epsilon=1e-30)
     assert_allclose(param, before - 0.01 * np.sign(grad), rtol=1e-6, atol=1e-8)
+
+
+_ONES = lambda: np.ones(3, np.float32)  # noqa: E731
+_ZEROS = lambda: np.zeros(3, np.float32)  # noqa: E731
+
+
+@pytest.mark.parametrize("step, match", [
+    (lambda p: sgd_step(p, _ONES(), float("nan")), "lr must be positive and finite"),
+    (lambda p: sgd_step(p, _ONES(), 1e39), "lr must be positive and finite in float32"),
+    (lambda p: sgd_step(p, _ONES(), -1.0), "lr must be positive"),
+    (lambda p: sgd_step(p, _ONES(), 0.1, l2=float("nan")), "l2 must be non-negative"),
+    (lambda p: sgd_step(p, _ONES(), 0.1, l2=-5.0), "l2 must be non-negative"),
+    (lambda p: sgd_step(p, _ONES(), 0.1, velocity=_ZEROS(), momentum=5.0), "momentum must"),
+    (lambda p: sgd_step(p, _ONES(), 0.1, velocity=_ZEROS(), momentum=-0.5), "momentum must"),
+    (lambda p: adam_step(p, _ONES(), _ZEROS(), _ZEROS(), 1, 1e39), "learning_rate must be"),
+    (lambda p: adam_step(p, _ZEROS(), _ZEROS(), _ZEROS(), 1, 1e-3, epsilon=0.0),
+     "epsilon must be positive"),
+    (lambda p: adam_step(p, _ONES(), _ZEROS(), _ZEROS(), 1, 1e-3, l2=float("nan")),
+     "l2 must be non-negative"),
+    (lambda p: adam_step(p, _ONES(), _ZEROS(), _ZEROS(), 1, 1e-3, l2=-5.0), "l2 must be"),
+    (lambda p: adam_step(p, _ONES(), _ZEROS(), _ZEROS(), 2**70, 1e-3), r"t must be an integer"),
+    (lambda p: adam_step(p, _ONES(), _ZEROS(), _ZEROS(), 1, 3e38, beta_1=0.999999),
+     "overflows float32"),
+])
+def test_step_hyperparameters_that_would_poison_the_parameters_are_refused(step, match):
+    param = _ONES()
+    with pytest.raises(ValueError, match=match):
+        step(param)
+    np.testing.assert_array_equal(param, _ONES())  # untouched
 
 
 def _snapshot(arrays):

@@ -541,6 +541,28 @@ def test_inverse_transform_beyond_float32_is_an_error_not_inf():
         scaler.inverse_transform([[0.5], [1e10]])
 
 
+@pytest.mark.parametrize("axis", [5, 1.0, "1", True])
+def test_transform_checks_a_channel_axis_set_after_fit(axis):
+    X = np.ones((2, 2, 2, 3))
+    scaler = PixelScaler("standard", per_channel=True).fit(X)
+    scaler.set_params(channel_axis=axis)
+    with pytest.raises(ValueError, match="channel_axis must be -1 or 1"):
+        scaler.transform(X)
+
+
+def test_n_channels_refuses_a_bool():
+    with pytest.raises(ValueError, match="n_channels must be a positive integer or None"):
+        PixelScaler("standard", per_channel=True, n_channels=True).fit(np.ones((2, 4)))
+
+
+@pytest.mark.parametrize("X", [np.full((2, 2), 1e155), np.array([[0.0, 1e200], [1e200, 0.0]])])
+def test_standard_statistics_beyond_float64_are_refused(X):
+    scaler = PixelScaler(mode="standard")
+    with pytest.raises(ValueError, match="variance overflows float64"):
+        scaler.fit(X)
+    assert not hasattr(scaler, "scale_")
+
+
 @pytest.mark.parametrize("value", [1e-310, 1e-300, 1e-30])
 def test_standard_mode_with_a_denormal_or_tiny_spread_stays_finite(value):
     X = np.array([[0.0], [value]] * 50)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace fastmlp {
 
@@ -15,13 +16,15 @@ bool needs_slot(const OptimConfig& c, Slot slot) {
 }
 
 const char* invalid_config(const OptimConfig& c) {
-  if (!(c.learning_rate > 0.0 && std::isfinite(c.learning_rate)))
-    return "learning_rate must be positive and finite";
+  // The steps compute in float32: a rate beyond its range would be infinite there.
+  if (!(c.learning_rate > 0.0 && c.learning_rate <= std::numeric_limits<float>::max()))
+    return "learning_rate must be positive and finite in float32";
   if (!(c.momentum >= 0.0 && c.momentum <= 1.0)) return "momentum must lie in [0, 1]";
   if (!(c.alpha >= 0.0 && std::isfinite(c.alpha))) return "alpha must be non-negative";
   if (!(c.beta_1 >= 0.0 && c.beta_1 < 1.0)) return "beta_1 must lie in [0, 1)";
   if (!(c.beta_2 >= 0.0 && c.beta_2 < 1.0)) return "beta_2 must lie in [0, 1)";
-  if (!(c.epsilon >= 0.0 && std::isfinite(c.epsilon))) return "epsilon must be non-negative";
+  // epsilon = 0 divides 0 by 0 where a gradient and its moments are zero.
+  if (!(c.epsilon > 0.0 && std::isfinite(c.epsilon))) return "epsilon must be positive";
   if (!(c.weight_decay >= 0.0 && c.learning_rate * c.weight_decay < 1.0))
     return "weight_decay must be non-negative and learning_rate * weight_decay below 1";
   if (c.schedule == LrSchedule::Cosine &&

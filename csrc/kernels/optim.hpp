@@ -72,7 +72,7 @@ constexpr const char* kSlotNames[kSlotCount] = {"velocity", "first_moment", "sec
 bool needs_slot(const OptimConfig& c, Slot slot);
 
 // Invalid hyperparameters as a message (nullptr when valid): learning_rate > 0 and
-// finite, 0 <= momentum <= 1, alpha >= 0, 0 <= beta < 1, epsilon >= 0,
+// finite in float32, 0 <= momentum <= 1, alpha >= 0, 0 <= beta < 1, epsilon > 0,
 // 0 <= weight_decay with lr * weight_decay < 1, 0 <= warmup_steps <= total_steps.
 const char* invalid_config(const OptimConfig& c);
 

@@ -263,6 +263,9 @@ def read_idx(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
     array([9, 0, 0, 3], dtype=uint8)
     """
     path = os.fspath(path)
+    # Opening a FIFO waits for a writer, and a device never ends: regular files only.
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
+        raise OSError(f"{path} is not a regular file")
     with open(path, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size
         is_gzip = f.read(2) == _GZIP_MAGIC
@@ -391,6 +394,8 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
     code = _check_writable(arr)
     if compress is None:
         compress = path.endswith(".gz")
+    elif not isinstance(compress, (bool, np.bool_)):
+        raise TypeError(f"compress must be True, False or None, got {compress!r}")
     big = _IDX_TYPES[code]
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     _check_room(path, len(header) + math.prod(arr.shape) * big.itemsize, compress)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import math
 import os
 import textwrap
 import time
@@ -377,8 +376,12 @@ def _download(key, target, base_url, timeout, verbose):
     failure the temporary files (and directories this call created) are removed.
     """
     spec = _DATASETS[key]
-    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not 0 < timeout < math.inf:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    # Beyond about 1e9 s the deadline timer overflows the platform's time.
+    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not 0 < timeout <= 1e9:
+        raise ValueError(f"timeout must be a positive number of seconds (at most 1e9), got "
+                         f"{timeout!r}")
+    if base_url is not None and not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a str or None, got {type(base_url).__name__}")
     base = (base_url if base_url is not None else spec.url).rstrip("/") + "/"
     checksums = CHECKSUMS[key]
     show_progress = _progress.stderr_is_terminal() if verbose is None else bool(verbose)

@@ -164,7 +164,7 @@ def _isa(name):
 
 
 def _check_kind(kind):
-    if kind not in ACTIVATIONS:
+    if not isinstance(kind, str) or kind not in ACTIVATIONS:
         raise ValueError(f"kind must be one of {sorted(ACTIVATIONS)}, got {kind!r}")
     return ACTIVATIONS[kind]
 
@@ -302,8 +302,8 @@ def adam_step(param, grad, m, v, t, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-8, 
         _inplace(s, name)
         if s.shape != param.shape:
             raise ValueError(f"{name} has shape {s.shape}, param has {param.shape}")
-    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
-        raise ValueError(f"t must be an integer >= 1, got {t!r}")
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 1 <= t < 2**63:
+        raise ValueError(f"t must be an integer in [1, 2**63), got {t!r}")
     config = _core.OptimConfig()
     config.solver = _core.Solver.adam
     config.learning_rate, config.beta_1, config.beta_2 = float(lr), float(beta_1), float(beta_2)

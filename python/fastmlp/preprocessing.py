@@ -221,6 +221,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
             Fitted scaler.
         """
+        if isinstance(self.n_channels, bool):  # an Integral, to the parameter check
+            raise ValueError(f"n_channels must be a positive integer or None, got "
+                             f"{self.n_channels!r}")
         X, image_channels = self._validate_input(X, reset=True)
         if self.mode != "standard":
             self._check_range(X)
@@ -236,7 +239,12 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.mean_ = self.var_ = None
         else:
             n_stats = self._resolve_channels(X.shape[1], image_channels) if self.per_channel else 1
-            count, mean, var = _channel_moments(X, n_stats, self.channel_axis == -1)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                count, mean, var = _channel_moments(X, n_stats, self.channel_axis == -1)
+            if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+                raise ValueError(
+                    "X's values are too large for mode='standard': their variance "
+                    f"overflows float64 (largest |value| {float(np.max(np.abs(X))):.3g})")
             self.mean_ = mean
             self.var_ = var
             self.offset_ = mean.copy()
@@ -328,9 +336,13 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if ndim == 3:
                 image_channels = 1
             else:
+                axis = self.channel_axis
+                # fit validated it; set_params may have changed it since.
+                if isinstance(axis, bool) or not isinstance(axis, Integral) or axis not in (-1, 1):
+                    raise ValueError(f"channel_axis must be -1 or 1, got {axis!r}")
                 if reset and self.mode == "standard" and self.per_channel:
                     self._check_channel_axis(X.shape)
-                image_channels = X.shape[self.channel_axis]
+                image_channels = X.shape[axis]
             # reshape reads in C (row-major) order whatever the memory layout.
             X = X.reshape(X.shape[0], int(np.prod(X.shape[1:])))
         elif ndim > 4:
