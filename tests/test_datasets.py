@@ -971,6 +971,16 @@ def test_download_base_url_must_be_a_string(env):
     assert_nothing_left(env)
 
 
+def test_write_to_a_path_ending_in_a_slash_or_a_missing_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match="ends in a slash"):
+        write_idx(f"{tmp_path / 'new'}/", np.zeros(3, np.uint8))
+    target = tmp_path / "missing" / "a.idx"
+    with pytest.raises(FileNotFoundError, match="its directory does not exist") as info:
+        write_idx(target, np.zeros(3, np.uint8))
+    assert info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("compress", ["no", 1, 0.0])
 def test_write_compress_must_be_a_bool_or_none(tmp_path, compress):
     target = tmp_path / "a.idx"

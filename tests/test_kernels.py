@@ -600,6 +600,15 @@ def test_adam_first_step_is_sign_times_lr(rng):
     assert_allclose(param, before - 0.01 * np.sign(grad), rtol=1e-6, atol=1e-8)
 
 
+def test_empty_last_axes_and_scalars_are_shapes_like_any_other():
+    empty = np.empty((3, 0), np.float32)
+    assert activation(empty).shape == (3, 0)
+    assert relu_backward(empty, empty).shape == (3, 0)
+    p = np.array(1.0, np.float32)
+    sgd_step(p, np.array(1.0, np.float32), 0.5)
+    assert p.shape == () and p == np.float32(0.5)
+
+
 _ONES = lambda: np.ones(3, np.float32)  # noqa: E731
 _ZEROS = lambda: np.zeros(3, np.float32)  # noqa: E731
 

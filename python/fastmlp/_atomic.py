@@ -15,6 +15,7 @@ to it), a socket or a directory at the final path is refused up front by
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -63,14 +64,23 @@ class StagedFile:
     """
 
     def __init__(self, path):
-        self.path = os.path.abspath(os.fspath(path))
+        given = os.fspath(path)
+        if isinstance(given, str) and given.endswith(("/", os.sep)):
+            # abspath would drop the slash and write a file where a directory was meant.
+            raise IsADirectoryError(errno.EISDIR, "a directory (the path ends in a slash), "
+                                    "not a file", given)
+        self.path = os.path.abspath(given)
         directory, name = os.path.split(self.path)
         self.tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.part")
 
     @contextlib.contextmanager
     def write(self):
         existing = check_target(self.path)
-        fd = os.open(self.tmp, _NEW_FILE_FLAGS, 0o666)  # the umask applies, as for open()
+        try:
+            fd = os.open(self.tmp, _NEW_FILE_FLAGS, 0o666)  # the umask applies, as for open()
+        except FileNotFoundError:  # named by the target, not the temporary file
+            raise FileNotFoundError(errno.ENOENT, "its directory does not exist",
+                                    self.path) from None
         with os.fdopen(fd, "wb") as f:
             if existing is not None and hasattr(os, "fchmod"):
                 # A private (say 0600) file must not become world-readable when replaced.

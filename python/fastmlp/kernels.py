@@ -9,6 +9,7 @@ float32 and are never silently copied. The GIL is released while a kernel runs.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 
 import numpy as np
@@ -173,7 +174,7 @@ def _rows(x, name):
     """Any-shaped float32 array as a C-contiguous 2-D (rows, last axis) view or copy."""
     _float32(x, name)
     cols = x.shape[-1] if x.ndim else 1
-    return np.ascontiguousarray(x).reshape(-1, cols)
+    return np.ascontiguousarray(x).reshape(math.prod(x.shape[:-1]), cols)
 
 
 def _dest(out, shape, name):
@@ -183,7 +184,7 @@ def _dest(out, shape, name):
     _inplace(out, name)
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
-    return out.reshape(-1, shape[-1] if len(shape) else 1)
+    return out.reshape(math.prod(shape[:-1]), shape[-1] if len(shape) else 1)
 
 
 def activation(x, kind="relu", *, out=None):
@@ -269,7 +270,7 @@ def _same_shape(x, ref, name):
         raise ValueError(f"{name} has shape {x.shape}, param has {ref.shape}")
     if x.dtype != np.float32:
         raise TypeError(f"{name} must have dtype float32, got {x.dtype}")
-    return np.ascontiguousarray(x)
+    return np.asarray(x, order="C")  # ascontiguousarray would make a 0-d array 1-d
 
 
 def sgd_step(param, grad, lr, *, velocity=None, momentum=0.0, nesterov=False, l2=0.0):
