@@ -185,17 +185,22 @@ py::array_t<float> bf16_matmul(py::handle a, py::handle b, bool trans_a, bool tr
   return c;
 }
 
-// Rows [r0, r1) of x (rows, cols) packed by one packer ("rows", "transposed" or "pairs"),
-// scalar loops or the packer the core uses, into a buffer of `size` bfloat16 poisoned with
-// 0xFFFF (a NaN), so untouched and touched elements both show.
+// Rows [r0, r1) of x (rows, cols) packed by one packer ("rows", "transposed", "pairs" or
+// "pairs_transposed"), scalar loops or the packer the core uses, into a buffer of `size`
+// bfloat16 poisoned with 0xFFFF (a NaN), so untouched and touched elements both show.
+// kp: the padded inner dimension of "rows" and "pairs_transposed" (-1: cols padded to
+// kBf16KStep; "pairs_transposed" also takes the odd and unpadded ones training packs).
 py::array_t<std::uint16_t> bf16_pack(py::handle x_obj, const std::string& layout, index_t r0,
-                                     index_t r1, index_t ld, index_t size, bool scalar) {
+                                     index_t r1, index_t ld, index_t size, bool scalar,
+                                     index_t kp) {
   const View<float> x = checked<float>(x_obj, "x", 2, kContiguous);
   if (r0 < 0 || r1 < r0 || r1 > x.rows) throw std::invalid_argument("bad row range");
-  const index_t kp = bf16_pad(x.cols, kBf16KStep);
+  if (kp == -1) kp = bf16_pad(x.cols, kBf16KStep);
+  if (kp < x.cols || (layout == "rows" && kp != bf16_pad(x.cols, kBf16KStep)))
+    throw std::invalid_argument("kp must be >= cols (and cols padded for 'rows')");
   const index_t need = layout == "rows"               ? x.rows * ld
                        : layout == "transposed"       ? x.cols * ld
-                       : layout == "pairs_transposed" ? kp * ld
+                       : layout == "pairs_transposed" ? (kp + 1) / 2 * 2 * ld
                                                       : (x.rows + 1) / 2 * 2 * ld;
   if ((layout == "rows" && ld < kp) || (layout == "transposed" && ld < x.rows) ||
       (layout == "pairs" && ld < x.cols) || (layout == "pairs_transposed" && ld < x.rows) ||
@@ -314,7 +319,8 @@ void bind_testing(py::module_& core) {
         py::arg("descent") = py::none(), py::arg("relu_gate") = py::none(),
         py::arg("repeat") = 1);
   t.def("bf16_pack", &bf16_pack, py::arg("x"), py::arg("layout"), py::kw_only(), py::arg("r0"),
-        py::arg("r1"), py::arg("ld"), py::arg("size"), py::arg("scalar") = false);
+        py::arg("r1"), py::arg("ld"), py::arg("size"), py::arg("scalar") = false,
+        py::arg("kp") = -1);
   t.def("bf16_round", &bf16_round, py::arg("x"), py::kw_only(), py::arg("hardware") = false);
   t.def("bf16_dot_pairs", &bf16_dot_pairs, py::arg("a"), py::arg("b"), py::arg("s"),
         py::kw_only(), py::arg("hardware") = false);

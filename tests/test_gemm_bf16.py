@@ -128,6 +128,28 @@ def test_packers_match_the_scalar_loops(rng, layout, shape, r0, r1):
     assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("shape, r0, r1, kp", [
+    ((256, 10), 0, 14, 32), ((256, 10), 14, 28, 32), ((256, 10), 252, 256, 32),  # W1's tiles
+    ((256, 10), 0, 256, 10), ((256, 10), 3, 250, 11), ((40, 45), 0, 40, 64),
+    ((33, 70), 5, 33, 71), ((17, 1), 0, 17, 1), ((64, 33), 16, 47, 33), ((9, 96), 0, 9, 96)])
+def test_transposed_pairs_take_any_block_and_padding(rng, shape, r0, r1, kp):
+    """Wᵀ's pairs as training packs them, block by block of the update's row tiles and
+    padded to the layer's kout (even or odd, a multiple of 32 or not): the vector packer
+    writes exactly what the scalar loop writes, and nothing outside rows [r0, r1)."""
+    x = rng.choice(_special_floats(rng, shape[0] * shape[1]), shape)
+    ld = shape[0] + 3
+    kw = dict(r0=r0, r1=r1, ld=ld, size=(kp + 1) // 2 * 2 * ld + 64, kp=kp)
+    got = T.bf16_pack(x, "pairs_transposed", **kw)
+    want = T.bf16_pack(x, "pairs_transposed", scalar=True, **kw)
+    assert np.array_equal(got, want)
+
+
+def test_pack_refuses_padding_narrower_than_the_columns(rng):
+    x = rng.standard_normal((4, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match="kp must be >= cols"):
+        T.bf16_pack(x, "pairs_transposed", r0=0, r1=4, ld=8, size=200, kp=9)
+
+
 def _operands(rng, m, k, n, trans_a, trans_b):
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)

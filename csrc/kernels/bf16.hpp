@@ -82,7 +82,8 @@ void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, inde
                      bf16_t* dst, index_t ldb);
 
 // pairs of Sᵀ for S (N, K): B[k][j] = S[j][k], for S's rows j in [r0, r1), k < cols and
-// zeros for cols <= k < kp (the input gradient's Wᵀ).
+// zeros for cols <= k < kp (the input gradient's Wᵀ); kp >= cols, odd or even (with an
+// odd kp the last pair row gets its first halves only).
 void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
                                 index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 

@@ -325,6 +325,14 @@ void store_row(const float* t, const float* bias, bool relu, float* c, index_t n
   }
 }
 
+// c = o > 0 ? s : 0 (activation_backward's ReLU rule, so the two agree bitwise) in one
+// vectorized pass: the ReLU gate of every input-gradient block. (A copy, then
+// activation_backward per row, in scalar code: 4% of a bfloat16 epoch.)
+FASTMLP_SIMD_CLONES
+void gate_row(const float* t, const float* o, float* c, index_t n) {
+  for (index_t s = 0; s < n; ++s) c[s] = o[s] > 0.0f ? t[s] : 0.0f;
+}
+
 }  // namespace
 
 void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, index_t nr,
@@ -341,9 +349,7 @@ void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, ind
       continue;
     }
     if (p.relu_gate != nullptr) {
-      const float* o = p.relu_gate + (i0 + r) * p.ld_relu_gate + j0;
-      for (index_t s = 0; s < nr; ++s) crow[s] = trow[s];
-      activation_backward(Activation::ReLU, crow, p.ldc, o, p.ld_relu_gate, 1, nr);
+      gate_row(trow, p.relu_gate + (i0 + r) * p.ld_relu_gate + j0, crow, nr);
       continue;
     }
     if (p.act == Activation::Identity || p.act == Activation::ReLU) {
