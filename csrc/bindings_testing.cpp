@@ -5,11 +5,13 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "barrier.hpp"
 #include "kernels/augment.hpp"
 #include "kernels/dropout.hpp"
 #include "kernels/gemm.hpp"
@@ -302,6 +304,44 @@ void pixel_rows(py::handle X_obj, py::handle rows_obj, py::handle out_obj) {
   for (index_t r = 0; r < rows.cols; ++r) X->rows.row(rows.data[r], out.data + r * out.cols);
 }
 
+// `rounds` rounds of the training loop's barrier on a team of n_threads (more than the
+// cores exercises its yielding wait): in round r every thread writes r into its slot,
+// waits, reads every slot, waits again. Returns the team size and how many reads saw a
+// slot other than r (0 unless the barrier let a thread through early or its writes
+// were not yet visible).
+std::pair<int, long long> barrier_rounds(int n_threads, long long rounds) {
+  if (n_threads < 1 || n_threads > kMaxThreads || rounds < 0)
+    throw std::invalid_argument("n_threads must be in [1, MAX_THREADS] and rounds >= 0");
+  struct alignas(kCacheLine) Slot {
+    std::atomic<long long> v{-1};
+  };
+  std::vector<Slot> slot(static_cast<size_t>(n_threads));
+  TeamBarrier barrier;
+  int team = 1;
+  long long wrong = 0;
+  py::gil_scoped_release nogil;
+  FASTMLP_PARALLEL(n_threads)
+  {
+    const int ith = thread_index(), nth = team_size();
+    if (ith == 0) barrier.set_team(nth), team = nth;
+    FASTMLP_BARRIER
+    TeamBarrier::Waiter me;
+    long long mine = 0;
+    for (long long r = 0; r < rounds; ++r) {
+      slot[ith].v.store(r, std::memory_order_relaxed);
+      barrier.wait(me);
+      for (int j = 0; j < nth; ++j)
+        mine += slot[j].v.load(std::memory_order_relaxed) != r;
+      barrier.wait(me);
+    }
+#if defined(_OPENMP)
+#pragma omp atomic
+#endif
+    wrong += mine;
+  }
+  return {team, wrong};
+}
+
 }  // namespace
 
 void bind_testing(py::module_& core) {
@@ -329,6 +369,7 @@ void bind_testing(py::module_& core) {
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
         py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
   t.def("pixel_rows", &pixel_rows, py::arg("X"), py::arg("rows"), py::arg("out"));
+  t.def("barrier_rounds", &barrier_rounds, py::arg("n_threads"), py::arg("rounds"));
   t.def("fail_workspace_request", &gemm_fail_workspace_request, py::arg("n"),
         "the n-th GEMM packing-buffer request from now throws as if memory ran out; 0 "
         "disarms");

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "barrier.hpp"
 #include "kernels/dropout.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/loss.hpp"
@@ -640,11 +641,14 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
   }
   bool stop = false;  // written by thread 0 only
   std::atomic<bool> out_of_memory[2] = {false, false};  // see guarded()
+  TeamBarrier barrier;  // the two of every batch (barrier.hpp: why not OpenMP's)
 
   FASTMLP_PARALLEL(nt)
   {
     BatchWorker w(net, plan, options, t0, shared, bf16.get(), own[thread_index()],
                   thread_index(), team_size());
+    if (thread_index() == 0) barrier.set_team(team_size());
+    TeamBarrier::Waiter me;
     long long t = t0;
     guarded(out_of_memory[0], [&] { w.gather_share(0); });
     FASTMLP_BARRIER
@@ -652,12 +656,12 @@ ChunkResult train_batches(const Network& net, const BatchPlan& plan, const Optim
       std::atomic<bool>& oom = out_of_memory[bi & 1];
       const Batch b = w.begin(bi);
       guarded(oom, [&] { w.forward_own_columns(b); });  // A
-      FASTMLP_BARRIER
+      barrier.wait(me);
       guarded(oom, [&] {
         if (bi + 1 < n_batches) w.gather_share(bi + 1);  // B
         w.own_rows_through_network(b);                   // C
       });
-      FASTMLP_BARRIER
+      barrier.wait(me);
       if (oom.load(std::memory_order_relaxed)) break;  // every thread: the chunk is void
       std::int64_t n_correct = 0;
       const double loss = w.batch_loss(b, opt.alpha, &n_correct);

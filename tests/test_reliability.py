@@ -148,6 +148,48 @@ def test_a_huge_omp_num_threads_is_clamped():
     assert "(3,)" in proc.stdout
 
 
+# --- 2b. threads that share the cores: the training loop's barrier ----------------------
+
+@pytest.mark.parametrize("n_threads, rounds", [(1, 100), (2, 20000), (3, 3000), (8, 1000)])
+def test_the_barrier_lets_no_thread_through_early(n_threads, rounds):
+    # Each round every thread writes its slot, waits, reads all slots, waits: a read of a
+    # stale slot is a barrier that let a thread through before the others' writes. With
+    # more threads than cores (3, 8 on two) most waits end asleep, so both ways of
+    # waiting are checked; the call would hang if a wake-up were lost.
+    team, stale = _core.testing.barrier_rounds(n_threads, rounds)
+    assert team == n_threads
+    assert stale == 0
+
+
+def test_fits_sharing_the_cores_train_what_one_fit_alone_trains():
+    # Two processes, each with more threads than its share of the cores, at once: the
+    # barrier waits that end asleep change nothing in the results.
+    code = """
+        import hashlib, sys, warnings
+        import numpy as np
+        from fastmlp import MLPImageClassifier
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(3000, 100)).astype(np.float32)
+        y = rng.integers(0, 4, 3000)
+        for precision in ("float32", "bfloat16"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # bfloat16 without hardware, max_iter
+                m = MLPImageClassifier((96,), solver="sgd", batch_size=32, max_iter=3,
+                                       random_state=0, n_threads=int(sys.argv[1]),
+                                       precision=precision).fit(X, y)
+            print(hashlib.sha256(b"".join(c.tobytes() for c in m.coefs_)).hexdigest())
+    """
+    cmd = [sys.executable, "-c", textwrap.dedent(code)]
+    alone = subprocess.run([*cmd, "1"], capture_output=True, text=True, timeout=300)
+    both = [subprocess.Popen([*cmd, "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in both]
+    assert alone.returncode == 0, alone.stderr
+    assert [p.returncode for p in both] == [0, 0], outs[0][1] + outs[1][1]
+    assert len(alone.stdout.split()) == 2
+    assert outs[0][0] == outs[1][0] == alone.stdout
+
+
 # --- 3. allocation failures are MemoryError, and prediction scratch fits the work -------
 
 _MEMORY_LIMITED = """
