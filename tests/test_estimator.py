@@ -503,6 +503,48 @@ def test_bad_parameters():
             MLPImageClassifier(**params).fit(X, y)
 
 
+@pytest.mark.parametrize("params, value", [
+    ({"learning_rate_init": 1e-320}, "0.0 in float32"),  # positive, but 0 in float32
+    ({"learning_rate_init": 1e-40}, "in float32"),  # subnormal there: trains nothing
+    ({"learning_rate_init": 1e300}, "inf in float32"),
+    ({"solver": "sgd", "learning_rate_init": 1e-320}, "0.0 in float32"),
+    ({"epsilon": 1e300}, "inf in float32"),
+    ({"epsilon": 1e-50}, "0.0 in float32"),
+    ({"alpha": 1e300}, "inf in float32"),
+])
+def test_parameters_float32_cannot_hold_raise(params, value):
+    # The core trains in float32: these trained nothing, silently, or diverged with an
+    # error blaming the inputs.
+    X, y = _blobs(n=40)
+    name = next(k for k in params if k != "solver")
+    clf = MLPImageClassifier(max_iter=1, **params)
+    with pytest.raises(ValueError, match=rf"'{name}' parameter.*float32.*{value}"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "coefs_")
+    with pytest.raises(ValueError, match=rf"'{name}' parameter"):
+        MLPImageClassifier(max_iter=1, **params).partial_fit(X, y, classes=[0, 1, 2, 3])
+    ok = MLPImageClassifier(max_iter=1, **params).set_params(**{name: 1e-3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ok.fit(X, y)
+    if name == "alpha":  # 0 stays a valid penalty
+        MLPImageClassifier(max_iter=1, alpha=0.0).partial_fit(X, y, classes=[0, 1, 2, 3])
+
+
+@quiet
+def test_invscaling_rate_underflowing_float64_trains_on():
+    # (t + 1) ** power_t beyond float64 raised OverflowError after the first epoch; the
+    # rate is then the smallest positive double, 0 in float32 as the exact value is.
+    X, y = _blobs(n=60)
+    clf = MLPImageClassifier(hidden_layer_sizes=(4,), solver="sgd", learning_rate="invscaling",
+                             power_t=200, max_iter=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3
+    rates = [h["learning_rate"] for h in clf.history_]
+    assert rates[0] == clf.learning_rate_init and rates[1:] == [5e-324, 5e-324]
+    assert np.float32(clf._optimizer.learning_rate) == 0
+    assert clf.partial_fit(X, y).n_iter_ == 4  # and partial_fit runs on at that rate
+
+
 @quiet
 def test_concurrent_predict_from_threads():
     X, y = _blobs(n=4000, d=50)

@@ -22,6 +22,12 @@ from ._memory import cache_aligned
 __all__ = ["OPTIMIZERS", "OptimizerState", "make_optimizer"]
 
 
+# The learning rate of a schedule whose value underflows float64 (invscaling with a large
+# power_t): the smallest positive double, since the core takes only positive rates; it is
+# 0 in float32, where the steps compute, as the exact value would be.
+_UNDERFLOWED_RATE = 5e-324
+
+
 def _no_steps():
     return np.zeros(1, dtype=np.int64)
 
@@ -140,7 +146,11 @@ class SGDOptimizer(_Optimizer):
 
     def iteration_ends(self, state, samples_seen):
         if self.schedule == "invscaling":
-            state.learning_rate = self.learning_rate_init / (samples_seen + 1) ** self.power_t
+            try:
+                state.learning_rate = (self.learning_rate_init
+                                       / (samples_seen + 1) ** self.power_t)
+            except OverflowError:  # the divisor is beyond float64: the rate underflows
+                state.learning_rate = _UNDERFLOWED_RATE
 
     def trigger_stopping(self, state, verbose):
         if self.schedule != "adaptive" or state.learning_rate <= 1e-6:

@@ -11,6 +11,7 @@ gives bitwise-identical weights with any number of threads.
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -22,7 +23,12 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, compute_sample_weight
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    Options,
+    StrOptions,
+)
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -50,6 +56,10 @@ from ._training import (
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
 from .preprocessing import _FLOAT32_MAX, PixelScaler
+
+# float32's smallest normal number: below it (and above 0) values are subnormal, which the
+# core's arithmetic may flush to zero.
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
@@ -201,9 +211,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         each epoch; "adaptive": divide by 5 whenever ``n_iter_no_change`` epochs did not
         improve.
     learning_rate_init : float, default=1e-3
-        Initial step size.
+        Initial step size; like ``epsilon`` and a non-zero ``alpha``, it must lie in
+        float32's range of normal numbers (about 1.2e-38 to 3.4e38), the precision the
+        model trains in.
     power_t : float, default=0.5
-        Exponent of the "invscaling" schedule.
+        Exponent of the "invscaling" schedule. A rate that underflows float64 becomes
+        its smallest positive number (5e-324, 0 in float32).
     max_iter : int, default=20
         Epochs per call to ``fit``.
     shuffle : bool or "block", default=True
@@ -662,6 +675,30 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     # ----------------------------------------------------------------------------------
     # Validation and state
     # ----------------------------------------------------------------------------------
+
+    # Parameters the core computes with in float32: (name, whether 0 is allowed). A value
+    # that is positive in float64 but 0 or subnormal in float32 (learning_rate_init=1e-320)
+    # would train nothing, and one beyond float32's range (epsilon=1e300) would be
+    # infinite there.
+    _FLOAT32_PARAMETERS = (("learning_rate_init", False), ("epsilon", False),
+                           ("alpha", True))
+
+    def _validate_params(self):
+        """scikit-learn's checks of the parameter table, then the float32 range of the
+        parameters the core computes with (InvalidParameterError, a ValueError)."""
+        super()._validate_params()
+        for name, zero_ok in self._FLOAT32_PARAMETERS:
+            value = getattr(self, name)
+            with np.errstate(over="ignore", under="ignore"):
+                single = float(np.float32(value))
+            if not math.isfinite(single) or (single < _FLOAT32_TINY
+                                             and not (zero_ok and value == 0)):
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be "
+                    f"{'non-negative' if zero_ok else 'positive'} and finite once rounded "
+                    f"to float32, the precision the model trains in "
+                    f"({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g}{', or 0' if zero_ok else ''}"
+                    f"). Got {value!r}, which is {single!r} in float32.")
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
