@@ -94,6 +94,12 @@ def test_the_callers_weights_are_not_written(rng):
     (lambda n: np.zeros(n), "non-zero"),
     (lambda n: np.full(n, 1e-46), r"sample_weight\) are all zero in float32"),
     (lambda n: np.full(n, 1e39), r"sample_weight\) exceed float32's range"),
+    # subnormal in float32: the loss became NaN, reported as a divergence
+    (lambda n: np.full(n, 1e-44), r"sample_weight\) must be 0 or at least float32's smallest"
+                                  r" normal.*1e-44 \(sample 0\) and"),
+    # some subnormal (or 0 once rounded) among normal weights: silently weightless
+    (lambda n: np.r_[np.ones(n - 1), 1e-44], r"smallest normal.*1e-44 \(sample \d+\);"),
+    (lambda n: np.r_[1e-46, np.ones(n - 1)], r"smallest normal.*1e-46 \(sample 0\)"),
 ])
 def test_bad_weights_raise(rng, weights, match):
     X, y = _data(rng)
@@ -105,6 +111,11 @@ def test_bad_weights_raise(rng, weights, match):
     ({0: 0, 1: 0, 2: 0}, None, r"\(class_weight\) are all zero"),
     ({0: 1e-30, 1: 1e-30, 2: 1e-30}, 1e-20, r"\(sample_weight times class_weight\) are all"),
     ({0: 1e20, 1: 1, 2: 1}, 1e20, r"\(sample_weight times class_weight\) exceed"),
+    ({0: 1e-20, 1: 1, 2: 1}, 1e-20, r"\(sample_weight times class_weight\) must be 0 or"),
+    # NaN was said to "exceed float32's range"
+    ({0: np.nan, 1: 1, 2: 1}, None, r"class_weight\[0\] is nan: class weights must be finite"),
+    ({0: 1, 1: np.inf, 2: 1}, None, r"class_weight\[1\] is inf: class weights must be finite"),
+    ({0: 1, 1: 1, 2: -1}, None, r"class_weight\[2\] is -1.0: class weights must be non-neg"),
 ])
 def test_class_weights_float32_cannot_hold_raise(rng, class_weight, sample_weight, match):
     X, y = _data(rng)
@@ -112,6 +123,22 @@ def test_class_weights_float32_cannot_hold_raise(rng, class_weight, sample_weigh
     with pytest.raises(ValueError, match=match):
         model.fit(X, y, sample_weight=sample_weight)
     assert not hasattr(model, "coefs_")
+
+
+def test_balanced_class_weight_is_refused_by_partial_fit(rng):
+    # It was computed from each call's batch, silently unlike fit's.
+    X, y = _data(rng)
+    model = MLPImageClassifier(class_weight="balanced", **FIT)
+    with pytest.raises(ValueError, match="class_weight='balanced' is not supported with "
+                                         "partial_fit"):
+        model.partial_fit(X, y, classes=[0, 1, 2])
+    assert not hasattr(model, "coefs_")
+    weights = {k: len(y) / (3 * np.sum(y == k)) for k in range(3)}
+    model.set_params(class_weight=weights).partial_fit(X, y, classes=[0, 1, 2])
+    model.set_params(class_weight="balanced")
+    with pytest.raises(ValueError, match="not supported with partial_fit"):
+        model.partial_fit(X, y)  # also set between calls
+    assert model.n_iter_ == 1
 
 
 def test_a_validation_split_that_leaves_one_side_all_zero_weight_raises(rng):

@@ -115,11 +115,19 @@ def _sample_weight(sample_weight, n, name="sample_weight"):
 
 
 def _training_weights(weight, name):
-    """weight (float64 (n,), or None) as the float32 the core reads. Weights float32
-    cannot hold (beyond its range, or all below its smallest value) are refused: they
-    would train on infinities, or silently on nothing."""
+    """weight (float64 (n,), or None) as the float32 the core reads. Weights that are not
+    finite or negative (a class_weight of NaN or -1), that float32 cannot hold (beyond its
+    range, all zero once rounded, or non-zero but below its smallest normal number, which
+    the core's arithmetic may flush to zero) are refused: they would train on infinities
+    or NaN, or silently on nothing."""
     if weight is None:
         return None
+    if not np.isfinite(weight).all():
+        raise ValueError(f"the training weights ({name}) are not all finite: "
+                         f"{_first_bad(weight, ~np.isfinite(weight))}")
+    if (weight < 0).any():
+        raise ValueError(f"the training weights ({name}) must be non-negative: "
+                         f"{_first_bad(weight, weight < 0)}")
     with np.errstate(over="ignore"):
         w = weight.astype(np.float32)
     if not np.isfinite(w).all():  # the core sums them in float64
@@ -128,7 +136,41 @@ def _training_weights(weight, name):
     if not (w > 0).any():
         raise ValueError(f"the training weights ({name}) are all zero in float32, the "
                          "precision the model trains in: nothing would be learned")
+    tiny = (weight > 0) & (weight < _FLOAT32_TINY)
+    if tiny.any():
+        raise ValueError(
+            f"the training weights ({name}) must be 0 or at least float32's smallest normal "
+            f"number ({_FLOAT32_TINY:.3g}), the precision the model trains in, where smaller "
+            f"ones vanish: {_first_bad(weight, tiny)}; scale the weights up, or set those "
+            f"of samples that should not count to 0")
     return w
+
+
+def _check_class_weight(class_weight):
+    """ValueError naming the class of a class_weight dict whose weight is not a finite,
+    non-negative number."""
+    if not isinstance(class_weight, dict):
+        return
+    for label, value in class_weight.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None:
+            raise ValueError(f"class_weight[{label!r}] must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"class_weight[{label!r}] is {number!r}: class weights must be "
+                             "finite (not NaN or infinity)")
+        if number < 0:
+            raise ValueError(f"class_weight[{label!r}] is {number!r}: class weights must be "
+                             "non-negative")
+
+
+def _first_bad(weight, bad):
+    """E.g. "1e-44 (sample 3) and 9 more", for an error message."""
+    where = np.flatnonzero(bad)
+    more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+    return f"{float(weight[where[0]])!r} (sample {where[0]}){more}"
 
 
 def _given_validation(early_stopping, X_val, y_val, sample_weight_val):
@@ -256,7 +298,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     early_stopping_metric : {"accuracy", "loss"}, default="accuracy"
         What early stopping watches on the validation set.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the loss, as in scikit-learn's linear classifiers.
+        Weights of the classes in the loss, as in scikit-learn's linear classifiers:
+        finite and non-negative. "balanced" is computed from fit's y, and not
+        supported with ``partial_fit`` (pass the weights as a dict).
     weight_init : {"glorot", "pytorch"}, default="glorot"
         "glorot": uniform in ``±sqrt(6 / (fan_in + fan_out))`` (``±sqrt(2 / ...)`` for
         logistic) for weights and biases; "pytorch": uniform in ``±1/sqrt(fan_in)``.
@@ -563,6 +607,14 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         self._validate_params()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            # Each call sees one batch of the data: weights balanced per call would
+            # differ from call to call, and from those of the whole data set.
+            raise ValueError(
+                "class_weight='balanced' is not supported with partial_fit: it would be "
+                "computed from each call's samples, not the whole data set's. Compute the "
+                "weights once, e.g. with sklearn.utils.class_weight.compute_class_weight"
+                "('balanced', classes=classes, y=y_all), and pass them as a dict")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes,
                          callback=None, validation=None)
 
@@ -843,6 +895,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         given = _sample_weight(sample_weight, X.shape[0])
         weight, name = given, "sample_weight"
         if self.class_weight is not None:
+            _check_class_weight(self.class_weight)
             weight = compute_sample_weight(self.class_weight, y)
             weight = weight if given is None else weight * given
             name = "class_weight" if given is None else "sample_weight times class_weight"
