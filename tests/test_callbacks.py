@@ -9,7 +9,13 @@ from sklearn.model_selection import GridSearchCV
 
 from fastmlp import MLPImageClassifier
 
-callback = pytest.importorskip("sklearn.callback", reason="scikit-learn < 1.9 has no callbacks")
+try:
+    from sklearn import callback
+except ImportError:
+    callback = None
+# The tests of scikit-learn's callback API; those of fit(callback=) run with any version.
+sklearn_callbacks = pytest.mark.skipif(callback is None,
+                                       reason="scikit-learn < 1.9 has no callbacks")
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -43,6 +49,7 @@ class Recorder:
         return self.stop_after is not None and fitted_estimator.n_iter_ >= self.stop_after
 
 
+@sklearn_callbacks
 def test_one_task_per_epoch_with_a_fitted_snapshot(rng):
     X, y = _data(rng)
     rec = Recorder()
@@ -54,6 +61,7 @@ def test_one_task_per_epoch_with_a_fitted_snapshot(rng):
     assert model.n_iter_ == 3
 
 
+@sklearn_callbacks
 def test_a_callback_can_stop_training(rng):
     X, y = _data(rng)
     model = MLPImageClassifier(**dict(FIT, max_iter=10)).set_callbacks(
@@ -61,6 +69,7 @@ def test_a_callback_can_stop_training(rng):
     assert model.n_iter_ == 2
 
 
+@sklearn_callbacks
 def test_scoring_monitor_scores_each_epoch(rng):
     X, y = _data(rng)
     monitor = callback.ScoringMonitor(scoring="accuracy")
@@ -73,6 +82,7 @@ def test_scoring_monitor_scores_each_epoch(rng):
     assert epochs[-1]["accuracy"] == pytest.approx(model.score(X, y))
 
 
+@sklearn_callbacks
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_callbacks_nested_under_a_search(rng, n_jobs):
     pytest.importorskip("rich", reason="ProgressBar needs rich")
@@ -84,6 +94,7 @@ def test_callbacks_nested_under_a_search(rng, n_jobs):
     assert search.best_estimator_.n_iter_ == 3
 
 
+@sklearn_callbacks
 def test_progress_bar_alone(rng):
     pytest.importorskip("rich", reason="ProgressBar needs rich")
     X, y = _data(rng)
@@ -91,6 +102,7 @@ def test_progress_bar_alone(rng):
     assert model.n_iter_ == 3
 
 
+@sklearn_callbacks
 def test_changing_a_parameter_from_a_callback_raises(rng):
     X, y = _data(rng)
 
@@ -108,6 +120,62 @@ def test_changing_a_parameter_from_a_callback_raises(rng):
 
     with pytest.raises(ValueError, match="the callback changed learning_rate_init"):
         MLPImageClassifier(**FIT).fit(X, y, callback=halve_in_fit_callback)
+
+
+@pytest.mark.parametrize("replace", [
+    lambda est: setattr(est, "coefs_", [np.zeros_like(c) for c in est.coefs_]),
+    lambda est: est.intercepts_.__setitem__(0, np.zeros_like(est.intercepts_[0])),
+    lambda est: setattr(est, "n_iter_", 0),
+], ids=["coefs_", "intercepts_[0]", "n_iter_"])
+def test_replacing_a_fitted_attribute_from_the_fit_callback_raises(rng, replace):
+    # Training went on from its own arrays: the assignment was silently ignored (or, for
+    # an array of the list, handed to the core unchecked).
+    X, y = _data(rng)
+
+    def callback(est, info):
+        if info["event"] == "epoch":
+            replace(est)
+
+    model = MLPImageClassifier(**FIT)
+    with pytest.raises(ValueError, match=r"the callback replaced (coefs_|intercepts_|n_iter_)"
+                                         r" during fit"):
+        model.fit(X, y, callback=callback)
+    assert not hasattr(model, "coefs_")
+
+
+def test_the_fit_callback_may_change_weights_in_place(rng):
+    X, y = _data(rng)
+
+    def callback(est, info):
+        if info["event"] == "epoch" and info["epoch"] == FIT["max_iter"]:
+            est.coefs_[-1][...] = 0
+            est.intercepts_[-1][...] = 0
+
+    model = MLPImageClassifier(**FIT).fit(X, y, callback=callback)
+    assert not model.coefs_[-1].any()
+    np.testing.assert_allclose(model.predict_proba(X), 1 / len(model.classes_))
+
+
+def test_predict_from_a_progress_callback_of_a_first_fit_is_not_fitted(rng):
+    # It was an AttributeError: the fit had set n_features_in_ but no weights yet.
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _data(rng)
+    seen = []
+
+    def callback(est, info):
+        try:
+            seen.append((info["event"], est.predict(X[:3]).shape))
+        except NotFittedError:
+            seen.append((info["event"], None))
+
+    model = MLPImageClassifier(**FIT, batch_size=len(y))
+    model.fit(X, y, callback=callback)
+    assert seen[0] == ("progress", None)  # before the first epoch ended
+    assert seen[1] == ("epoch", (3,))
+    assert all(shape == (3,) for _, shape in seen[1:])  # later progress: the last epoch's
+    with pytest.raises(NotFittedError):
+        MLPImageClassifier(**FIT).fit(X, y, callback=lambda est, info: est.predict_proba(X))
 
 
 def test_everything_works_without_sklearn_callback():

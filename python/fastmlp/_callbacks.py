@@ -8,7 +8,9 @@ the end of each, alone or nested under a meta-estimator such as ``GridSearchCV``
 :class:`FitTasks` does nothing.
 
 Parameters are read once, when fit starts: a callback that changes one (say
-``est.learning_rate_init *= 0.5``) would be silently ignored, so it is an error instead.
+``est.learning_rate_init *= 0.5``) would be silently ignored, so it is an error instead;
+so is replacing a fitted attribute (``est.coefs_ = [...]``) from ``fit(callback=)``,
+since training goes on from its own arrays.
 """
 
 from __future__ import annotations
@@ -60,12 +62,16 @@ class FitTasks:
     def epoch_ends(self, entry, commit, fitted_attributes):
         """Run the epoch's callbacks; whether one asked to stop. commit() makes the run
         the estimator's fitted state (fit(callback=) sees the estimator itself);
-        fitted_attributes() the attributes of a copy as of now (scikit-learn's)."""
+        fitted_attributes() the attributes of a copy as of now (scikit-learn's).
+        Replacing a committed attribute from the callback is an error, as changing a
+        parameter is."""
         stop = False
         if self._callback is not None:
-            commit()
+            committed = commit()
+            layers = {k: _ids(committed[k]) for k in ("coefs_", "intercepts_")}
             stop = bool(self._callback(self._est, {"event": "epoch", **entry}))
             self.check_parameters("the callback")
+            self.check_fitted(committed, layers, "the callback")
         if self._epoch is not None:
             stop = self._end(self._epoch, fitted_attributes) or stop
             self._epoch = None
@@ -92,6 +98,29 @@ class FitTasks:
                 "parameters are read when fit starts. To change the learning rate during "
                 "training use learning_rate='adaptive' or 'cosine', or stop and continue "
                 "with warm_start=True after set_params.")
+
+
+    def check_fitted(self, committed, layers, who):
+        """ValueError if `who` replaced a fitted attribute that commit() had set
+        (``est.coefs_ = [...]``), or one of its weight or bias arrays
+        (``est.coefs_[0] = ...``; ``layers`` are their ids as committed): training goes
+        on with the run's own arrays, so the assignment would have no effect, or hand the
+        core arrays it did not check. Changing the arrays' values in place is allowed."""
+        missing = object()
+        attributes = vars(self._est)
+        changed = [k for k, v in committed.items() if attributes.get(k, missing) is not v]
+        changed += [k for k, ids in layers.items()
+                    if k not in changed and ids != _ids(committed[k])]
+        if changed:
+            raise ValueError(
+                f"{who} replaced {', '.join(changed)} during fit, which would have no "
+                "effect: training goes on from its own weights and state. Change values "
+                "in place (est.coefs_[0][...] = ...), or stop training and set them "
+                "before fitting again with warm_start=True.")
+
+
+def _ids(arrays):
+    return [id(a) for a in arrays]
 
 
 def _same(a, b):

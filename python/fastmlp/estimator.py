@@ -567,7 +567,11 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             Called as ``callback(estimator, info)`` after every chunk of batches
             (``info["event"] == "progress"``, with ``epoch``, ``samples_done``,
             ``n_samples``) and after every epoch (``"epoch"``, with the epoch's
-            ``history_`` entry). ``estimator.coefs_`` is current during the epoch call.
+            ``history_`` entry). ``estimator.coefs_`` is current during the epoch call
+            (its values may be changed in place; assigning new arrays to it, or changing
+            a parameter, raises ValueError). Progress calls see the model as of the
+            last epoch's end: before the first one, that of the previous fit, or on a
+            first fit none (``predict`` raises scikit-learn's NotFittedError).
             Returning True stops training after the current epoch.
 
         Returns
@@ -717,6 +721,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         """The optimizer state under scikit-learn's ``MLPClassifier`` name, for code that
         reads ``_optimizer.learning_rate`` (the current learning rate) from it."""
         return self._optimizer_state
+
+    def __sklearn_is_fitted__(self):
+        """Fitted once a fit has committed weights. During the first fit, which sets
+        ``n_features_in_`` before it trains, a callback's ``predict`` is then
+        scikit-learn's NotFittedError until the first epoch's weights are committed."""
+        return "coefs_" in vars(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1155,9 +1165,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             self._seal_bf16()
 
     def _commit(self, run):
-        """The run's parameters, state and record become the fitted model."""
-        for name, value in self._fitted_attributes(run).items():
+        """The run's parameters, state and record become the fitted model; returns the
+        attributes set."""
+        attributes = self._fitted_attributes(run)
+        for name, value in attributes.items():
             setattr(self, name, value)
+        return attributes
 
     def _fitted_attributes(self, run, copies=False):
         """The fitted model's attributes as of the run's state: its own arrays, or with
@@ -1213,7 +1226,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         sixth of a call on 10000 images)."""
         fitted = vars(self)
         if (type(X) is np.ndarray and X.dtype in _PLAIN_DTYPES and X.ndim == 2
-                and X.shape[0] > 0 and "n_features_in_" in fitted
+                and X.shape[0] > 0 and "coefs_" in fitted and "n_features_in_" in fitted
                 and X.shape[1] == fitted["n_features_in_"]
                 and "feature_names_in_" not in fitted):
             return X
