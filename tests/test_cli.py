@@ -217,6 +217,42 @@ def test_evaluate_errors(capsys, tmp_path, data_dir):
     assert status == 1 and "does not hold the test files" in err and "t10k-labels" in err
 
 
+def test_evaluate_reads_only_the_test_split(capsys, data_dir, tmp_path):
+    # With all four files there, a corrupt training file made evaluate fail.
+    model = tmp_path / "model.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", model)[0] == 0
+    (data_dir / "train-labels-idx1-ubyte.gz").write_bytes(b"junk")
+    status, out, err = run(capsys, "evaluate", model, "--data-dir", data_dir)
+    assert status == 0, err
+    assert "Test Accuracy: " in out and "test set: 200 images" in out
+
+
+@pytest.mark.parametrize("labels, message", [
+    (lambda y: np.array(list("abcdefghij"))[y], r"the model's classes are \['a', 'b', .*not "
+                                                r"the data set's integer labels"),
+    (lambda y: y + 1, r"the model's classes \(\[1, 2, .*, 10\]\) do not match the data "
+                      r"set's labels .*\[0\] are not among them"),
+    (lambda y: np.minimum(y, 4), r"\[5, 6, 7, 8, 9\] are not among them"),
+])
+def test_evaluate_refuses_a_model_of_other_classes(capsys, data_dir, tmp_path, labels,
+                                                   message):
+    # String classes ended in a traceback; shifted ones in a meaningless accuracy (the
+    # labels were looked up in classes_ unchecked).
+    X = datasets.read_idx(data_dir / "train-images-idx3-ubyte.gz").reshape(600, -1)
+    y = datasets.read_idx(data_dir / "train-labels-idx1-ubyte.gz").astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = fastmlp.MLPImageClassifier((8,), max_iter=1, random_state=0).fit(
+            X / np.float32(255), labels(y))
+    path = tmp_path / "other.fastmlp"
+    fastmlp.save(model, path)
+    status, out, err = run(capsys, "evaluate", path, "--data-dir", data_dir)
+    assert status == 1 and out == "" and "Traceback" not in err
+    assert re.search(rf"error: {re.escape(str(path))} is not a model of Fashion-MNIST: "
+                     rf".*{message}", err), err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_an_old_joblib_model_is_read_only_when_allowed(capsys, data_dir, tmp_path):
     status, _, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save",
                          tmp_path / "model.fastmlp")

@@ -10,7 +10,8 @@ Subcommands:
   learning rate 0.01, batches of 64, shuffled, 5 epochs. Optionally saves the model, a JSON
   record of the run and PNG plots.
 - ``evaluate``: test accuracy, per-class report and confusion matrix of a saved model, on
-  the test split (a directory holding only the two test files will do).
+  the test split (only its two files are read; a directory holding only them will do).
+  A model whose classes are not the data set's labels is refused.
 - ``predict``: the most probable classes of the user's images (PNG/JPEG via Pillow,
   ``.npy``, IDX) under a saved model.
 - ``summary``: the per-layer table of an architecture.
@@ -475,33 +476,38 @@ def _load_data(dataset, data_dir, download):
 
 
 def _load_test_data(dataset, data_dir, download):
-    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``):
-    from the loader, or from a ``data_dir`` that holds only the two test files."""
+    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``),
+    read without the training files: from ``data_dir`` (it, or DIR/<dataset>, holding the
+    two test files will do), else from the first directory of the loaders' lookup that
+    holds the data set."""
     from sklearn.utils import Bunch
 
-    if data_dir is not None and not datasets._in_data_home(dataset, data_dir):
-        for directory in datasets._data_home_dirs(dataset, data_dir):
-            found, _ = datasets._files_in(directory)
-            if {"test_images", "test_labels"} <= set(found):
-                break
-        else:
-            if download:
-                return _load_data(dataset, data_dir, download)
-            raise CommandError(
-                f"{data_dir} does not hold the test files of "
-                f"{datasets._DATASETS[dataset].title} ({datasets._FILE_NAMES[2]} and "
-                f"{datasets._FILE_NAMES[3]}, gzipped or not), neither directly nor in "
-                f"{os.path.join(data_dir, dataset)}; add --download to fetch the data set there")
-        try:
-            images = datasets.read_idx(found["test_images"])
-            labels = datasets.read_idx(found["test_labels"])
-            datasets._check_split(images, labels, found["test_images"], found["test_labels"])
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"could not load the test split: {exc}") from None
-        return Bunch(data_test=images.reshape(len(images), -1), images_test=images,
-                     target_test=labels.astype(np.int64),
-                     target_names=np.asarray(datasets._DATASETS[dataset].target_names))
-    return _load_data(dataset, data_dir, download)
+    if data_dir is not None:
+        directories = datasets._data_home_dirs(dataset, data_dir)
+    else:
+        directories = [d for d, _ in datasets._search_dirs(dataset, None)]
+    for directory in directories:
+        found, missing = datasets._files_in(directory)
+        if ({"test_images", "test_labels"} <= set(found) if data_dir is not None
+                else not missing):
+            break
+    else:
+        if download or data_dir is None:  # the loader downloads, or says where it looked
+            return _load_data(dataset, data_dir, download)
+        raise CommandError(
+            f"{data_dir} does not hold the test files of "
+            f"{datasets._DATASETS[dataset].title} ({datasets._FILE_NAMES[2]} and "
+            f"{datasets._FILE_NAMES[3]}, gzipped or not), neither directly nor in "
+            f"{os.path.join(data_dir, dataset)}; add --download to fetch the data set there")
+    try:
+        images = datasets.read_idx(found["test_images"])
+        labels = datasets.read_idx(found["test_labels"])
+        datasets._check_split(images, labels, found["test_images"], found["test_labels"])
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"could not load the test split: {exc}") from None
+    return Bunch(data_test=images.reshape(len(images), -1), images_test=images,
+                 target_test=labels.astype(np.int64),
+                 target_names=np.asarray(datasets._DATASETS[dataset].target_names))
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -545,10 +551,37 @@ def _stderr_is_terminal():
     return stderr_is_terminal()
 
 
+def _class_mismatch(classes, labels):
+    """Why a model of these classes_ cannot be scored on these labels (integers of a data
+    set), or None when every label is one of its classes."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind not in "biuf":
+        return (f"the model's classes are {_some(classes)}, not the data set's integer "
+                f"labels {_some(np.unique(labels))}")
+    missing = np.setdiff1d(np.unique(labels), classes)
+    if missing.size:
+        return (f"the model's classes ({_some(classes)}) do not match the data set's labels "
+                f"({_some(np.unique(labels))}): {_some(missing)} are not among them")
+    return None
+
+
+def _some(values, limit=12):
+    """A short text of a few values: "[0, 1, 2]", "[0, 1, ..., 99] (100 values)"."""
+    values = [v.item() if hasattr(v, "item") else v for v in np.asarray(values).ravel()]
+    if len(values) <= limit:
+        return repr(values)
+    return f"[{', '.join(map(repr, values[:limit // 2]))}, ..., {values[-1]!r}] " \
+           f"({len(values)} values)"
+
+
 def _test_metrics(estimator, X_test, y_test):
-    """(mean log-loss, accuracy, predictions) of ``estimator`` on the test split."""
-    logp = estimator.predict_log_proba(X_test)
+    """(mean log-loss, accuracy, predictions) of ``estimator`` on the test split; a
+    ValueError when the model's classes are not the split's labels."""
     classes = estimator.classes_
+    mismatch = _class_mismatch(classes, y_test)
+    if mismatch:
+        raise ValueError(mismatch)
+    logp = estimator.predict_log_proba(X_test)
     idx = np.searchsorted(classes, y_test)
     loss = float(-np.mean(logp[np.arange(len(y_test)), idx]))
     y_pred = classes[np.argmax(logp, axis=1)]
@@ -1062,12 +1095,23 @@ def _cmd_evaluate(args):
     data = _load_test_data(dataset, args.data_dir, args.download)
     names = [str(n) for n in data.target_names]
     X_test, y_test = data.data_test, data.target_test
+    title = datasets._DATASETS[dataset].title
+    mismatch = _class_mismatch(model.classes_, np.arange(len(names)))
+    if mismatch is None:
+        extra = np.setdiff1d(model.classes_, np.arange(len(names)))
+        if extra.size:
+            mismatch = (f"the model's classes ({_some(model.classes_)}) do not match "
+                        f"the data set's labels (0 to {len(names) - 1}): {_some(extra)} "
+                        f"are not among them")
+    if mismatch is None:
+        mismatch = _class_mismatch(model.classes_, y_test)
+    if mismatch:
+        raise CommandError(f"{args.model} is not a model of {title}: {mismatch}")
     try:
         loss, accuracy, y_pred = _test_metrics(model, X_test, y_test)
     except ValueError as exc:
         raise CommandError(f"the model does not fit this data: {exc}") from None
 
-    title = datasets._DATASETS[dataset].title
     arch = meta.get("architecture")
     print(f"Model: {args.model}" + (f" ({arch})" if arch else ""))
     print(f"{title} test set: {len(y_test):,} images")
