@@ -150,6 +150,76 @@ def test_bad_regularization_options_exit_2(capsys, argv):
     assert argv[0] in err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--hidden", "3000000000"], "--hidden: expected comma-separated positive"),
+    (["train", "--hidden", "256,2147483648"], "at most 2147483647"),
+    (["summary", "--hidden", "3000000000"], "--hidden: expected comma-separated positive"),
+    (["train", "--seed", "-1"], "--seed: expected a seed in [0, 4294967295], got '-1'"),
+    (["train", "--seed", "4294967296"], "--seed: expected a seed in [0, 4294967295]"),
+    (["train", "--save", ""], "--save: expected a file path, got ''"),
+    (["train", "--json", ""], "--json: expected a file path, got ''"),
+    (["train", "--resume", ""], "--resume: expected a file path, got ''"),
+])
+def test_out_of_range_options_exit_2_before_loading_data(capsys, argv, message):
+    # These failed with a traceback (--hidden), or after the data was loaded (--seed),
+    # or after training (--save "" and --json "").
+    status, out, err = run(capsys, *argv, "--data-dir", "/nonexistent")
+    assert status == 2 and out == "" and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("outputs", [
+    ("--save", "{m}", "--json", "{m}"),
+    ("--save", "{m}", "--json", "{link}"),
+    ("--resume", "{first}", "--json", "{first}"),
+    ("--early-stopping", "--validation-data", "{images}", "{labels}", "--json", "{labels}"),
+    ("--early-stopping", "--validation-data", "{images}", "{labels}", "--save", "{images}"),
+])
+def test_an_output_over_another_file_of_the_run_is_refused_before_training(
+        capsys, data_dir, tmp_path, outputs):
+    # --json wrote over the model file --save had just written (or the resumed one).
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    before = first.read_bytes()
+    m = tmp_path / "m.fastmlp"
+    (tmp_path / "link").symlink_to(m)
+    paths = {"m": m, "link": tmp_path / "link", "first": first,
+             "images": data_dir / "t10k-images-idx3-ubyte",
+             "labels": data_dir / "t10k-labels-idx1-ubyte.gz"}
+    data = {p: p.read_bytes() for p in (paths["images"], paths["labels"])}
+    argv = [a.format(**paths) for a in outputs]
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, *QUICK, *argv)
+    assert status == 2 and out == "" and "are the same file" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not m.exists() and first.read_bytes() == before
+    assert all(p.read_bytes() == content for p, content in data.items())
+
+
+def test_resume_may_save_over_the_resumed_model(capsys, data_dir, tmp_path):
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                         "--epochs", "1", "-q", "--save", first)
+    assert status == 0, err
+    assert fastmlp.load(first).n_iter_ == 2
+
+
+def test_the_saved_data_dir_is_absolute(capsys, data_dir, tmp_path, monkeypatch):
+    # A relative --data-dir was saved as given: --resume from elsewhere failed.
+    monkeypatch.chdir(data_dir.parent)
+    model = tmp_path / "model.fastmlp"
+    status, _, err = run(capsys, "train", "--data-dir", data_dir.name, *QUICK, "--save",
+                         model, "--json", tmp_path / "run.json")
+    assert status == 0, err
+    _, metadata = fastmlp.load(model, return_metadata=True)
+    assert metadata["config"]["data_dir"] == str(data_dir)
+    assert json.loads((tmp_path / "run.json").read_text())["config"]["data_dir"] == str(data_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    status, _, err = run(capsys, "train", "--resume", model, "--epochs", "1", "-q")
+    assert status == 0, err
+
+
 def test_progress_bar_only_on_a_terminal(capsys, data_dir, monkeypatch):
     monkeypatch.setattr(cli, "_stderr_is_terminal", lambda: True)
     monkeypatch.setenv("COLUMNS", "200")  # room for the full 30-character bar

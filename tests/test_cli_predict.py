@@ -178,10 +178,26 @@ def test_resume_without_the_optimizer_state_restarts_it_with_a_note(capsys, data
     assert f"Resuming {first}: 1 epochs trained so far" in out and "Epoch [2/2]" in out
 
 
+def test_resume_takes_the_saved_seed_and_init_when_given_again(capsys, data_dir, tmp_path):  # noqa: F811
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--seed", "3", "--init",
+               "glorot", "--save", first)[0] == 0
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                         "--seed", "3", "--init", "glorot", "--epochs", "1", "-q")
+    assert status == 0, err
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                         "--seed", "0", "-q")
+    assert status == 1 and "(--seed 3 --init glorot); --seed 0 would have no effect" in err
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--hidden", "32"), "leave out the options that change it"),
     (("--normalize", "unit"), "--normalize symmetric"),
     (("--preset", "accurate"), "leave out --preset"),
+    # these were silently ignored: the model keeps its own initialization and shuffling
+    (("--seed", "5"), "--seed 5 would have no effect: leave out --seed"),
+    (("--init", "glorot"), "--init glorot would have no effect: leave out --init"),
+    (("--seed=7", "--init", "glorot"), "--seed 7 and --init glorot would have no effect"),
 ])
 def test_resume_refuses_to_change_the_model(capsys, data_dir, tmp_path, extra, message):  # noqa: F811
     first = tmp_path / "first.fastmlp"

@@ -20,7 +20,9 @@ Subcommands:
 
 Errors a user can fix (missing data, bad values, unwritable paths, divergence, a model too
 large for memory) end with a one-line message on stderr and exit status 1; argparse
-reports bad usage with status 2. Ctrl-C ends with status 130, also when training was cut
+reports bad usage with status 2, and so does ``train`` for an output file that is another
+file of the run (``--json`` naming the ``--save`` or ``--resume`` model), before it
+trains. Ctrl-C ends with status 130, also when training was cut
 short and the epochs trained so far were reported and saved. When stdout is a closed pipe
 (``fastmlp summary | head -1``), the command stops quietly with status 141, what a
 program killed by SIGPIPE reports in the shell. None of these prints a traceback.
@@ -99,8 +101,32 @@ def _int_from(low, what):
     return parse
 
 
+def _int_in(low, high, what):
+    at_least = _int_from(low, what)
+
+    def parse(text):
+        value = at_least(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
 _positive_int = _int_from(1, "a positive integer")
 _nonnegative_int = _int_from(0, "an integer >= 0")
+# The seeds the estimator's random_state takes (NumPy's RandomState).
+_seed = _int_in(0, 2**32 - 1, "a seed in [0, 4294967295]")
+# The widest layer the core takes: its sizes are 32-bit integers.
+_MAX_WIDTH = 2**31 - 1
+
+
+def _file_path(text):
+    """A file path; the empty string names no file (it would be the current directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, got ''")
+    return text
 
 
 def _float_in(low, high=math.inf, low_open=False, what="a number"):
@@ -149,10 +175,10 @@ def _hidden_sizes(text):
         sizes = tuple(int(p) for p in parts)
     except ValueError:
         sizes = None
-    if sizes is None or any(s < 1 for s in sizes):
+    if sizes is None or any(s < 1 or s > _MAX_WIDTH for s in sizes):
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive layer widths such as 256 or 256,256 "
-            f"(or \"\" for none), got {text!r}")
+            f"expected comma-separated positive layer widths (at most {_MAX_WIDTH}) such as "
+            f"256 or 256,256 (or \"\" for none), got {text!r}")
     return sizes
 
 
@@ -241,11 +267,11 @@ def _add_train_command(sub, defaults):
     opt.add_argument("--patience", type=_positive_int, default=10,
                      help="epochs without improvement before --early-stopping stops "
                           "(default: %(default)s)")
-    opt.add_argument("--resume", metavar="MODEL",
+    opt.add_argument("--resume", metavar="MODEL", type=_file_path,
                      help="continue training a model saved by --save (warm start, with its "
                           "optimizer state if saved with --save-optimizer-state); its saved "
                           "options become the defaults, --epochs says how many more epochs")
-    opt.add_argument("--seed", type=int, default=0,
+    opt.add_argument("--seed", type=_seed, default=0,
                      help="random seed of initialization and shuffling (default: %(default)s)")
     _add_regularization_options(train)
     opt.add_argument("--threads", type=_positive_int, default=None,
@@ -256,7 +282,7 @@ def _add_train_command(sub, defaults):
                           "sums run several times faster on CPUs with AVX512-BF16 or AMX, "
                           "and fall back to float32 elsewhere (default: %(default)s)")
     out = train.add_argument_group("output")
-    out.add_argument("--save", metavar="FILE",
+    out.add_argument("--save", metavar="FILE", type=_file_path,
                      help="save the model (the classifier; it scales its own input) to "
                           "FILE, e.g. model.fastmlp, in fastmlp's model file format (no "
                           "pickle: loading it runs no code); see fastmlp.load")
@@ -267,7 +293,7 @@ def _add_train_command(sub, defaults):
     out.add_argument("--plots", metavar="DIR",
                      help="write PNG plots (loss and accuracy curves, confusion matrix, "
                           "sample predictions) to DIR; needs matplotlib")
-    out.add_argument("--json", metavar="FILE",
+    out.add_argument("--json", metavar="FILE", type=_file_path,
                      help="write the configuration, per-epoch history and final metrics")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="print only the final test accuracy (and errors)")
@@ -398,6 +424,10 @@ def _run(argv):
         resumed = _load_model(args.resume)
         args = build_parser(_resume_defaults(resumed[1])).parse_args(argv)
         args.resumed = resumed
+        # Which of the options the resumed model keeps were given (a default is one that
+        # the command line did not set).
+        unset = build_parser(dict.fromkeys(_KEPT_BY_RESUME, _NOT_GIVEN)).parse_args(argv)
+        args.given = {k for k in _KEPT_BY_RESUME if getattr(unset, k) is not _NOT_GIVEN}
     elif getattr(args, "preset", None) is not None:  # the preset's values become defaults
         args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
     return args.handler(args) or 0
@@ -409,6 +439,12 @@ _RESUMED_OPTIONS = (
     "momentum", "nesterov", "alpha", "batch_size", "epochs", "early_stopping", "patience",
     "seed", "lr_schedule", "warmup_epochs", "dropout", "weight_decay", "label_smoothing",
     "random_shift", "random_flip", "precision")
+
+
+# Options that set what --resume keeps as it was saved (the initialization is done, and
+# the shuffling continues from the saved random generator): giving them is refused.
+_KEPT_BY_RESUME = ("seed", "init")
+_NOT_GIVEN = object()
 
 
 def _resume_defaults(metadata):
@@ -726,6 +762,18 @@ def _resumed_classifier(args, activation, image_shape):
             f"--resume continues the model as it is (--hidden {','.join(map(str, saved[0]))} "
             f"--activation {saved[1]} --normalize {saved[2]}); leave out the options that "
             f"change it")
+    given = getattr(args, "given", set())
+    kept = {"seed": ("--seed", classifier.random_state),
+            "init": ("--init", classifier.weight_init)}
+    changed = [f"{kept[k][0]} {getattr(args, k)}" for k in _KEPT_BY_RESUME
+               if k in given and getattr(args, k) != kept[k][1]]
+    if changed:
+        was = " ".join(f"{option} {value}" for option, value in kept.values()
+                       if value is not None)
+        raise CommandError(
+            f"--resume continues the model as it was initialized and shuffled "
+            f"({was or 'random_state None'}); {' and '.join(changed)} would have no "
+            f"effect: leave out {', '.join(c.split()[0] for c in changed)}")
     params = _make_classifier(args, activation, image_shape).get_params()
     for fixed in ("hidden_layer_sizes", "activation", "weight_init", "random_state",
                   "input_scaler"):
@@ -755,8 +803,38 @@ def _prepare_outputs(args):
         except OSError as exc:
             raise CommandError(f"cannot create the plot directory {args.plots}: "
                                f"{exc.strerror or exc}") from None
+    _check_distinct_files(args)
     _check_output_path(args.save, "model file")
     _check_output_path(args.json, "JSON file")
+
+
+def _same_file(a, b):
+    """Whether two paths name one file (also through a symbolic or hard link)."""
+    if os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b)):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: different files
+        return False
+
+
+def _check_distinct_files(args):
+    """Refuse (bad usage, status 2) an output file that is another output or an input of
+    the run: the later write would replace the other file, e.g. --json over the model
+    --save wrote, or over the --resume model. --save may replace the --resume model."""
+    outputs = [(f"--{name}", path) for name, path in (("save", args.save), ("json", args.json))
+               if path is not None]
+    inputs = [("--resume", args.resume)] if args.resume is not None else []
+    inputs += [("--validation-data", path) for path in args.validation_data or ()]
+    for i, (option, path) in enumerate(outputs):
+        others = outputs[:i] + inputs
+        for other, other_path in others:
+            if option == "--save" and other == "--resume":
+                continue
+            if _same_file(path, other_path):
+                raise CommandError(f"{option} {path} and {other} {other_path} are the same "
+                                   f"file: the {option} output would overwrite it; give "
+                                   f"{option} another file", status=2)
 
 
 def _memory_limit():
@@ -949,7 +1027,10 @@ def _print_results(args, rows, test_loss, test_acc, n_classes, wall_time, train_
 def _run_config(args, activation):
     """The options of the run, as saved with the model and in the JSON record."""
     return {
-        "dataset": args.dataset, "data_dir": args.data_dir, "hidden": list(args.hidden),
+        # data_dir absolute: --resume may run from another directory.
+        "dataset": args.dataset, "hidden": list(args.hidden),
+        "data_dir": (None if args.data_dir is None
+                     else os.path.abspath(os.path.expanduser(args.data_dir))),
         "activation": activation, "init": args.init, "normalize": args.normalize,
         "solver": args.solver, "lr": args.lr, "momentum": args.momentum,
         "nesterov": args.nesterov, "alpha": args.alpha, "batch_size": args.batch_size,
