@@ -10,6 +10,7 @@ import pytest
 import fastmlp
 from fastmlp.datasets import write_idx
 from test_cli import QUICK, data_dir, make_images, run  # noqa: F401 - data_dir: a fixture
+from test_io import rewrite
 
 Image = pytest.importorskip("PIL.Image")
 NAMES = fastmlp.datasets._DATASETS["fashion-mnist"].target_names
@@ -207,3 +208,56 @@ def test_resume_refuses_to_change_the_model(capsys, data_dir, tmp_path, extra, m
     status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume",
                          tmp_path / "missing.fastmlp")
     assert status == 1 and "does not exist" in err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["config"].update(activation="bogus"), "config.activation must be one of"),
+    (lambda m: m.update(history=None), "history must be a list of objects, got null"),
+    (lambda m: m.clear() or m.update(x=1) or [1, 2], "it must be an object"),
+    (lambda m: m.update(image_shape="abc"), "image_shape must be null or a list"),
+    (lambda m: m.update(target_names=5), "target_names must be a list of strings"),
+], ids=["activation", "history", "list", "image_shape", "target_names"])
+def test_corrupt_metadata_is_one_line_for_resume_and_predict(capsys, data_dir, tmp_path,  # noqa: F811
+                                                             images, edit, message):
+    # KeyError, TypeError and AttributeError tracebacks, deep inside the commands.
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    np.save(tmp_path / "image.npy", images[0])
+
+    def corrupt(header):
+        header["metadata"] = edit(header["metadata"]) or header["metadata"]
+
+    rewrite(first, edit_header=corrupt)
+    for argv in (("train", "--data-dir", data_dir, "--resume", first, "--epochs", "1"),
+                 ("predict", first, tmp_path / "image.npy")):
+        status, out, err = run(capsys, *argv)
+        assert status == 1 and out == "" and "Traceback" not in err
+        assert f"{first} has corrupt metadata: {message}" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_model_of_an_unknown_data_set_asks_for_it(capsys, data_dir, tmp_path):  # noqa: F811
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    rewrite(first, edit_header=lambda h: h["metadata"]["config"].update(dataset="cifar"))
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first)
+    assert status == 1 and "trained on an unknown data set 'cifar'; pass --dataset" in err
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                         "--dataset", "fashion-mnist", "--epochs", "1", "-q")
+    assert status == 0, err
+
+
+def test_a_pickled_model_with_corrupt_metadata_is_refused(capsys, data_dir, tmp_path):  # noqa: F811
+    import joblib
+
+    first = tmp_path / "first.fastmlp"
+    assert run(capsys, "train", "--data-dir", data_dir, *QUICK, "--save", first)[0] == 0
+    model, metadata = fastmlp.load(first, return_metadata=True)
+    old = tmp_path / "old.joblib"
+    joblib.dump({"model": model, **metadata, "target_names": 5}, old)
+    status, out, err = run(capsys, "predict", old, tmp_path / "x.npy", "--allow-pickle")
+    assert status == 1 and "corrupt metadata: target_names must be a list of strings" in err
+    joblib.dump({"model": model, **metadata, "image_shape": (28, 28)}, old)  # a tuple is fine
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    status, out, err = run(capsys, "predict", old, tmp_path / "x.npy", "--allow-pickle")
+    assert status == 0, err

@@ -306,6 +306,81 @@ def test_a_bad_header_is_refused(saved, edit, message):
         fastmlp.load(saved)
 
 
+CLI_METADATA = {
+    "dataset": "fashion-mnist", "target_names": ["a", "b", "c"], "image_shape": [6, 6],
+    "architecture": "36-8(ReLU)-3", "history": [{"epoch": 1, "loss": 1.0}],
+    "final": {"test_accuracy": 0.5},
+    "config": {"dataset": "fashion-mnist", "data_dir": None, "hidden": [8],
+               "activation": "relu", "init": "pytorch", "normalize": "symmetric",
+               "solver": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False, "alpha": 0.0,
+               "batch_size": 64, "epochs": 1, "early_stopping": False, "patience": 10,
+               "seed": 0, "threads": None, "preset": None, "lr_schedule": "constant",
+               "warmup_epochs": 0.0, "dropout": 0.0, "weight_decay": 0.0,
+               "label_smoothing": 0.0, "random_shift": 0, "random_flip": False,
+               "precision": "float32"},
+}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: [1, 2], r"it must be an object \(a dict\), got a list"),
+    (lambda m: "notes", r"it must be an object \(a dict\), got a string"),
+    (lambda m: m.update(history=None), "history must be a list of objects, got null"),
+    (lambda m: m.update(history=[1]), "history must be a list of objects, got \\[1\\]"),
+    (lambda m: m.update(image_shape="abc"), 'image_shape must be null or a list of 2 or 3 '
+                                            'positive integers, got "abc"'),
+    (lambda m: m.update(image_shape=[28, 0]), "image_shape must be"),
+    (lambda m: m.update(target_names=5), "target_names must be a list of strings, got 5"),
+    (lambda m: m.update(config=[]), "config must be an object"),
+    (lambda m: m["config"].update(activation="bogus"),
+     r"config.activation must be one of 'identity', .*, got \"bogus\""),
+    (lambda m: m["config"].update(dataset=3), "config.dataset must be a string"),
+    (lambda m: m["config"].update(hidden=[2**31]), "config.hidden must be a list of layer"),
+    (lambda m: m["config"].update(seed=-1), r"config.seed must be an integer in \[0, 4294967295\]"),
+    (lambda m: m["config"].update(lr=0), r"config.lr must be a number in \(0, inf\]"),
+    (lambda m: m["config"].update(epochs=True), "config.epochs must be an integer >= 1"),
+    (lambda m: m["config"].update(nesterov=1), "config.nesterov must be true or false"),
+    (lambda m: m["config"].update(threads="4"), "config.threads must be null or an integer"),
+], ids=["list", "string", "history null", "history of numbers", "image_shape string",
+        "image_shape zero", "target_names number", "config list", "activation", "dataset",
+        "hidden", "seed", "lr", "epochs bool", "nesterov int", "threads string"])
+def test_corrupt_metadata_is_refused_on_load_and_on_save(tmp_path, saved, edit, message):
+    # These loaded, then failed deep inside fastmlp train --resume or predict.
+    metadata = json.loads(json.dumps(CLI_METADATA))
+    metadata = edit(metadata) or metadata
+    rewrite(saved, edit_header=lambda h: h.update(metadata=metadata))
+    with pytest.raises(ValueError, match=f"has corrupt metadata: {message}"):
+        fastmlp.load(saved, return_metadata=True)
+    model = quick().partial_fit(np.eye(36, dtype=np.float32), np.arange(36) % 3,
+                                classes=[0, 1, 2])
+    target = tmp_path / "new.fastmlp"
+    with pytest.raises(ValueError, match=f"metadata: {message}"):
+        fastmlp.save(model, target, metadata=metadata)
+    assert not target.exists()
+
+
+def test_metadata_of_the_command_line_and_of_users_round_trips(tmp_path, saved):
+    model = fastmlp.load(saved)
+    for metadata in (CLI_METADATA, {"note": [1, None], "config": {"mine": object.__name__}},
+                     {}):
+        fastmlp.save(model, saved, metadata=metadata)
+        assert fastmlp.load(saved, return_metadata=True)[1] == metadata
+    rewrite(saved, edit_header=lambda h: h.update(metadata=None))
+    assert fastmlp.load(saved, return_metadata=True)[1] == {}
+
+
+def test_metadata_choices_are_the_command_lines():
+    from fastmlp import cli
+
+    train = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices.items()
+                 if a[0] == "train")[1]
+    choices = {a.dest: set(a.choices) for a in train._actions if a.choices}
+    for key, (check, what) in fastmlp.io.CONFIG_KEYS.items():
+        if key in choices and what.startswith("one of"):  # not dataset or preset
+            assert {c for c in choices[key] if check(c)} == choices[key], key
+            assert not check("no-such-choice"), key
+            assert what.count("'") == 2 * len(choices[key]), key
+
+
 def fitted(header):
     return header["model"]["fitted"]
 

@@ -424,6 +424,9 @@ def _run(argv):
         resumed = _load_model(args.resume)
         args = build_parser(_resume_defaults(resumed[1])).parse_args(argv)
         args.resumed = resumed
+        if args.dataset not in datasets._DATASETS:  # a default from the saved config
+            raise CommandError(f"{args.resume} was trained on an unknown data set "
+                               f"{args.dataset!r}; pass --dataset")
         # Which of the options the resumed model keeps were given (a default is one that
         # the command line did not set).
         unset = build_parser(dict.fromkeys(_KEPT_BY_RESUME, _NOT_GIVEN)).parse_args(argv)
@@ -1159,11 +1162,30 @@ def _load_pickled_model(path):
         raise CommandError(f"cannot read the model file {path}: "
                            f"{type(exc).__name__}: {exc}") from None
     if isinstance(obj, dict) and hasattr(obj.get("model"), "predict_log_proba"):
-        return obj["model"], {k: v for k, v in obj.items() if k != "model"}
+        from . import io
+
+        metadata = {k: v for k, v in obj.items() if k != "model"}
+        problem = io._metadata_problem(_plain(metadata))
+        if problem:
+            raise CommandError(f"cannot read the model file {path}: corrupt metadata: "
+                               f"{problem}")
+        return obj["model"], metadata
     if hasattr(obj, "predict_log_proba") and hasattr(obj, "classes_"):
         return obj, {}
     raise CommandError(f"{path} does not hold a fastmlp model (expected a file written by "
                        f"`fastmlp train --save`)")
+
+
+def _plain(value):
+    """A pickled file's metadata as the JSON values a model file would hold (tuples as
+    lists, NumPy scalars as numbers), for its checks."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _cmd_evaluate(args):

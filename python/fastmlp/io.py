@@ -33,7 +33,8 @@ import numpy as np
 
 from ._atomic import atomic_file
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "LOADABLE_CLASSES", "load", "save"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "LOADABLE_CLASSES", "METADATA_KEYS", "load",
+           "save"]
 
 FORMAT_NAME = "fastmlp-model"
 #: The newest format version this fastmlp reads and the one it writes.
@@ -92,14 +93,20 @@ def save(model, path, *, include_optimizer_state=False, metadata=None):
         parameters (Adam's state doubles that), predictions are the same, and further
         training starts the optimizer afresh from the saved weights.
     metadata : dict, optional
-        JSON-serializable data stored with the model (the command line keeps the data
-        set and the class names here); ``load(path, return_metadata=True)`` returns it.
+        JSON-serializable data stored with the model; ``load(path, return_metadata=True)``
+        returns it. The keys the command line writes (``dataset``, ``target_names``,
+        ``image_shape``, ``architecture``, ``config``, ``history``, ``final``) must have
+        the types it gives them, since it reads them back: see :data:`METADATA_KEYS`.
 
     Raises
     ------
     TypeError
         If ``model`` is not one of the supported estimators, or holds a parameter or
-        attribute the format cannot represent (e.g. a custom object).
+        attribute the format cannot represent (e.g. a custom object), or ``metadata`` is
+        not JSON-serializable.
+    ValueError
+        If ``metadata`` is not a dict, or gives a key of :data:`METADATA_KEYS` a value
+        of another type.
     sklearn.exceptions.NotFittedError
         If ``model`` is not fitted.
     OSError
@@ -140,9 +147,12 @@ def save(model, path, *, include_optimizer_state=False, metadata=None):
               "model": writer.estimator(model, "model")}
     if metadata is not None:
         try:
-            header["metadata"] = json.loads(json.dumps(metadata))
+            header["metadata"] = json.loads(json.dumps(metadata, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"metadata must be JSON-serializable: {exc}") from None
+        problem = _metadata_problem(header["metadata"])
+        if problem:  # load would refuse the file
+            raise ValueError(f"metadata: {problem}")
     text = json.dumps(header, allow_nan=False, separators=(",", ":"))
     arrays = {_HEADER: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **writer.arrays}
     with atomic_file(path) as f:
@@ -255,9 +265,10 @@ def load(path, *, return_metadata=False):
     Raises
     ------
     ValueError
-        If the file is not a fastmlp model file, is corrupt or truncated, was written by
-        a newer fastmlp (a newer format version), or names a class or parameter this
-        fastmlp does not know.
+        If the file is not a fastmlp model file, is corrupt or truncated (its metadata
+        included: not a dict, or a key of :data:`METADATA_KEYS` of another type), was
+        written by a newer fastmlp (a newer format version), or names a class or
+        parameter this fastmlp does not know.
     OSError
         If the file cannot be opened.
 
@@ -315,7 +326,11 @@ def _read_archive(archive, path):
         check_is_fitted(model)
     except NotFittedError:
         raise _FormatError(f"{path} holds a model that is not fitted") from None
-    return model, header.get("metadata") or {}
+    metadata = header.get("metadata")
+    problem = _metadata_problem({} if metadata is None else metadata)
+    if problem:
+        raise _FormatError(f"{path} has corrupt metadata: {problem}")
+    return model, metadata or {}
 
 
 def _read_header(archive, path):
@@ -639,3 +654,114 @@ def _finish_pipeline(est, fitted, fail):
 
 _FITTED_CHECKS = {"MLPImageClassifier": _finish_classifier, "PixelScaler": _finish_scaler,
                   "Pipeline": _finish_pipeline}
+
+
+# --------------------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------------------
+# The metadata is the user's, but the command line reads back the keys it writes
+# (``fastmlp train --resume``, ``evaluate``, ``predict``): each of those must hold what
+# it wrote, or the file is refused as corrupt instead of failing deep inside a command.
+# Other keys are not looked at.
+
+def _choice(*options):
+    return (lambda v: isinstance(v, str) and v in options,
+            "one of " + ", ".join(repr(o) for o in options))
+
+
+def _number(low=0.0, high=math.inf, low_open=False, high_open=False):
+    def check(v):
+        return (_is_real(v) and math.isfinite(v) and (v > low if low_open else v >= low)
+                and (v < high if high_open else v <= high))
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return check, f"a number in {left}{low:g}, {high:g}{right}"
+
+
+def _integer(low, high=None):
+    what = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return (lambda v: _is_int(v, low, high)), what
+
+
+def _nullable(check_what):
+    check, what = check_what
+    return (lambda v: v is None or check(v)), f"null or {what}"
+
+
+_STRING = (lambda v: isinstance(v, str), "a string")
+_BOOLEAN = (lambda v: isinstance(v, bool), "true or false")
+_DICTS = (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v),
+          "a list of objects")
+
+#: The command line's run options in ``metadata["config"]``, as (check, description).
+#: The choices are those of ``fastmlp train`` (tests/test_io.py checks that they agree).
+CONFIG_KEYS = {
+    "dataset": _STRING,  # the command line says which names it knows
+    "data_dir": _nullable(_STRING),
+    "hidden": (lambda v: isinstance(v, list) and all(_is_int(h, 1, 2**31 - 1) for h in v),
+               "a list of layer widths (integers in [1, 2147483647])"),
+    "activation": _choice("identity", "logistic", "relu", "sigmoid", "tanh"),
+    "init": _choice("glorot", "pytorch"),
+    "normalize": _choice("none", "unit", "symmetric", "standard"),
+    "solver": _choice("sgd", "adam"),
+    "lr": _number(low_open=True),
+    "momentum": _number(0.0, 1.0),
+    "nesterov": _BOOLEAN,
+    "alpha": _number(),
+    "batch_size": _integer(1),
+    "epochs": _integer(1),
+    "early_stopping": _BOOLEAN,
+    "patience": _integer(1),
+    "seed": _integer(0, 2**32 - 1),
+    "threads": _nullable(_integer(1)),
+    "preset": _nullable(_STRING),
+    "lr_schedule": _choice("constant", "cosine"),
+    "warmup_epochs": _number(),
+    "dropout": _number(0.0, 1.0, high_open=True),
+    "weight_decay": _number(),
+    "label_smoothing": _number(0.0, 1.0, high_open=True),
+    "random_shift": _integer(0),
+    "random_flip": _BOOLEAN,
+    "precision": _choice("float32", "bfloat16"),
+}
+
+#: The metadata keys the command line writes, as (check, description).
+METADATA_KEYS = {
+    "dataset": _STRING,
+    "target_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+                     "a list of strings"),
+    "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) in (2, 3)
+                                            and all(_is_int(n, 1) for n in v)),
+                    "null or a list of 2 or 3 positive integers"),
+    "architecture": _STRING,
+    "config": (lambda v: isinstance(v, dict), "an object"),
+    "history": _DICTS,
+    "final": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _metadata_problem(metadata):
+    """What is wrong with a metadata value (``"config.activation must be ..."``), or
+    None."""
+    if not isinstance(metadata, dict):
+        return f"it must be an object (a dict), got {_json_type(metadata)}"
+    for table, value, prefix in ((METADATA_KEYS, metadata, ""),
+                                 (CONFIG_KEYS, metadata.get("config"), "config.")):
+        if not isinstance(value, dict):
+            continue
+        for key, (check, what) in table.items():
+            if key in value and not check(value[key]):
+                return f"{prefix}{key} must be {what}, got {_shown(value[key])}"
+    return None
+
+
+def _json_type(v):
+    for types, name in ((bool, "a boolean"), (str, "a string"), ((int, float), "a number"),
+                        (list, "a list"), (dict, "an object")):
+        if isinstance(v, types):
+            return name
+    return "null" if v is None else type(v).__name__
+
+
+def _shown(v):
+    text = json.dumps(v)
+    return text if len(text) <= 60 else text[:57] + "..."
