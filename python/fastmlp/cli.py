@@ -22,10 +22,10 @@ Errors a user can fix (missing data, bad values, unwritable paths, divergence, a
 large for memory) end with a one-line message on stderr and exit status 1; argparse
 reports bad usage with status 2, and so does ``train`` for an output file that is another
 file of the run (``--json`` naming the ``--save`` or ``--resume`` model), before it
-trains. Ctrl-C ends with status 130, also when training was cut
-short and the epochs trained so far were reported and saved. When stdout is a closed pipe
-(``fastmlp summary | head -1``), the command stops quietly with status 141, what a
-program killed by SIGPIPE reports in the shell. None of these prints a traceback.
+trains. Ctrl-C ends with status 130, also when training was cut short and the epochs
+trained so far were reported and saved. When stdout is a closed pipe (``fastmlp summary |
+head -1``), the command stops quietly with status 141, what a program killed by SIGPIPE
+reports in the shell. None of these prints a traceback.
 
 Every file the command writes (``--save``, ``--json``, ``--plots``) appears whole or not
 at all: it is written beside its final name and renamed over it once complete, so a
@@ -445,7 +445,8 @@ _RESUMED_OPTIONS = (
 
 
 # Options that set what --resume keeps as it was saved (the initialization is done, and
-# the shuffling continues from the saved random generator): giving them is refused.
+# the shuffling continues from the saved random generator): other values than the
+# model's are refused.
 _KEPT_BY_RESUME = ("seed", "init")
 _NOT_GIVEN = object()
 
