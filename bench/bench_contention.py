@@ -38,7 +38,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-START_DELAY = 4.0  # seconds from spawning a scenario to its common start: time to load
 
 
 def _bench_training():
@@ -61,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=None, help="the first N training images")
     p.set_defaults(n_test=None)  # bench_training's load_data reads it
     p.add_argument("--output", type=Path, default=HERE / "results" / "contention.json")
+    p.add_argument("--start-delay", type=float, default=4.0,
+                   help="seconds from spawning a scenario's fits to their common start, "
+                        "time for each to load the data (default: %(default)s)")
     # One fit, as a worker: its epoch times and weight digest as JSON on stdout.
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--shared-data", default=None, help=argparse.SUPPRESS)
@@ -93,7 +95,7 @@ def worker_main(args):
 
 def run_scenario(shared, n_fits, threads, precision, args):
     """n_fits workers started together: their records."""
-    start_at = time.time() + START_DELAY
+    start_at = time.time() + args.start_delay
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--shared-data",
             str(shared), "--threads", str(threads), "--precision", precision, "--epochs",
             str(args.epochs), "--seed", str(args.seed), "--start-at", str(start_at)]

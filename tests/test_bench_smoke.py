@@ -274,3 +274,36 @@ def test_accuracy_torch_shifts_and_flips_match_numpy():
         padded = np.pad(img, ((k, k), (k, k), (0, 0)), mode="edge")
         want = padded[k - dy[i]:k - dy[i] + H, k - dx[i]:k - dx[i] + W]
         np.testing.assert_array_equal(out[i], want.reshape(-1))
+
+
+def test_contention_quick_run_writes_table_and_json(tmp_path, rng, capsys):
+    """Every scenario's fits run (each a process of its own) and end with the same weights;
+    the table and the JSON say so."""
+    fake_fashion_mnist(tmp_path, rng, n_train=640, n_test=200)
+    out = tmp_path / "contention.json"
+    bench = _load_bench("bench_contention")
+    status = bench.main(["--epochs", "2", "--repeats", "1", "--precisions", "float32",
+                         "--n-train", "640", "--data-home", str(tmp_path), "--output", str(out),
+                         "--start-delay", "1"])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert status == 0 and result["ok"], result["flags"]
+    half = max(1, result["machine"]["cores"] // 2)
+    rows = result["rows"]
+    assert [r["scenario"] for r in rows] == ["alone", "2 x all cores", f"2 x half ({half})"]
+    assert [r["fits"] for r in rows] == [1, 2, 2]
+    assert all(r["epoch_median"] > 0 for r in rows) and rows[0]["slowdown"] == 1
+    records = [rec for recs in result["raw"]["float32"].values() for rec in recs]
+    assert len(records) == 5 and len({rec["digest"] for rec in records}) == 1
+    assert all(len(rec["epoch_times"]) == 2 for rec in records)
+    assert "| float32 | alone | 1 |" in printed and "FLAGGED" not in printed
+
+
+def test_contention_flags_fits_that_end_with_other_weights():
+    bench = _load_bench("bench_contention")
+    rec = {"epoch_times": [1.0, 1.0], "late": 0.0}
+    raw = {"float32": {"alone": [{**rec, "digest": "a"}],
+                       "2 x all cores": [{**rec, "digest": "a"}, {**rec, "digest": "b"}],
+                       "2 x half (1)": [{**rec, "digest": "a"}] * 2}}
+    _, flags = bench.summarize(raw, 2)
+    assert flags == ["float32: fits ended with 2 different weights"]
