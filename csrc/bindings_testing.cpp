@@ -304,6 +304,25 @@ void pixel_rows(py::handle X_obj, py::handle rows_obj, py::handle out_obj) {
   for (index_t r = 0; r < rows.cols; ++r) X->rows.row(rows.data[r], out.data + r * out.cols);
 }
 
+// The bfloat16 update's fused SGD step and repack on W (h, n) in place, with the step
+// s (h, n): the core's (the vector one where the CPU has AVX512-BF16) or the scalar loop.
+// Returns Wp's pair rows, ((h + 1) / 2, 2n + 6) bfloat16 poisoned with 0xFFFF (a NaN), so
+// a write past a pair row shows.
+py::array_t<std::uint16_t> sgd_step_pack(py::handle w_obj, py::handle s_obj, float lr,
+                                         float l2, bool scalar) {
+  const View<float> w = checked<float>(w_obj, "W", 2, kWritable | kContiguous);
+  const View<float> s = checked<float>(s_obj, "s", 2, kContiguous);
+  if (s.rows != w.rows || s.cols != w.cols)
+    throw std::invalid_argument("W and s must have the same shape");
+  const index_t ldwp = 2 * w.cols + 6;
+  py::array_t<std::uint16_t> out({static_cast<py::ssize_t>((w.rows + 1) / 2),
+                                  static_cast<py::ssize_t>(ldwp)});
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), bf16_t(0xFFFF));
+  (scalar ? bf16_sgd_step_pack_scalar : fastmlp::bf16_sgd_step_pack)(
+      w.data, w.ld, s.data, s.ld, w.rows, w.cols, lr, l2, out.mutable_data(), ldwp);
+  return out;
+}
+
 // `rounds` rounds of the training loop's barrier on a team of n_threads (more than the
 // cores exercises its yielding wait): in round r every thread writes r into its slot,
 // waits, reads every slot, waits again. Returns the team size and how many reads saw a
@@ -369,6 +388,8 @@ void bind_testing(py::module_& core) {
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
         py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
   t.def("pixel_rows", &pixel_rows, py::arg("X"), py::arg("rows"), py::arg("out"));
+  t.def("bf16_sgd_step_pack", &sgd_step_pack, py::arg("W"), py::arg("s"), py::kw_only(),
+        py::arg("lr"), py::arg("l2"), py::arg("scalar") = false);
   t.def("barrier_rounds", &barrier_rounds, py::arg("n_threads"), py::arg("rounds"));
   t.def("fail_workspace_request", &gemm_fail_workspace_request, py::arg("n"),
         "the n-th GEMM packing-buffer request from now throws as if memory ran out; 0 "

@@ -153,15 +153,15 @@ struct RepackEpilogue {
     const LayerView& L = *e->layer;
     const LayerBf16& P = *e->P;
     const index_t col = e->col0 + j0;
-    for (index_t r = 0; r < mr; r += 2) {
-      const index_t h = std::min<index_t>(2, mr - r), i = i0 + r;
-      if (g.descent) {  // plain SGD: step and W's pairs in one pass
-        bf16_sgd_step_pack(g.c + i * g.ldc + j0, g.ldc, tile + r * ldt, ldt, h, nr,
-                           g.descent_lr, g.descent_wd, P.wp_col(col) + (i / 2) * 2 * P.nout);
-        continue;
+    if (g.descent) {  // plain SGD: step and W's pairs in one pass (i0 is even: whole tiles)
+      bf16_sgd_step_pack(g.c + i0 * g.ldc + j0, g.ldc, tile, ldt, mr, nr, g.descent_lr,
+                         g.descent_wd, P.wp_col(col) + (i0 / 2) * 2 * P.nout, 2 * P.nout);
+    } else {
+      for (index_t r = 0; r < mr; r += 2) {
+        const index_t h = std::min<index_t>(2, mr - r), i = i0 + r;
+        gemm_store_block(g, i, j0, h, nr, tile + r * ldt, ldt);
+        pack_pairs_bf16(L, P, i, i + h, col, col + nr);
       }
-      gemm_store_block(g, i, j0, h, nr, tile + r * ldt, ldt);
-      pack_pairs_bf16(L, P, i, i + h, col, col + nr);
     }
     if (P.Wtp != nullptr) pack_transposed_bf16(L, P, i0, i0 + mr, col, col + nr);
   }

@@ -150,6 +150,31 @@ def test_pack_refuses_padding_narrower_than_the_columns(rng):
         T.bf16_pack(x, "pairs_transposed", r0=0, r1=4, ld=8, size=200, kp=9)
 
 
+@pytest.mark.parametrize("h, n", [(1, 1), (2, 32), (14, 32), (13, 17), (14, 10), (3, 47),
+                                  (28, 128)])
+def test_fused_sgd_step_and_repack_is_the_step_then_the_pairs(rng, h, n):
+    """The bfloat16 update's epilogue for plain SGD, on one register tile of h rows: W
+    becomes W - lr * (s + l2 * W) (float32 operations in that order), and each pair of
+    rows of the new W its bfloat16 pair row, zero partners past an odd h, nothing written
+    past 2n. The core's (vector where the CPU has AVX512-BF16) and the scalar loop agree
+    bitwise, special values included."""
+    W0 = rng.choice(_special_floats(rng, 4 * h * n), (h, n))
+    s = rng.choice(_special_floats(rng, 4 * h * n), (h, n))
+    lr, l2 = np.float32(0.0123), np.float32(3e-4)
+    with np.errstate(all="ignore"):
+        want_w = W0 - lr * (s + l2 * W0)
+    bits = T.bf16_round(want_w.ravel()).reshape(h, n)
+    want_wp = np.full(((h + 1) // 2, 2 * n + 6), 0xFFFF, np.uint16)
+    want_wp[:, 1:2 * n:2] = 0
+    want_wp[:, 0:2 * n:2] = bits[0::2]
+    want_wp[: h // 2, 1:2 * n:2] = bits[1::2]
+    for scalar in (True, False):
+        W = W0.copy()
+        wp = T.bf16_sgd_step_pack(W, s, lr=lr, l2=l2, scalar=scalar)
+        np.testing.assert_array_equal(W.view(np.uint32), want_w.view(np.uint32))
+        np.testing.assert_array_equal(wp, want_wp)
+
+
 def _operands(rng, m, k, n, trans_a, trans_b):
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)

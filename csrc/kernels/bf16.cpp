@@ -135,14 +135,22 @@ void bf16_zero_cols(index_t rows, index_t c0, index_t c1, bf16_t* dst, index_t l
 }
 
 void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
-                        index_t n, float lr, float l2, bf16_t* wp) {
+                        index_t n, float lr, float l2, bf16_t* wp, index_t ldwp) {
 #if defined(FASTMLP_X86_64)
-  if (vector_packers()) return bf16_sgd_step_pack_avx512(W, ldw, s, lds, h, n, lr, l2, wp);
+  if (vector_packers())
+    return bf16_sgd_step_pack_avx512(W, ldw, s, lds, h, n, lr, l2, wp, ldwp);
 #endif
-  for (index_t r = 0; r < 2; ++r) {
-    if (r < h) sgd_step(W + r * ldw, s + r * lds, n, lr, nullptr, 0.0f, false, l2);
-    for (index_t c = 0; c < n; ++c) wp[2 * c + r] = r < h ? to_bf16(W[r * ldw + c]) : 0;
-  }
+  bf16_sgd_step_pack_scalar(W, ldw, s, lds, h, n, lr, l2, wp, ldwp);
+}
+
+void bf16_sgd_step_pack_scalar(float* W, index_t ldw, const float* s, index_t lds, index_t h,
+                               index_t n, float lr, float l2, bf16_t* wp, index_t ldwp) {
+  for (index_t p = 0; p < h; p += 2)
+    for (index_t r = p; r < p + 2; ++r) {
+      if (r < h) sgd_step(W + r * ldw, s + r * lds, n, lr, nullptr, 0.0f, false, l2);
+      bf16_t* d = wp + (p / 2) * ldwp + (r - p);
+      for (index_t c = 0; c < n; ++c) d[2 * c] = r < h ? to_bf16(W[r * ldw + c]) : 0;
+    }
 }
 
 }  // namespace fastmlp

@@ -87,15 +87,17 @@ void bf16_pack_pairs(const float* src, index_t lds, index_t r0, index_t r1, inde
 void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index_t r1,
                                 index_t cols, index_t kp, bf16_t* dst, index_t ldb);
 
-// The plain SGD step of two rows of W (i, i+1; h = 2) or of a last odd one (h = 1) and
-// their new values as one pair row of Wp, in one pass: W[r][c] -= lr * (s[r][c] + l2 *
-// W[r][c]) for c < n (sgd_step's operations, so the two agree bitwise), then
-// wp[2c + r] = to_bf16(W[r][c]) (with h = 1 the partner halves are zeros: the padding row
-// past an odd fan_in). The bfloat16 update's epilogue for stateless SGD.
+// The plain SGD step of h rows of W (the first an even row of the matrix) and their new
+// values as the pair rows of Wp, in one pass over each pair of rows (r, r+1):
+// W[r][c] -= lr * (s[r][c] + l2 * W[r][c]) for c < n (sgd_step's operations, so the two
+// agree bitwise), then wp[(r/2)*ldwp + 2c + r%2] = to_bf16(W[r][c]); with h odd, the last
+// pair row's partner halves are zeros (the padding row past an odd fan_in). ldwp: Wp's
+// pair-row stride (2 * nout). The bfloat16 update's epilogue for stateless SGD, one call
+// per register tile.
 void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
-                        index_t n, float lr, float l2, bf16_t* wp);
+                        index_t n, float lr, float l2, bf16_t* wp, index_t ldwp);
 
-// The portable loops behind the four packers above (the tests' oracle for the vector ones).
+// The portable loops behind the packers and the fused step above (the tests' oracle for the vector ones).
 void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                            index_t kp, bf16_t* dst, index_t ldd);
 void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
@@ -104,6 +106,8 @@ void bf16_pack_pairs_scalar(const float* src, index_t lds, index_t r0, index_t r
                             bf16_t* dst, index_t ldb);
 void bf16_pack_pairs_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,
                                        index_t cols, index_t kp, bf16_t* dst, index_t ldb);
+void bf16_sgd_step_pack_scalar(float* W, index_t ldw, const float* s, index_t lds, index_t h,
+                               index_t n, float lr, float l2, bf16_t* wp, index_t ldwp);
 
 // Zero rows [r0, r1), columns [0, cols), of a pair-layout B, and columns [c0, c1) of rows
 // [0, rows) of a rows-layout A: the K padding past a matrix's (or a short batch's) rows.

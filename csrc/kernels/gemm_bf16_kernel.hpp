@@ -37,7 +37,7 @@ void bf16_pack_pairs_transposed_avx512(const float* src, index_t lds, index_t r0
 void bf16_transpose_avx512(const bf16_t* src, index_t lds, index_t rows, index_t c0,
                            index_t c1, bf16_t* dst, index_t ldd);
 void bf16_sgd_step_pack_avx512(float* W, index_t ldw, const float* s, index_t lds, index_t h,
-                               index_t n, float lr, float l2, bf16_t* wp);
+                               index_t n, float lr, float l2, bf16_t* wp, index_t ldwp);
 
 // n floats to bfloat16 with the hardware conversion (vcvtneps2bf16): the tests check
 // to_bf16 against it.
