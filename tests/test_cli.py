@@ -159,12 +159,44 @@ def test_bad_regularization_options_exit_2(capsys, argv):
     (["train", "--save", ""], "--save: expected a file path, got ''"),
     (["train", "--json", ""], "--json: expected a file path, got ''"),
     (["train", "--resume", ""], "--resume: expected a file path, got ''"),
+    (["train", "--lr", "1e-320"], "--lr: expected a positive number in float32's range"),
+    (["train", "--lr", "1e39"], "got '1e39' (inf in float32)"),
+    (["train", "--alpha", "1e-320"], "--alpha: expected a number >= 0 in float32's range"),
 ])
 def test_out_of_range_options_exit_2_before_loading_data(capsys, argv, message):
     # These failed with a traceback (--hidden), or after the data was loaded (--seed),
     # or after training (--save "" and --json "").
     status, out, err = run(capsys, *argv, "--data-dir", "/nonexistent")
     assert status == 2 and out == "" and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--solver", "adam", "--momentum", "0.9"], "--momentum applies to --solver sgd only"),
+    (["--solver", "adam", "--nesterov"], "--nesterov applies to --solver sgd only"),
+    (["--momentum", "0.9", "--solver", "adam", "--nesterov"], "leave out --momentum"),
+    (["--nesterov"], "--nesterov needs --momentum > 0"),
+    (["--warmup-epochs", "1"], "--lr-schedule constant would ignore it"),
+    (["--preset", "accurate", "--lr-schedule", "constant", "--warmup-epochs", "2"],
+     "add --lr-schedule cosine or leave out --warmup-epochs"),
+    (["--hidden", "", "--dropout", "0.5"], '--hidden "" has none'),
+])
+def test_contradictory_options_exit_2_before_loading_data(capsys, argv, message):
+    # These trained, ignoring --momentum, --nesterov, --warmup-epochs or --dropout.
+    status, out, err = run(capsys, "train", *argv, "--data-dir", "/nonexistent")
+    assert status == 2 and out == "" and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("fastmlp: error: ") and message in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--solver", "adam", "--momentum", "0"],
+    ["--momentum", "0.9", "--nesterov"],
+    ["--lr-schedule", "cosine", "--warmup-epochs", "1"],
+    ["--hidden", "", "--dropout", "0"],
+    ["--preset", "accurate", "--lr-schedule", "constant"],  # the preset's warmup is its own
+])
+def test_consistent_options_reach_the_data(capsys, argv):
+    status, out, err = run(capsys, "train", *argv, "--data-dir", "/nonexistent")
+    assert status == 1 and "/nonexistent does not hold" in err
 
 
 @pytest.mark.parametrize("outputs", [

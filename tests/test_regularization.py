@@ -350,6 +350,25 @@ def test_bad_values_raise_invalid_parameter_error(rng, param, value):
         _fit(X, y, **{param: value})
 
 
+@pytest.mark.parametrize("hidden, dropout, match", [
+    ((), [0.5], r"one rate per hidden layer \(0\)"),
+    ((16, 8), [0.5], r"one rate per hidden layer \(2\)"),
+    ((), 0.5, r"hidden_layer_sizes=\(\) has no hidden layer"),
+])
+def test_dropout_must_match_the_hidden_layers(rng, hidden, dropout, match):
+    # A one-element sequence was broadcast to any number of hidden layers (none
+    # included), and a positive rate without hidden layers was silently ignored.
+    X, y = _images(rng)
+    with pytest.raises(ValueError, match=match):
+        _fit(X, y, hidden_layer_sizes=hidden, dropout=dropout)
+
+
+def test_no_dropout_without_hidden_layers_trains(rng):
+    X, y = _images(rng)
+    for dropout in (0.0, []):
+        assert _fit(X, y, hidden_layer_sizes=(), dropout=dropout).n_layers_ == 2
+
+
 @pytest.mark.parametrize("value, match", [([0.1, 0.2, 0.3], "one rate per hidden layer"),
                                           ([0.1, 1.2], r"\[0, 1\)"),
                                           ((5, 0, 2), "image_shape")])

@@ -26,9 +26,30 @@ from ._memory import cache_aligned
 from ._optim import OptimizerState
 from .exceptions import PrecisionWarning
 
-__all__ = ["BestWeights", "ChunkSizer", "EpochTotals", "FitRecord", "ReadAhead", "Run",
-           "TrainingData", "core_precision", "epoch_order", "image_geometry",
-           "train_options"]
+__all__ = ["FLOAT32_MAX", "FLOAT32_TINY", "BestWeights", "ChunkSizer", "EpochTotals",
+           "FitRecord", "ReadAhead", "Run", "TrainingData", "core_precision", "epoch_order",
+           "float32_normal", "float32_range_text", "image_geometry", "train_options"]
+
+# float32's range of positive normal numbers: the precision the core computes in.
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_normal(value, zero_ok=False):
+    """(whether ``value`` rounded to float32 is finite and at least FLOAT32_TINY, or
+    exactly 0 where ``zero_ok``; the rounded value). A parameter the core computes with
+    in float32 must pass: one that is 0 or subnormal there (a learning rate of 1e-320)
+    trains nothing, and one beyond its range (1e300) is infinite there."""
+    with np.errstate(over="ignore", under="ignore"):
+        single = float(np.float32(value))
+    ok = math.isfinite(single) and (single >= FLOAT32_TINY or (zero_ok and value == 0))
+    return ok, single
+
+
+def float32_range_text(zero_ok=False):
+    """The range ``float32_normal`` accepts, as text: "1.18e-38 to 3.4e+38"."""
+    return f"{FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}{', or 0' if zero_ok else ''}"
+
 
 # Samples per call into the core before the first timing is known; later chunks are sized
 # to take about CHUNK_SECONDS so Ctrl-C and progress reports stay responsive.
@@ -290,15 +311,23 @@ def image_geometry(X, image_shape):
 
 
 def _dropout_rates(dropout, n_hidden):
+    """The core's per-layer dropout rates: a float applies to every hidden layer, a
+    sequence holds one rate per hidden layer. A positive rate with no hidden layer (softmax
+    regression) has nothing to drop and is refused, as is a sequence of another length."""
     try:
-        rates = np.atleast_1d(np.asarray(dropout, dtype=float))
+        rates = np.asarray(dropout, dtype=float)
     except (TypeError, ValueError):
         rates = np.zeros((0, 0))
-    if rates.ndim != 1 or (rates.size != 1 and rates.size != n_hidden):
+    scalar = rates.ndim == 0
+    rates = np.atleast_1d(rates)
+    if rates.ndim != 1 or (not scalar and rates.size != n_hidden):
         raise ValueError(f"dropout must be a float or one rate per hidden layer "
                          f"({n_hidden}), got {dropout!r}")
     if not np.all((rates >= 0) & (rates < 1)):
         raise ValueError(f"dropout rates must lie in [0, 1), got {dropout!r}")
+    if n_hidden == 0 and np.any(rates > 0):
+        raise ValueError(f"dropout={dropout!r} drops hidden units, but hidden_layer_sizes="
+                         f"() has no hidden layer; use dropout=0.0 for softmax regression")
     rates = np.broadcast_to(rates, (n_hidden,))
     return [float(r) for r in rates] if np.any(rates > 0) else []
 

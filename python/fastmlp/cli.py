@@ -21,11 +21,13 @@ Subcommands:
 Errors a user can fix (missing data, bad values, unwritable paths, divergence, a model too
 large for memory) end with a one-line message on stderr and exit status 1; argparse
 reports bad usage with status 2, and so does ``train`` for an output file that is another
-file of the run (``--json`` naming the ``--save`` or ``--resume`` model), before it
-trains. Ctrl-C ends with status 130, also when training was cut short and the epochs
-trained so far were reported and saved. When stdout is a closed pipe (``fastmlp summary |
-head -1``), the command stops quietly with status 141, what a program killed by SIGPIPE
-reports in the shell. None of these prints a traceback.
+file of the run (``--json`` naming the ``--save`` or ``--resume`` model) and for an option
+that the other options make meaningless (``--momentum`` with ``--solver adam``,
+``--warmup-epochs`` without ``--lr-schedule cosine``, ``--dropout`` with ``--hidden ""``),
+before it loads any data. Ctrl-C ends with status 130, also when training was cut short
+and the epochs trained so far were reported and saved. When stdout is a closed pipe
+(``fastmlp summary | head -1``), the command stops quietly with status 141, what a
+program killed by SIGPIPE reports in the shell. None of these prints a traceback.
 
 Every file the command writes (``--save``, ``--json``, ``--plots``) appears whole or not
 at all: it is written beside its final name and renamed over it once complete, so a
@@ -59,7 +61,7 @@ from ._atomic import atomic_file, check_target
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
-from ._training import core_precision
+from ._training import core_precision, float32_normal, float32_range_text
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
@@ -143,9 +145,32 @@ def _float_in(low, high=math.inf, low_open=False, what="a number"):
     return parse
 
 
-_positive_float = _float_in(0.0, low_open=True, what="a positive number")
 _nonnegative_float = _float_in(0.0, what="a number >= 0")
 _unit_interval = _float_in(0.0, 1.0, what="a number in [0, 1]")
+
+
+def _float32_number(low_open, what):
+    """A number >= 0 (> 0 if ``low_open``) that the training core, which computes in
+    float32, can hold: the estimator's rule (:func:`~fastmlp._training.float32_normal`),
+    so that 1e-320 (0 in float32) or 1e39 (infinite) is refused before any data is read."""
+    at_least = _float_in(0.0, low_open=low_open, what=what)
+
+    def parse(text):
+        value = at_least(text)
+        ok, single = float32_normal(value, zero_ok=not low_open)
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} in float32's range, the precision fastmlp trains in "
+                f"({float32_range_text(zero_ok=not low_open)}), got {text!r} ({single!r} "
+                f"in float32)")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_learning_rate = _float32_number(True, "a positive number")
+_penalty = _float32_number(False, "a number >= 0")
 
 
 def _rate(text):
@@ -246,13 +271,13 @@ def _add_train_command(sub, defaults):
                           "(default: %(default)s)")
     opt.add_argument("--solver", choices=("sgd", "adam"), default="sgd",
                      help="optimizer (default: %(default)s)")
-    opt.add_argument("--lr", type=_positive_float, default=0.01,
+    opt.add_argument("--lr", type=_learning_rate, default=0.01,
                      help="learning rate (default: %(default)s)")
     opt.add_argument("--momentum", type=_unit_interval, default=0.0,
                      help="SGD momentum (default: %(default)s)")
     opt.add_argument("--nesterov", action="store_true",
                      help="use Nesterov's momentum (with --momentum > 0)")
-    opt.add_argument("--alpha", type=_nonnegative_float, default=0.0,
+    opt.add_argument("--alpha", type=_penalty, default=0.0,
                      help="L2 penalty on the weights (default: %(default)s)")
     opt.add_argument("--batch-size", type=_positive_int, default=64,
                      help="samples per batch (default: %(default)s)")
@@ -433,7 +458,41 @@ def _run(argv):
         args.given = {k for k in _KEPT_BY_RESUME if getattr(unset, k) is not _NOT_GIVEN}
     elif getattr(args, "preset", None) is not None:  # the preset's values become defaults
         args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
+    if args.command == "train":
+        _check_contradictions(args, argv)
     return args.handler(args) or 0
+
+
+# Options of `train` that apply only with the values of other options: given together
+# with values that make them meaningless, they are refused (bad usage, status 2).
+_CONDITIONAL_OPTIONS = ("momentum", "nesterov", "warmup_epochs", "dropout")
+
+
+def _check_contradictions(args, argv):
+    """Refuse, before any data is loaded, an option the user typed that the rest of the
+    run would ignore: --momentum or --nesterov with --solver adam, --nesterov without
+    momentum, --warmup-epochs without the cosine schedule, --dropout without hidden
+    layers. Values a preset or a --resumed model brings are not refused."""
+    unset = build_parser(dict.fromkeys(_CONDITIONAL_OPTIONS, _NOT_GIVEN)).parse_args(argv)
+    typed = {k for k in _CONDITIONAL_OPTIONS if getattr(unset, k) is not _NOT_GIVEN}
+    problem = None
+    if args.solver != "sgd" and "momentum" in typed and args.momentum:
+        problem = (f"--momentum applies to --solver sgd only; --solver {args.solver} would "
+                   f"ignore it: leave out --momentum")
+    elif args.solver != "sgd" and "nesterov" in typed:
+        problem = (f"--nesterov applies to --solver sgd only; --solver {args.solver} would "
+                   f"ignore it: leave out --nesterov")
+    elif "nesterov" in typed and not args.momentum:
+        problem = "--nesterov needs --momentum > 0 (it has no effect without momentum)"
+    elif "warmup_epochs" in typed and args.warmup_epochs and args.lr_schedule != "cosine":
+        problem = (f"--warmup-epochs is the warmup of --lr-schedule cosine; --lr-schedule "
+                   f"{args.lr_schedule} would ignore it: add --lr-schedule cosine or leave "
+                   f"out --warmup-epochs")
+    elif "dropout" in typed and args.dropout and not args.hidden:
+        problem = ('--dropout applies to the hidden layers, and --hidden "" has none: leave '
+                   'out --dropout')
+    if problem:
+        raise CommandError(problem, status=2)
 
 
 # The options of a saved run (its "config") that --resume takes as defaults.

@@ -50,6 +50,8 @@ from ._training import (
     block_rows,
     core_precision,
     epoch_order,
+    float32_normal,
+    float32_range_text,
     image_geometry,
     train_options,
 )
@@ -279,9 +281,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Continue from the previous fit's weights and optimizer state (Adam's moments
         and the SGD velocity are kept).
     momentum : float, default=0.9
-        SGD momentum.
+        SGD momentum; ignored by "adam".
     nesterovs_momentum : bool, default=True
-        Use Nesterov's momentum with SGD.
+        Use Nesterov's momentum with SGD; ignored by "adam".
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified: each class
         needs at least 2 samples, and the held-out share at least one per class, or fit
@@ -308,10 +310,11 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Threads of the core; None follows OpenMP's setting, which ``OMP_NUM_THREADS`` and
         ``threadpoolctl.threadpool_limits`` control. Results do not depend on it.
     warmup_epochs : float, default=0.0
-        Epochs of linear warmup of the "cosine" schedule.
+        Epochs of linear warmup of the "cosine" schedule; ignored by the other schedules.
     dropout : float or sequence of float, default=0.0
         Inverted dropout on the hidden layers' activations during training: one rate in
-        [0, 1) for every hidden layer, or one per hidden layer. Masks are drawn by counter
+        [0, 1) for every hidden layer, or a sequence of exactly one rate per hidden layer.
+        Without hidden layers (``hidden_layer_sizes=()``) it must be 0. Masks are drawn by counter
         from (``random_state``, step, sample, unit), so results do not depend on the
         thread count.
     weight_decay : float, default=0.0
@@ -751,16 +754,14 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         super()._validate_params()
         for name, zero_ok in self._FLOAT32_PARAMETERS:
             value = getattr(self, name)
-            with np.errstate(over="ignore", under="ignore"):
-                single = float(np.float32(value))
-            if not math.isfinite(single) or (single < _FLOAT32_TINY
-                                             and not (zero_ok and value == 0)):
+            ok, single = float32_normal(value, zero_ok)
+            if not ok:
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be "
                     f"{'non-negative' if zero_ok else 'positive'} and finite once rounded "
                     f"to float32, the precision the model trains in "
-                    f"({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g}{', or 0' if zero_ok else ''}"
-                    f"). Got {value!r}, which is {single!r} in float32.")
+                    f"({float32_range_text(zero_ok)}). Got {value!r}, which is {single!r} "
+                    f"in float32.")
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
