@@ -861,3 +861,21 @@ def test_validation_data_replaces_the_held_out_split(capsys, data_dir, tmp_path,
 def test_bad_validation_data(capsys, data_dir, argv, message):
     status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", *argv)
     assert status == 1 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("images, labels, bad", [
+    (np.full((10, 28, 28), np.nan, np.float32), np.arange(10), "images.npy holds 7,840 NaN"),
+    (np.where(np.arange(784 * 10).reshape(10, 28, 28) == 5, np.inf, 0.5), np.arange(10),
+     "images.npy holds 1 NaN or infinite pixel values (of 7,840)"),
+    (np.zeros((10, 28, 28), np.uint8), np.r_[np.arange(9), np.nan], "labels.npy holds 1 NaN"),
+])
+def test_validation_data_with_nan_is_refused_in_one_line(capsys, data_dir, tmp_path, images,
+                                                         labels, bad):
+    # NaN images ended in a paragraph of scikit-learn's advice on missing values.
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "labels.npy", labels)
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1",
+                         "--early-stopping", "--validation-data", tmp_path / "images.npy",
+                         tmp_path / "labels.npy")
+    assert status == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"fastmlp: error: the validation data {tmp_path}/") and bad in err

@@ -1017,6 +1017,14 @@ def _validation_data(args, n_features):
     if labels.shape != (len(images),):
         raise CommandError(f"{args.validation_data[1]} holds {labels.shape} labels for "
                            f"{len(images)} validation images")
+    for array, path, what in ((images, args.validation_data[0], "pixel values"),
+                              (labels, args.validation_data[1], "labels")):
+        if array.dtype.kind in "fc":
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                raise CommandError(f"the validation data {path} holds {bad:,} NaN or "
+                                   f"infinite {what} (of {array.size:,}); every value must "
+                                   f"be a finite number")
     return {"X_val": images.reshape(len(images), -1), "y_val": labels}
 
 
