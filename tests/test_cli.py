@@ -436,6 +436,15 @@ def test_divergence_without_normalization(capsys, data_dir):
     assert "nan" not in out.lower() and "Traceback" not in err
 
 
+def test_divergence_from_a_huge_alpha_names_alpha(capsys, data_dir):
+    # The advice was only to lower the learning rate.
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--alpha", "1e30",
+                           "--epochs", "1")
+    assert status == 1 and len(err.strip().splitlines()) == 1 and "diverged" in err
+    assert "the L2 penalty --alpha 1e+30 is too large" in err and "lower --alpha" in err
+    assert "= 1.56e+26 times the weights" in err  # 0.01 * 1e30 / 64
+
+
 def test_advice_when_training_barely_beats_chance():
     args = cli.build_parser().parse_args(["train", "--normalize", "none"])
     note = cli._poor_result_note(0.1004, 10, args)

@@ -349,6 +349,19 @@ def test_diverging_training_raises_and_keeps_the_model():
     assert not hasattr(fresh, "coefs_")
 
 
+def test_divergence_from_a_huge_alpha_names_alpha():
+    # The message advised only a smaller learning rate and scaled inputs.
+    X, y = _blobs()
+    clf = MLPImageClassifier(solver="sgd", alpha=1e30, batch_size=50, random_state=0)
+    with pytest.raises(TrainingDivergedError,
+                       match=r"Lower alpha, the L2 penalty \(now 1e\+30\).*= 2e\+25 times"):
+        clf.fit(X, y)
+    fresh = MLPImageClassifier(solver="sgd", learning_rate_init=1e30, random_state=0)
+    with pytest.raises(TrainingDivergedError) as info:
+        fresh.fit(X * 1e6, y)
+    assert "alpha" not in str(info.value)  # alpha=1e-4 is not what diverged
+
+
 def test_keyboard_interrupt_leaves_a_usable_model():
     X, y = _blobs(n=3000)
 

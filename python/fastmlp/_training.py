@@ -28,7 +28,8 @@ from .exceptions import PrecisionWarning
 
 __all__ = ["FLOAT32_MAX", "FLOAT32_TINY", "BestWeights", "ChunkSizer", "EpochTotals",
            "FitRecord", "ReadAhead", "Run", "TrainingData", "core_precision", "epoch_order",
-           "float32_normal", "float32_range_text", "image_geometry", "train_options"]
+           "float32_normal", "float32_range_text", "image_geometry", "penalty_overshoot",
+           "train_options"]
 
 # float32's range of positive normal numbers: the precision the core computes in.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
@@ -49,6 +50,17 @@ def float32_normal(value, zero_ok=False):
 def float32_range_text(zero_ok=False):
     """The range ``float32_normal`` accepts, as text: "1.18e-38 to 3.4e+38"."""
     return f"{FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}{', or 0' if zero_ok else ''}"
+
+
+def penalty_overshoot(alpha, learning_rate, batch_size):
+    """``learning_rate * alpha / batch_size``, the share of the weights one SGD step of the
+    L2 penalty alone takes off them (the penalty is divided by the batch's weight), when
+    ``alpha`` is to blame for a divergence; else None. From 1 on the step overshoots
+    zero, and from 2 on it grows the weights whatever the data. Only an ``alpha`` of 1 or
+    more is blamed: below it, a step that large comes from a far too large learning
+    rate."""
+    step = float(learning_rate) * float(alpha) / max(int(batch_size), 1)
+    return step if alpha >= 1 and step >= 1 else None
 
 
 # Samples per call into the core before the first timing is known; later chunks are sized

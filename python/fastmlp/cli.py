@@ -61,7 +61,7 @@ from ._atomic import atomic_file, check_target
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
-from ._training import core_precision, float32_normal, float32_range_text
+from ._training import core_precision, float32_normal, float32_range_text, penalty_overshoot
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
@@ -1156,6 +1156,12 @@ def _save_plots(args, rows, y_test, y_pred, data, title):
 
 
 def _advice(args):
+    step = penalty_overshoot(args.alpha, args.lr, args.batch_size)
+    if args.solver == "sgd" and step is not None:
+        return (f"the L2 penalty --alpha {args.alpha:g} is too large: each step takes "
+                f"lr * alpha / batch size = {step:.3g} times the weights off them, which "
+                f"overshoots zero from 1 on; lower --alpha (e.g. --alpha 1e-4) or the "
+                f"learning rate")
     if args.normalize == "none":
         return (f"raw pixels 0..255 make steps of lr {args.lr:g} far too large: scale the "
                 f"inputs with --normalize symmetric (the default) or use a much smaller "

@@ -53,6 +53,7 @@ from ._training import (
     float32_normal,
     float32_range_text,
     image_geometry,
+    penalty_overshoot,
     train_options,
 )
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
@@ -1069,7 +1070,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                 if not res.finite:
                     self._diverged(f"the loss became infinite or NaN after "
                                    f"{run.record.n_iter} epochs and {done + res.n_samples} "
-                                   f"samples")
+                                   f"samples", data.batch_size)
                 done = stop
                 sizer.done(res.n_samples)
                 if bar is not None:
@@ -1081,15 +1082,21 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             if bar is not None:
                 bar.close()
         if not run.finite():
-            self._diverged("the weights are no longer finite")
+            self._diverged("the weights are no longer finite", data.batch_size)
         return {"epoch": epoch, "loss": totals.epoch_loss(), "accuracy": float(totals.accuracy),
                 "learning_rate": optimizer.current_rate(run.optimizer),
                 "time": time.perf_counter() - epoch_start}
 
-    def _diverged(self, what):
+    def _diverged(self, what, batch_size):
+        step = penalty_overshoot(self.alpha, self.learning_rate_init, batch_size)
+        penalty = ""
+        if self.solver == "sgd" and step is not None:
+            penalty = (f" Lower alpha, the L2 penalty (now {self.alpha}): each step takes "
+                       f"learning_rate_init * alpha / batch_size = {step:.3g} times the "
+                       f"weights off them, which overshoots zero from 1 on.")
         raise TrainingDivergedError(
             f"Training diverged: {what}. Scale the inputs (e.g. fastmlp.PixelScaler) or "
-            f"lower learning_rate_init (now {self.learning_rate_init}).")
+            f"lower learning_rate_init (now {self.learning_rate_init}).{penalty}")
 
     def _end_epoch(self, run, entry, n_samples, validation, best, optimizer):
         """Record the epoch, judge improvement, step the schedule; the stop reason or None."""
