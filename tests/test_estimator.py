@@ -392,6 +392,27 @@ def test_early_stopping_restores_best_weights():
         assert {"val_loss", "val_accuracy"} <= set(clf.history_[-1])
 
 
+@quiet
+@pytest.mark.parametrize("how", ["warm_start", "partial_fit"])
+def test_continuing_without_early_stopping_drops_the_validation_record(how):
+    # warm_start after turning early_stopping off kept the earlier fit's
+    # validation_scores_ and best_validation_score_, as if this fit had them.
+    X, y = _blobs()
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3,
+                             random_state=0).fit(X, y)
+    assert len(clf.validation_scores_) == 3 and clf.best_validation_score_ is not None
+    clf.set_params(early_stopping=False, warm_start=True)
+    clf.fit(X, y) if how == "warm_start" else clf.partial_fit(X, y)
+    fresh = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    for est in (clf, fresh):
+        assert est.validation_scores_ is None and est.validation_loss_curve_ is None
+        assert est.best_validation_score_ is None and est.best_loss_ is not None
+    assert clf.best_loss_ == min(clf.loss_curve_[3:])
+    clf.set_params(early_stopping=True).fit(X, y)  # and a new record starts
+    assert len(clf.validation_scores_) == clf.max_iter
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
 @pytest.mark.parametrize("y, names", [
     ([0, 0, 0, 1, 0, 0, 0, 0], r"\['True'\] \('True' stands for classes_\[1\] = 1\)"),
     (["cat"] * 5 + ["dog"] + ["emu"] * 5, r"\['dog'\]"),

@@ -197,6 +197,14 @@ def _start_validation(record):
     record.best_loss = None
 
 
+def _stop_validation(record):
+    """A record that watches no validation set: no validation curves nor best score, as
+    after a first fit without early stopping, also when an earlier fit (continued with
+    warm_start or partial_fit) had them."""
+    record.validation_scores = record.validation_loss_curve = None
+    record.best_validation_score = None
+
+
 class ModelSummary:
     """Per-layer table of a network: layer, output shape, parameter count.
 
@@ -366,10 +374,13 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     loss_curve_ : list of float
         Training loss of each epoch (mean over its batches as trained, with the penalty).
     validation_scores_ : list of float or None
-        Validation accuracy per epoch when ``early_stopping``.
+        Validation accuracy per epoch when ``early_stopping``, continued over
+        ``warm_start`` fits that keep it on; None after a fit (or ``partial_fit``)
+        without early stopping, also one that continues a fit which had it.
     validation_loss_curve_ : list of float or None
-        Validation loss per epoch when ``early_stopping``.
+        Validation loss per epoch when ``early_stopping``, like ``validation_scores_``.
     best_validation_score_ : float or None
+        Best of ``validation_scores_``; None when that is None.
     best_loss_ : float or None
         Lowest training loss (None with early stopping).
     history_ : list of dict
@@ -848,6 +859,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             validation = (self._split_validation(data, run) if given_val is None
                           else self._encode_validation(given_val, classes, scaler))
             _start_validation(run.record)
+        else:
+            _stop_validation(run.record)
         data.batch_size = self._batch_size(data.n)
         optimizer.begin_fit(run.optimizer, -(-data.n // data.batch_size),
                             restart=not incremental or run.optimizer.t == 0)
