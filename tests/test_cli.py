@@ -162,6 +162,9 @@ def test_bad_regularization_options_exit_2(capsys, argv):
     (["train", "--lr", "1e-320"], "--lr: expected a positive number in float32's range"),
     (["train", "--lr", "1e39"], "got '1e39' (inf in float32)"),
     (["train", "--alpha", "1e-320"], "--alpha: expected a number >= 0 in float32's range"),
+    (["train", "--label-smoothing", "0.9999999999"],
+     "--label-smoothing: expected a number in [0, 1) that stays below 1 in float32"),
+    (["train", "--dropout", "0.9999999999"], "got '0.9999999999' (1.0 in float32)"),
 ])
 def test_out_of_range_options_exit_2_before_loading_data(capsys, argv, message):
     # These failed with a traceback (--hidden), or after the data was loaded (--seed),

@@ -350,6 +350,18 @@ def test_bad_values_raise_invalid_parameter_error(rng, param, value):
         _fit(X, y, **{param: value})
 
 
+@pytest.mark.parametrize("param, value", [("label_smoothing", 1 - 1e-9),
+                                          ("dropout", 1 - 1e-9), ("dropout", [0.1, 1 - 1e-9])])
+def test_rates_that_are_1_in_float32_are_refused(rng, param, value):
+    # 1 - 1e-9 is 1.0 in float32, where the core computes: training went on against
+    # uniform targets (label smoothing) or with every unit dropped.
+    X, y = _images(rng)
+    with pytest.raises(ValueError, match=rf"{param}.* below 1 once rounded to float32.*"
+                                         r"at most 0\.99999994"):
+        _fit(X, y, **{param: value})
+    assert _fit(X, y, **{param: 0.99999994 if param == "label_smoothing" else 0.5}).n_iter_
+
+
 @pytest.mark.parametrize("hidden, dropout, match", [
     ((), [0.5], r"one rate per hidden layer \(0\)"),
     ((16, 8), [0.5], r"one rate per hidden layer \(2\)"),

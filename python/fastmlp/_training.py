@@ -26,10 +26,10 @@ from ._memory import cache_aligned
 from ._optim import OptimizerState
 from .exceptions import PrecisionWarning
 
-__all__ = ["FLOAT32_MAX", "FLOAT32_TINY", "BestWeights", "ChunkSizer", "EpochTotals",
-           "FitRecord", "ReadAhead", "Run", "TrainingData", "core_precision", "epoch_order",
-           "float32_normal", "float32_range_text", "image_geometry", "penalty_overshoot",
-           "train_options"]
+__all__ = ["FLOAT32_BELOW_ONE", "FLOAT32_MAX", "FLOAT32_TINY", "BestWeights", "ChunkSizer",
+           "EpochTotals", "FitRecord", "ReadAhead", "Run", "TrainingData", "core_precision",
+           "epoch_order", "float32_normal", "float32_range_text", "float32_rate",
+           "image_geometry", "penalty_overshoot", "train_options"]
 
 # float32's range of positive normal numbers: the precision the core computes in.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
@@ -50,6 +50,18 @@ def float32_normal(value, zero_ok=False):
 def float32_range_text(zero_ok=False):
     """The range ``float32_normal`` accepts, as text: "1.18e-38 to 3.4e+38"."""
     return f"{FLOAT32_TINY:.3g} to {FLOAT32_MAX:.3g}{', or 0' if zero_ok else ''}"
+
+
+# The largest float32 below 1: a rate (dropout, label smoothing) the core takes in float32
+# must be at most this, since 1 - 1e-9 rounds to 1.0 there (drop everything, or learn
+# against uniform targets).
+FLOAT32_BELOW_ONE = float(np.nextafter(np.float32(1), np.float32(0)))
+
+
+def float32_rate(value):
+    """(whether ``value`` rounded to float32 is below 1; the rounded value)."""
+    single = float(np.float32(value))
+    return single < 1.0, single
 
 
 def penalty_overshoot(alpha, learning_rate, batch_size):
@@ -337,6 +349,10 @@ def _dropout_rates(dropout, n_hidden):
                          f"({n_hidden}), got {dropout!r}")
     if not np.all((rates >= 0) & (rates < 1)):
         raise ValueError(f"dropout rates must lie in [0, 1), got {dropout!r}")
+    if np.any(rates.astype(np.float32) >= 1):
+        raise ValueError(f"dropout rates must be below 1 once rounded to float32, the "
+                         f"precision the model trains in (at most {FLOAT32_BELOW_ONE:.8g}), "
+                         f"got {dropout!r}")
     if n_hidden == 0 and np.any(rates > 0):
         raise ValueError(f"dropout={dropout!r} drops hidden units, but hidden_layer_sizes="
                          f"() has no hidden layer; use dropout=0.0 for softmax regression")

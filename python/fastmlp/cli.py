@@ -61,7 +61,14 @@ from ._atomic import atomic_file, check_target
 from ._progress import clear_line as _clear_line
 from ._progress import draw_bar as _draw_bar
 from ._progress import stderr_is_terminal
-from ._training import core_precision, float32_normal, float32_range_text, penalty_overshoot
+from ._training import (
+    FLOAT32_BELOW_ONE,
+    core_precision,
+    float32_normal,
+    float32_range_text,
+    float32_rate,
+    penalty_overshoot,
+)
 from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 
 __all__ = ["main", "build_parser"]
@@ -174,10 +181,17 @@ _penalty = _float32_number(False, "a number >= 0")
 
 
 def _rate(text):
-    """A rate in [0, 1): dropout, label smoothing."""
+    """A rate in [0, 1): dropout, label smoothing; below 1 also in float32, which the
+    training core computes in (0.9999999999 is 1.0 there)."""
     value = _unit_interval(text)
     if value == 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    ok, single = float32_rate(value)
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1) that stays below 1 in float32, the precision "
+            f"fastmlp trains in (at most {FLOAT32_BELOW_ONE:.8g}), got {text!r} ({single!r} "
+            f"in float32)")
     return value
 
 

@@ -39,6 +39,7 @@ from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line
 from ._training import (
+    FLOAT32_BELOW_ONE,
     BestWeights,
     ChunkSizer,
     EpochTotals,
@@ -52,6 +53,7 @@ from ._training import (
     epoch_order,
     float32_normal,
     float32_range_text,
+    float32_rate,
     image_geometry,
     penalty_overshoot,
     train_options,
@@ -322,7 +324,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Epochs of linear warmup of the "cosine" schedule; ignored by the other schedules.
     dropout : float or sequence of float, default=0.0
         Inverted dropout on the hidden layers' activations during training: one rate in
-        [0, 1) for every hidden layer, or a sequence of exactly one rate per hidden layer.
+        [0, 1) (at most 0.99999994, below 1 in float32) for every hidden layer, or a
+        sequence of exactly one rate per hidden layer.
         Without hidden layers (``hidden_layer_sizes=()``) it must be 0. Masks are drawn by counter
         from (``random_state``, step, sample, unit), so results do not depend on the
         thread count.
@@ -331,7 +334,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         the weights (not the biases) shrink as ``W *= 1 - lr * weight_decay``, ``lr`` the
         step's learning rate. ``alpha`` stays the coupled L2 penalty.
     label_smoothing : float, default=0.0
-        Train against ``(1 - label_smoothing) * onehot + label_smoothing / n_classes``.
+        Train against ``(1 - label_smoothing) * onehot + label_smoothing / n_classes``;
+        in [0, 1), and below 1 once rounded to float32 (at most 0.99999994).
     random_shift : int, default=0
         Shift each training image by up to this many pixels in each axis (uniform, per
         sample and epoch), filling from the border; done while the core gathers a batch.
@@ -774,6 +778,13 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                     f"to float32, the precision the model trains in "
                     f"({float32_range_text(zero_ok)}). Got {value!r}, which is {single!r} "
                     f"in float32.")
+        ok, single = float32_rate(self.label_smoothing)
+        if not ok:  # 1 - 1e-9 is 1.0 in float32: uniform targets, nothing to learn
+            raise InvalidParameterError(
+                f"The 'label_smoothing' parameter of {type(self).__name__} must be below 1 "
+                f"once rounded to float32, the precision the model trains in (at most "
+                f"{FLOAT32_BELOW_ONE:.8g}). Got {self.label_smoothing!r}, which is {single!r} "
+                f"in float32.")
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
