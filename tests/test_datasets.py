@@ -177,6 +177,9 @@ def test_concatenated_gzip_members_are_one_stream(tmp_path):
         (np.uint8(3), ValueError, "got a 0-d array"),
         (np.zeros((2, 0), dtype=np.uint8), ValueError, "dimension 1 has size 0"),
         (np.zeros((1,) * 33, dtype=np.uint8), ValueError, "1 to 32 dimensions"),
+        # NumPy's "setting an array element with a sequence ... inhomogeneous shape".
+        ([[1, 2], [3]], ValueError, r"^write_idx: the array is ragged .* same length$"),
+        ([[[1], [2]], [[3]]], ValueError, "write_idx: the array is ragged"),
     ],
 )
 def test_write_refuses_what_idx_cannot_hold(tmp_path, array, error, message):

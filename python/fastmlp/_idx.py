@@ -362,8 +362,9 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
         If the dtype has no IDX type code, or the array is a masked array (IDX has no
         mask).
     ValueError
-        If the array is 0-d, has more than 32 dimensions, or a dimension of size 0 or at
-        least 2**32, or if the file could not fit in the free space of its file system.
+        If the array is ragged (a nested sequence whose rows differ in length), 0-d, has
+        more than 32 dimensions, or a dimension of size 0 or at least 2**32, or if the file
+        could not fit in the free space of its file system.
     OSError
         If ``path`` exists and is not a regular file, or cannot be written.
 
@@ -390,7 +391,13 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
             "array.filled(value) to store a fill value in the masked places, or array.data "
             "to store what lies under the mask"
         )
-    arr = np.asarray(array)
+    try:
+        arr = np.asarray(array)
+    except ValueError:  # NumPy cannot make an array of a ragged nested sequence
+        raise ValueError(
+            "write_idx: the array is ragged (its nested sequences differ in length, e.g. "
+            "[[1, 2], [3]]); an IDX file holds an array of one shape, so give every row "
+            "the same length") from None
     code = _check_writable(arr)
     if compress is None:
         compress = path.endswith(".gz")
