@@ -40,6 +40,7 @@ from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line
 from ._training import (
     FLOAT32_BELOW_ONE,
+    FLOAT32_TINY,
     BestWeights,
     ChunkSizer,
     EpochTotals,
@@ -64,7 +65,7 @@ from .preprocessing import _FLOAT32_MAX, PixelScaler
 
 # float32's smallest normal number: below it (and above 0) values are subnormal, which the
 # core's arithmetic may flush to zero.
-_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_TINY = FLOAT32_TINY
 
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
@@ -325,10 +326,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     dropout : float or sequence of float, default=0.0
         Inverted dropout on the hidden layers' activations during training: one rate in
         [0, 1) (at most 0.99999994, below 1 in float32) for every hidden layer, or a
-        sequence of exactly one rate per hidden layer.
-        Without hidden layers (``hidden_layer_sizes=()``) it must be 0. Masks are drawn by counter
-        from (``random_state``, step, sample, unit), so results do not depend on the
-        thread count.
+        sequence of exactly one rate per hidden layer; without hidden layers
+        (``hidden_layer_sizes=()``) it must be 0. Masks are drawn by counter from
+        (``random_state``, step, sample, unit), so results do not depend on the thread
+        count.
     weight_decay : float, default=0.0
         Decoupled weight decay (both solvers; with Adam this is AdamW): before each step
         the weights (not the biases) shrink as ``W *= 1 - lr * weight_decay``, ``lr`` the
