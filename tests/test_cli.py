@@ -182,6 +182,7 @@ def test_out_of_range_options_exit_2_before_loading_data(capsys, argv, message):
     (["--preset", "accurate", "--lr-schedule", "constant", "--warmup-epochs", "2"],
      "add --lr-schedule cosine or leave out --warmup-epochs"),
     (["--hidden", "", "--dropout", "0.5"], '--hidden "" has none'),
+    (["--validation-data", "a", "b"], "--validation-data is watched by --early-stopping"),
 ])
 def test_contradictory_options_exit_2_before_loading_data(capsys, argv, message):
     # These trained, ignoring --momentum, --nesterov, --warmup-epochs or --dropout.
@@ -866,13 +867,13 @@ def test_validation_data_replaces_the_held_out_split(capsys, data_dir, tmp_path,
                                   abs=0.005)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--validation-data", "a", "b"], "add it"),
-    (["--early-stopping", "--validation-data", "missing-idx3", "b"], "cannot read"),
+@pytest.mark.parametrize("argv, message, code", [
+    (["--validation-data", "a", "b"], "watched by --early-stopping; add it", 2),  # usage
+    (["--early-stopping", "--validation-data", "missing-idx3", "b"], "cannot read", 1),
 ])
-def test_bad_validation_data(capsys, data_dir, argv, message):
+def test_bad_validation_data(capsys, data_dir, argv, message, code):
     status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", *argv)
-    assert status == 1 and message in err and "Traceback" not in err
+    assert status == code and message in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("images, labels, bad", [

@@ -23,8 +23,9 @@ large for memory) end with a one-line message on stderr and exit status 1; argpa
 reports bad usage with status 2, and so does ``train`` for an output file that is another
 file of the run (``--json`` naming the ``--save`` or ``--resume`` model) and for an option
 that the other options make meaningless (``--momentum`` with ``--solver adam``,
-``--warmup-epochs`` without ``--lr-schedule cosine``, ``--dropout`` with ``--hidden ""``),
-before it loads any data. Ctrl-C ends with status 130, also when training was cut short
+``--warmup-epochs`` without ``--lr-schedule cosine``, ``--dropout`` with ``--hidden ""``,
+``--validation-data`` without ``--early-stopping``, ``--preset`` with ``--resume``), before
+it loads any data. Ctrl-C ends with status 130, also when training was cut short
 and the epochs trained so far were reported and saved. When stdout is a closed pipe
 (``fastmlp summary | head -1``), the command stops quietly with status 141, what a
 program killed by SIGPIPE reports in the shell. None of these prints a traceback.
@@ -457,9 +458,9 @@ def _run(argv):
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "resume", None) is not None:  # the saved run's options become defaults
-        if args.preset is not None:
+        if args.preset is not None:  # bad usage: the command line alone says so
             raise CommandError("--resume continues a saved run with its own options; leave "
-                               "out --preset")
+                               "out --preset", status=2)
         resumed = _load_model(args.resume)
         args = build_parser(_resume_defaults(resumed[1])).parse_args(argv)
         args.resumed = resumed
@@ -486,7 +487,8 @@ def _check_contradictions(args, argv):
     """Refuse, before any data is loaded, an option the user typed that the rest of the
     run would ignore: --momentum or --nesterov with --solver adam, --nesterov without
     momentum, --warmup-epochs without the cosine schedule, --dropout without hidden
-    layers. Values a preset or a --resumed model brings are not refused."""
+    layers, --validation-data without --early-stopping. Values a preset or a --resumed
+    model brings are not refused."""
     unset = build_parser(dict.fromkeys(_CONDITIONAL_OPTIONS, _NOT_GIVEN)).parse_args(argv)
     typed = {k for k in _CONDITIONAL_OPTIONS if getattr(unset, k) is not _NOT_GIVEN}
     problem = None
@@ -505,6 +507,8 @@ def _check_contradictions(args, argv):
     elif "dropout" in typed and args.dropout and not args.hidden:
         problem = ('--dropout applies to the hidden layers, and --hidden "" has none: leave '
                    'out --dropout')
+    elif args.validation_data is not None and not args.early_stopping:
+        problem = "--validation-data is watched by --early-stopping; add it"
     if problem:
         raise CommandError(problem, status=2)
 
@@ -1021,8 +1025,6 @@ def _validation_data(args, n_features):
     """--validation-data as fit's X_val and y_val keywords (empty without the option)."""
     if args.validation_data is None:
         return {}
-    if not args.early_stopping:
-        raise CommandError("--validation-data is watched by --early-stopping; add it")
     images, labels = (_read_array(path, what) for path, what in
                       zip(args.validation_data, ("validation images", "validation labels")))
     if images.ndim < 2 or int(np.prod(images.shape[1:])) != n_features:
