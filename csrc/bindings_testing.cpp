@@ -324,7 +324,7 @@ py::array_t<std::uint16_t> sgd_step_pack(py::handle w_obj, py::handle s_obj, flo
 }
 
 // `rounds` rounds of the training loop's barrier on a team of n_threads (more than the
-// cores exercises its yielding wait): in round r every thread writes r into its slot,
+// cores exercises its sleeping wait): in round r every thread writes r into its slot,
 // waits, reads every slot, waits again. Returns the team size and how many reads saw a
 // slot other than r (0 unless the barrier let a thread through early or its writes
 // were not yet visible).

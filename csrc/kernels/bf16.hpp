@@ -97,7 +97,8 @@ void bf16_pack_pairs_transposed(const float* src, index_t lds, index_t r0, index
 void bf16_sgd_step_pack(float* W, index_t ldw, const float* s, index_t lds, index_t h,
                         index_t n, float lr, float l2, bf16_t* wp, index_t ldwp);
 
-// The portable loops behind the packers and the fused step above (the tests' oracle for the vector ones).
+// The portable loops behind the packers and the fused step above (the tests' oracle for
+// the vector ones).
 void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                            index_t kp, bf16_t* dst, index_t ldd);
 void bf16_pack_transposed_scalar(const float* src, index_t lds, index_t r0, index_t r1,

@@ -467,10 +467,7 @@ def _run(argv):
         if args.dataset not in datasets._DATASETS:  # a default from the saved config
             raise CommandError(f"{args.resume} was trained on an unknown data set "
                                f"{args.dataset!r}; pass --dataset")
-        # Which of the options the resumed model keeps were given (a default is one that
-        # the command line did not set).
-        unset = build_parser(dict.fromkeys(_KEPT_BY_RESUME, _NOT_GIVEN)).parse_args(argv)
-        args.given = {k for k in _KEPT_BY_RESUME if getattr(unset, k) is not _NOT_GIVEN}
+        args.given = _typed(argv, _KEPT_BY_RESUME)  # the others are the model's
     elif getattr(args, "preset", None) is not None:  # the preset's values become defaults
         args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
     if args.command == "train":
@@ -489,8 +486,7 @@ def _check_contradictions(args, argv):
     momentum, --warmup-epochs without the cosine schedule, --dropout without hidden
     layers, --validation-data without --early-stopping. Values a preset or a --resumed
     model brings are not refused."""
-    unset = build_parser(dict.fromkeys(_CONDITIONAL_OPTIONS, _NOT_GIVEN)).parse_args(argv)
-    typed = {k for k in _CONDITIONAL_OPTIONS if getattr(unset, k) is not _NOT_GIVEN}
+    typed = _typed(argv, _CONDITIONAL_OPTIONS)
     problem = None
     if args.solver != "sgd" and "momentum" in typed and args.momentum:
         problem = (f"--momentum applies to --solver sgd only; --solver {args.solver} would "
@@ -526,6 +522,13 @@ _RESUMED_OPTIONS = (
 # model's are refused.
 _KEPT_BY_RESUME = ("seed", "init")
 _NOT_GIVEN = object()
+
+
+def _typed(argv, names):
+    """Which of the options ``names`` the command line sets itself (not a default's value,
+    whether argparse's, a preset's or a --resumed model's)."""
+    unset = build_parser(dict.fromkeys(names, _NOT_GIVEN)).parse_args(argv)
+    return {k for k in names if getattr(unset, k) is not _NOT_GIVEN}
 
 
 def _resume_defaults(metadata):
@@ -668,17 +671,19 @@ def _stderr_is_terminal():
     return stderr_is_terminal()
 
 
-def _class_mismatch(classes, labels):
+def _class_mismatch(classes, labels, all_labels=None):
     """Why a model of these classes_ cannot be scored on these labels (integers of a data
-    set), or None when every label is one of its classes."""
-    classes = np.asarray(classes)
+    set), or None when every label is one of its classes. With ``all_labels`` (how to
+    name the labels: "0 to 9"), every class must also be one of the labels."""
+    classes, labels = np.asarray(classes), np.unique(labels)
     if classes.dtype.kind not in "biuf":
         return (f"the model's classes are {_some(classes)}, not the data set's integer "
-                f"labels {_some(np.unique(labels))}")
-    missing = np.setdiff1d(np.unique(labels), classes)
-    if missing.size:
-        return (f"the model's classes ({_some(classes)}) do not match the data set's labels "
-                f"({_some(np.unique(labels))}): {_some(missing)} are not among them")
+                f"labels {_some(labels)}")
+    for missing, shown in ((np.setdiff1d(labels, classes), _some(labels)),
+                           (np.setdiff1d(classes, labels) if all_labels else (), all_labels)):
+        if len(missing):
+            return (f"the model's classes ({_some(classes)}) do not match the data set's "
+                    f"labels ({shown}): {_some(missing)} are not among them")
     return None
 
 
@@ -1289,15 +1294,9 @@ def _cmd_evaluate(args):
     names = [str(n) for n in data.target_names]
     X_test, y_test = data.data_test, data.target_test
     title = datasets._DATASETS[dataset].title
-    mismatch = _class_mismatch(model.classes_, np.arange(len(names)))
-    if mismatch is None:
-        extra = np.setdiff1d(model.classes_, np.arange(len(names)))
-        if extra.size:
-            mismatch = (f"the model's classes ({_some(model.classes_)}) do not match "
-                        f"the data set's labels (0 to {len(names) - 1}): {_some(extra)} "
-                        f"are not among them")
-    if mismatch is None:
-        mismatch = _class_mismatch(model.classes_, y_test)
+    mismatch = (_class_mismatch(model.classes_, np.arange(len(names)),
+                                all_labels=f"0 to {len(names) - 1}")
+                or _class_mismatch(model.classes_, y_test))
     if mismatch:
         raise CommandError(f"{args.model} is not a model of {title}: {mismatch}")
     try:

@@ -63,10 +63,6 @@ from .exceptions import TrainingDivergedError, TrainingInterruptedWarning
 from .kernels import ACTIVATIONS
 from .preprocessing import _FLOAT32_MAX, PixelScaler
 
-# float32's smallest normal number: below it (and above 0) values are subnormal, which the
-# core's arithmetic may flush to zero.
-_FLOAT32_TINY = FLOAT32_TINY
-
 __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
 
@@ -142,11 +138,11 @@ def _training_weights(weight, name):
     if not (w > 0).any():
         raise ValueError(f"the training weights ({name}) are all zero in float32, the "
                          "precision the model trains in: nothing would be learned")
-    tiny = (weight > 0) & (weight < _FLOAT32_TINY)
+    tiny = (weight > 0) & (weight < FLOAT32_TINY)
     if tiny.any():
         raise ValueError(
             f"the training weights ({name}) must be 0 or at least float32's smallest normal "
-            f"number ({_FLOAT32_TINY:.3g}), the precision the model trains in, where smaller "
+            f"number ({FLOAT32_TINY:.3g}), the precision the model trains in, where smaller "
             f"ones vanish: {_first_bad(weight, tiny)}; scale the weights up, or set those "
             f"of samples that should not count to 0")
     return w
