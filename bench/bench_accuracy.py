@@ -194,10 +194,12 @@ def load_data(data_home, n_train=None, n_test=None):
             np.asarray(y_test, dtype=np.int64))
 
 
-def scale_pixels(X, mode):
+def scaled_test_images(X, X_test, mode):
+    """The test images scaled as the recipe's pipeline scales them: by a PixelScaler fitted
+    on the training images (``"standard"`` learns their mean and standard deviation)."""
     from fastmlp import PixelScaler
 
-    return PixelScaler(mode=mode).fit_transform(X)
+    return PixelScaler(mode=mode).fit(X).transform(X_test)
 
 
 # ----------------------------------------------------------------------------------------
@@ -213,7 +215,7 @@ def run_fastmlp(spec, data):
     from fastmlp import MLPImageClassifier, PixelScaler
 
     X, y, X_test, y_test = data
-    X_test = scale_pixels(X_test, spec["scaling"])
+    X_test = scaled_test_images(X, X_test, spec["scaling"])
     # JSON made the recipe's tuples lists; the estimator gets them back as written.
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["params"].items()}
     params.update(random_state=spec["seed"], n_threads=spec["threads"])
@@ -378,16 +380,19 @@ def run_torch(spec, data):
     """The same recipe in PyTorch CPU, on pre-loaded float32 tensors."""
     import torch
 
+    from fastmlp import PixelScaler
+
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])  # initialization and dropout masks
     generator = torch.Generator().manual_seed(spec["seed"])  # batches, shifts, flips
     p = spec["params"]
     X, y, X_test, y_test = data
-    X_test_t = torch.from_numpy(scale_pixels(X_test, spec["scaling"]))
+    X_test_t = torch.from_numpy(scaled_test_images(X, X_test, spec["scaling"]))
     y_test_t = torch.from_numpy(y_test)
     curve = []
     start = time.perf_counter()
-    X_t, y_t = torch.from_numpy(scale_pixels(X, spec["scaling"])), torch.from_numpy(y)
+    scaler = PixelScaler(mode=spec["scaling"])
+    X_t, y_t = torch.from_numpy(scaler.fit_transform(X)), torch.from_numpy(y)
     run = torch_setup(torch, p, X.shape[1], int(y.max()) + 1, X.shape[0], generator)
     for epoch in range(1, p["max_iter"] + 1):
         loss = torch_epoch(torch, run, X_t, y_t, p["alpha"], generator)

@@ -255,6 +255,17 @@ def test_accuracy_schedule_formula():
     assert lr(5, 8, 4) == 6 / 8  # total steps never below the warmup
 
 
+def test_accuracy_test_images_are_scaled_with_the_training_statistics(rng):
+    """A "standard" recipe's test images use the training pixels' mean and standard
+    deviation, as the fitted pipeline does, never statistics of their own."""
+    scaled = _load_bench("bench_accuracy").scaled_test_images
+    X = rng.integers(0, 256, size=(50, 784), dtype=np.uint8)
+    X_test = rng.integers(0, 128, size=(20, 784), dtype=np.uint8)
+    expected = (X_test - X.mean()) / X.std()
+    np.testing.assert_allclose(scaled(X, X_test, "standard"), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(scaled(X, X_test, "symmetric"), X_test / 127.5 - 1, atol=1e-6)
+
+
 def test_accuracy_torch_shifts_and_flips_match_numpy():
     """The PyTorch side's augmentation equals edge-padded NumPy crops of the flipped image
     for the same draws (flip first, then the shift)."""

@@ -4,6 +4,7 @@ reference run on the real Fashion-MNIST."""
 import errno
 import json
 import os
+import pathlib
 import re
 import stat
 import subprocess
@@ -139,6 +140,23 @@ def test_preset_sets_defaults_that_options_override(capsys, data_dir, tmp_path):
     assert config["lr_schedule"] == params["learning_rate"]
     assert config["random_flip"] is params["random_flip"]
     assert config["batch_size"] == params["batch_size"]
+
+
+def test_readme_python_snippet_is_the_preset():
+    # README.md writes the preset out for Python users: it must build what
+    # `fastmlp train --preset accurate` trains, scaling included.
+    from fastmlp._presets import PRESETS
+
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Best accuracy in a minute"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    namespace = {}
+    exec(snippet, namespace)
+    scaler, clf = namespace["model"].named_steps.values()
+    preset = PRESETS["accurate"]
+    assert scaler.mode == preset.normalize
+    expected = fastmlp.MLPImageClassifier(**preset.params, random_state=0).get_params()
+    assert clf.get_params() == expected
 
 
 @pytest.mark.parametrize("argv", [["--dropout", "1"], ["--label-smoothing", "-0.1"],

@@ -23,11 +23,11 @@ class Preset:
 PRESETS = {
     "accurate": Preset(
         description="784-512-512-10, Adam with warmup and a cosine schedule, label smoothing "
-                    "0.1, random horizontal flips, 15 epochs",
-        normalize="symmetric",
+                    "0.1, standardized pixels, 15 epochs",
+        normalize="standard",
         params=dict(hidden_layer_sizes=(512, 512), solver="adam", learning_rate="cosine",
                     learning_rate_init=2e-3, warmup_epochs=1.0, batch_size=128, max_iter=15,
                     alpha=0.0, weight_decay=0.0, dropout=0.0, label_smoothing=0.1,
-                    random_shift=0, random_flip=True, weight_init="glorot"),
+                    random_shift=0, random_flip=False, weight_init="glorot"),
     ),
 }

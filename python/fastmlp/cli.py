@@ -80,7 +80,6 @@ _NORMALIZATIONS = {
     "symmetric": "pixels scaled to [-1, 1]",
     "standard": "pixels standardized with the training mean and standard deviation",
 }
-# Command-line name -> estimator name.
 # Command-line name -> estimator name: the core's names, and "sigmoid" as the lecture says.
 _ACTIVATIONS = {**{name: name for name in _core.ACTIVATION_LABELS}, "sigmoid": "logistic"}
 
