@@ -3,6 +3,7 @@ checked by numpydoc, the names dir() lists."""
 
 import importlib.metadata
 import inspect
+import os
 import pathlib
 import re
 import subprocess
@@ -150,3 +151,27 @@ def test_three_d_array_tag_matches_what_fit_accepts():
     rows = MLPImageClassifier(**params).fit(digits.data / 16, digits.target)
     # (n, 8, 8) images are the rows (n, 64): the same model, the same predictions.
     assert (images.predict_proba(digits.images / 16) == rows.predict_proba(digits.data / 16)).all()
+
+
+# -- the kernel-choice variables -----------------------------------------------------------
+
+
+def _import_warnings(**env):
+    code = "import warnings; warnings.simplefilter('always'); import fastmlp"
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize("variable, active", [("FASTMLP_ISA", fastmlp.active_isa),
+                                              ("FASTMLP_BF16_KERNEL",
+                                               fastmlp._core.active_bf16_kernel)])
+def test_an_ignored_kernel_variable_warns_at_import(variable, active):
+    message = _import_warnings(**{variable: "bogus"})
+    assert f"RuntimeWarning: {variable}='bogus' was ignored" in message
+    assert f"fastmlp uses {active()!r}" in message
+    # A name the CPU runs lowers the choice silently; so does the variable unset.
+    assert _import_warnings(**{variable: "generic" if variable == "FASTMLP_ISA"
+                               else "reference"}) == ""
+    assert "ignored" not in _import_warnings()

@@ -8,6 +8,10 @@
 - :mod:`fastmlp.export` — the model as a scikit-learn ``MLPClassifier`` or in ONNX.
 """
 
+import os as _os
+import warnings as _warnings
+
+from . import _core
 from ._core import active_isa, detected_isa
 from ._version import __version__  # the one home of the version; pyproject.toml reads it
 from .exceptions import (
@@ -61,3 +65,20 @@ _LAZY_SUBMODULES = ("datasets", "export", "io", "kernels", "preprocessing")
 
 def __dir__():
     return sorted({*globals(), *__all__, *_LAZY_SUBMODULES})
+
+
+def _warn_ignored_kernel_choice():
+    # FASTMLP_ISA and FASTMLP_BF16_KERNEL only lower the kernels' choice, and the core
+    # ignores a name it does not know: say so rather than run something else unasked.
+    for variable, active, detected in (
+            ("FASTMLP_ISA", _core.active_isa, _core.detected_isa),
+            ("FASTMLP_BF16_KERNEL", _core.active_bf16_kernel, _core.detected_bf16_kernel)):
+        asked = _os.environ.get(variable, "")
+        if asked and asked != active():
+            _warnings.warn(
+                f"{variable}={asked!r} was ignored: it can only lower the choice to a known "
+                f"name, and this CPU's best is {detected()!r}; fastmlp uses {active()!r}",
+                RuntimeWarning, stacklevel=3)
+
+
+_warn_ignored_kernel_choice()
