@@ -67,6 +67,32 @@ def read_images(path, geometry):
     return images, stacked, notes
 
 
+def pixel_range_note(model, images):
+    """A note when the images' values do not fit the pixels the model's PixelScaler takes
+    (0 to its ``max_value``), else None: images already scaled to [0, 1], say, give
+    confident and meaningless predictions."""
+    max_value = _scaler_max_value(model)
+    if max_value is None:
+        return None
+    lo, hi = float(images.min()), float(images.max())
+    span = f"pixel values span {lo:g} to {hi:g}"
+    if images.dtype.kind == "f" and 0 <= lo and hi <= 1 < max_value / 2:
+        return (f"{span}, but the model takes pixels 0 to {max_value:g}; if these images "
+                f"were scaled to [0, 1], multiply them by {max_value:g}")
+    if lo < 0 or hi > max_value:
+        return f"{span}, outside the 0 to {max_value:g} the model takes"
+    return None
+
+
+def _scaler_max_value(model):
+    """max_value of the PixelScaler a model applies to raw pixels, or None without one."""
+    from .preprocessing import PixelScaler
+
+    steps = [step for _, step in model.steps] if hasattr(model, "steps") else [model]
+    scaler = getattr(steps[-1], "input_scaler_", None) if len(steps) == 1 else steps[0]
+    return float(scaler.max_value) if isinstance(scaler, PixelScaler) else None
+
+
 def read_array(path):
     """A .npy or IDX file's array (by its content, not its name), checked as read_images
     checks them; ImageFileError with the reason otherwise."""

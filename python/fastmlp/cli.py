@@ -1356,7 +1356,8 @@ def _predict_file(model, path, geometry, top, meta):
     from . import _images
 
     images, stacked, notes = _images.read_images(path, geometry)
-    for note in notes:
+    notes.append(_images.pixel_range_note(model, images))
+    for note in filter(None, notes):
         print(f"fastmlp: note: {path}: {note}", file=sys.stderr)
     try:
         proba = model.predict_proba(images.reshape(len(images), -1))
