@@ -318,8 +318,9 @@ def _add_train_command(sub, defaults):
                           "OMP_NUM_THREADS)")
     opt.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                      help="arithmetic of the matrix products: bfloat16 operands with float32 "
-                          "sums run several times faster on CPUs with AVX512-BF16 or AMX, "
-                          "and fall back to float32 elsewhere (default: %(default)s)")
+                          "sums, about twice as fast with AMX and faster with AVX512-BF16 on "
+                          "AMD Zen 4/5 (README: time both on other CPUs); float32 where the "
+                          "CPU has neither (default: %(default)s)")
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE", type=_file_path,
                      help="save the model (the classifier; it scales its own input) to "

@@ -354,8 +354,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         The arithmetic of the matrix products, in training and prediction. "bfloat16"
         rounds their operands (inputs, activations, weights, gradients) to bfloat16 and
         sums the products in float32, with float32 master weights, optimizer state, loss
-        and softmax: on CPUs with AVX512-BF16 or AMX-BF16 it is several times faster
-        than float32, for an accuracy within noise of it. Elsewhere it warns
+        and softmax: with AMX-BF16 it trains about twice as fast as float32, with
+        AVX512-BF16 faster on AMD Zen 4 and 5 but not on every CPU (time both), for an
+        accuracy within noise of float32. Without either it warns
         (:class:`~fastmlp.PrecisionWarning`) and computes in float32. Results are
         bitwise reproducible for any thread count on one kernel (AMX, or AVX512-BF16);
         the two kernels round alike but sum in different orders. A bfloat16 model keeps
