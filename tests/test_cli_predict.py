@@ -3,6 +3,7 @@
 import json
 import re
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -229,6 +230,100 @@ def test_resume_refuses_to_change_the_model(capsys, data_dir, tmp_path, extra, m
     status, _, err = run(capsys, "train", "--data-dir", data_dir, "--resume",
                          tmp_path / "missing.fastmlp")
     assert status == 1 and "does not exist" in err
+
+
+def fitted_in_python(data_dir, path, **params):  # noqa: F811 - a directory, not the fixture
+    """Save, as fastmlp.save does from Python (no command-line config), a classifier fitted
+    for one epoch on the training split of data_dir."""
+    X = fastmlp.datasets.read_idx(data_dir / "train-images-idx3-ubyte.gz")
+    y = fastmlp.datasets.read_idx(data_dir / "train-labels-idx1-ubyte.gz")
+    params = {"max_iter": 1, "input_scaler": fastmlp.PixelScaler(), **params}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: the ConvergenceWarning
+        fastmlp.save(fastmlp.MLPImageClassifier(**params).fit(X.reshape(len(X), -1), y), path)
+    return path
+
+
+def test_resume_of_a_model_fitted_in_python_keeps_its_parameters(capsys, data_dir, tmp_path):  # noqa: F811
+    # It went on with the command line's defaults: SGD, lr 0.01, batch 64, no alpha, and
+    # the header said "pytorch initialization" for a glorot model.
+    first = fitted_in_python(data_dir, tmp_path / "py.fastmlp")
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--epochs", "1", "--save", tmp_path / "next.fastmlp")
+    assert status == 0, err
+    assert "784-256(ReLU)-10, 203,530 parameters, glorot initialization" in out
+    # batch_size "auto" on 600 samples is 600 // 16 = 37; random_state None is no seed.
+    assert ("Training: Adam, lr 0.001, batch 37, 1 epoch, pixels scaled to [-1, 1], no "
+            "integer seed, L2 alpha 0.0001\n") in out
+    assert "Epoch [2/2]" in out
+    model, meta = fastmlp.load(tmp_path / "next.fastmlp", return_metadata=True)
+    assert (model.solver, model.learning_rate_init, model.alpha) == ("adam", 1e-3, 1e-4)
+    assert model.batch_size == 37 and model.n_iter_ == 2 and model.random_state is None
+    assert meta["config"]["seed"] is None and meta["final"]["epochs_trained"] == 2
+    # Options given still change the training options, and the saved config is resumed.
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume",
+                           tmp_path / "next.fastmlp", "--epochs", "1", "--solver", "sgd",
+                           "--lr", "0.05", "--batch-size", "50")
+    assert status == 0, err
+    assert "Training: SGD (momentum 0.9, Nesterov), lr 0.05, batch 50, 1 epoch" in out
+    assert "Epoch [3/3]" in out
+
+
+@pytest.mark.parametrize("params, given, message", [
+    ({"beta_1": 0.8}, (), "fitted with beta_1=0.8, which `fastmlp train` has no option to "
+                          "keep: continue training it in Python"),
+    ({"class_weight": "balanced", "shuffle": False}, (), "shuffle=False, class_weight="),
+    ({"input_scaler": fastmlp.PixelScaler(max_value=16)}, (),
+     "input_scaler=PixelScaler(max_value=16)"),
+    ({"solver": "sgd", "learning_rate": "invscaling"}, (),
+     "learning_rate='invscaling' (give --lr-schedule to change it)"),
+    ({"hidden_layer_sizes": (4, 4), "dropout": (0.1, 0.2)}, (),
+     "dropout=(0.1, 0.2) (give --dropout to change it)"),
+    ({"early_stopping": True, "n_iter_no_change": np.inf}, (),
+     "n_iter_no_change=inf (give --patience to change it)"),
+    ({"solver": "sgd", "learning_rate": "invscaling"}, ("--lr-schedule", "constant"), None),
+    ({"hidden_layer_sizes": (4, 4), "dropout": (0.1, 0.2)}, ("--dropout", "0.1"), None),
+    ({"early_stopping": True, "n_iter_no_change": np.inf}, ("--patience", "3"), None),
+], ids=["beta_1", "class_weight and shuffle", "max_value", "invscaling", "dropout per layer",
+        "no patience", "schedule given", "dropout given", "patience given"])
+def test_resume_refuses_what_the_command_line_cannot_keep(capsys, data_dir, tmp_path,  # noqa: F811
+                                                          params, given, message):
+    first = fitted_in_python(data_dir, tmp_path / "py.fastmlp", **{"hidden_layer_sizes": (8,),
+                                                                    **params})
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--epochs", "1", "-q", *given)
+    if message is None:
+        assert status == 0, err
+        return
+    assert status == 1 and message in err and out == ""  # before any data is loaded
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("scaler, normalize, shown", [
+    (fastmlp.PixelScaler(mode="standard"), "standard", "pixels standardized"),
+    (None, "none", "raw pixels 0..255"),
+    (fastmlp.PixelScaler(mode="unit"), "unit", "pixels scaled to [0, 1]"),
+])
+def test_resume_of_a_model_fitted_in_python_keeps_its_architecture_and_scaling(  # noqa: F811
+        capsys, data_dir, tmp_path, scaler, normalize, shown):  # noqa: F811
+    # Refused: "leave out the options that change it (... --normalize standard)", with
+    # no option given.
+    first = fitted_in_python(data_dir, tmp_path / "py.fastmlp", hidden_layer_sizes=(16, 8),
+                             activation="tanh", input_scaler=scaler, random_state=3)
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--epochs", "1")
+    assert status == 0, err
+    assert "Model: 784-16(Tanh)-8(Tanh)-10" in out and shown in out and "seed 3" in out
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--hidden", "16,8", "--activation", "tanh", "--normalize",
+                           normalize, "--seed", "3", "--epochs", "1", "-q")
+    assert status == 0, err  # the model's own values may be given
+    other = "symmetric" if normalize != "symmetric" else "unit"
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume", first,
+                           "--normalize", other, "--epochs", "1")
+    assert status == 1 and out == ""
+    assert (f"(--hidden 16,8 --activation tanh --normalize {normalize}); leave out the "
+            f"options that change it") in err
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -309,7 +309,8 @@ def _add_train_command(sub, defaults):
     opt.add_argument("--resume", metavar="MODEL", type=_file_path,
                      help="continue training a model saved by --save (warm start, with its "
                           "optimizer state if saved with --save-optimizer-state); its saved "
-                          "options become the defaults, --epochs says how many more epochs")
+                          "options (a model saved from Python: its parameters) become the "
+                          "defaults, --epochs says how many more epochs")
     opt.add_argument("--seed", type=_seed, default=0,
                      help="random seed of initialization and shuffling (default: %(default)s)")
     _add_regularization_options(train)
@@ -458,16 +459,7 @@ def _run(argv):
         return _cmd_bench(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "resume", None) is not None:  # the saved run's options become defaults
-        if args.preset is not None:  # bad usage: the command line alone says so
-            raise CommandError("--resume continues a saved run with its own options; leave "
-                               "out --preset", status=2)
-        resumed = _load_model(args.resume)
-        args = build_parser(_resume_defaults(resumed[1])).parse_args(argv)
-        args.resumed = resumed
-        if args.dataset not in datasets._DATASETS:  # a default from the saved config
-            raise CommandError(f"{args.resume} was trained on an unknown data set "
-                               f"{args.dataset!r}; pass --dataset")
-        args.given = _typed(argv, _KEPT_BY_RESUME)  # the others are the model's
+        args = _resume_args(args, argv)
     elif getattr(args, "preset", None) is not None:  # the preset's values become defaults
         args = build_parser(_preset_defaults(args.preset)).parse_args(argv)
     if args.command == "train":
@@ -531,7 +523,88 @@ def _typed(argv, names):
     return {k for k in names if getattr(unset, k) is not _NOT_GIVEN}
 
 
-def _resume_defaults(metadata):
+def _resume_args(args, argv):
+    """The arguments of ``train --resume``: the saved run's options (a model fitted in
+    Python: its own parameters) are the defaults of those the command line leaves out."""
+    if args.preset is not None:  # bad usage: the command line alone says so
+        raise CommandError("--resume continues a saved run with its own options; leave "
+                           "out --preset", status=2)
+    resumed = _load_model(args.resume)
+    args = build_parser(_resume_defaults(*resumed)).parse_args(argv)
+    args.resumed = resumed
+    if args.dataset not in datasets._DATASETS:  # a default from the saved config
+        raise CommandError(f"{args.resume} was trained on an unknown data set "
+                           f"{args.dataset!r}; pass --dataset")
+    args.given = _typed(argv, _KEPT_BY_RESUME)  # the others are the model's
+    if not resumed[1].get("config"):
+        _check_fitted_in_python(args)
+    return args
+
+
+# The command line's name of each estimator parameter that a model fitted in Python
+# brings as a default of --resume (a preset's, and these).
+_MODEL_OPTIONS = {**_PRESET_OPTIONS, "activation": "activation",
+                  "nesterovs_momentum": "nesterov", "early_stopping": "early_stopping",
+                  "precision": "precision"}
+# Parameters no option of `train` sets: it trains with the estimator's defaults of them.
+_NO_OPTION = ("shuffle", "class_weight", "beta_1", "beta_2", "epsilon",
+              "validation_fraction", "early_stopping_metric", "power_t")
+
+
+def _model_defaults(classifier):
+    """The defaults of --resume for a model saved without the command line's config (one
+    fitted in Python): its own training parameters, architecture and scaling."""
+    params = classifier.get_params()
+    defaults = {option: params[name] for name, option in _MODEL_OPTIONS.items()}
+    scaler, seed = classifier.input_scaler_, params["random_state"]
+    defaults.update(hidden=_trained_widths(classifier),
+                    normalize="none" if scaler is None else scaler.mode,
+                    seed=seed if isinstance(seed, int) else None)  # kept as it is
+    if defaults["batch_size"] == "auto":  # None: argparse would parse the string "auto"
+        defaults["batch_size"] = None
+    if params["early_stopping"] or isinstance(params["n_iter_no_change"], int):
+        defaults["patience"] = params["n_iter_no_change"]
+    return defaults
+
+
+def _check_fitted_in_python(args):
+    """Refuse, before any data is loaded, to continue a model fitted in Python with a
+    training parameter that no option of `train` (none given, or none at all) keeps:
+    the run would change it."""
+    from .estimator import MLPImageClassifier
+    from .preprocessing import PixelScaler
+
+    classifier = args.resumed[0]
+    if not isinstance(classifier, MLPImageClassifier):
+        return  # refused, with the reason, once the data is loaded
+    params, usual = classifier.get_params(), MLPImageClassifier().get_params()
+    odd = [f"{k}={params[k]!r}" for k in _NO_OPTION if params[k] != usual[k]]
+    scaler = classifier.input_scaler_
+    if scaler is not None and scaler.get_params() != PixelScaler(scaler.mode).get_params():
+        odd.append(f"input_scaler={scaler!r}")
+    odd += [f"{name}={params[name]!r} (give --{option} to change it)"
+            for name, option, ok in (
+                ("learning_rate", "lr-schedule", args.lr_schedule in ("constant", "cosine")),
+                ("dropout", "dropout", np.ndim(args.dropout) == 0),
+                ("n_iter_no_change", "patience", isinstance(args.patience, int)))
+            if not ok]
+    if odd:
+        raise CommandError(
+            f"{args.resume} was fitted with {', '.join(odd)}, which `fastmlp train` has no "
+            f"option to keep: continue training it in Python (fastmlp.load, then fit with "
+            f"warm_start=True)")
+
+
+def _trained_widths(classifier):
+    """The hidden layer widths of a fitted classifier."""
+    return tuple(c.shape[1] for c in classifier.coefs_[:-1])
+
+
+def _resume_defaults(model, metadata):
+    from .estimator import MLPImageClassifier
+
+    if not metadata.get("config") and isinstance(model, MLPImageClassifier):
+        return _model_defaults(model)
     config = metadata.get("config") or {}
     defaults = {k: config[k] for k in _RESUMED_OPTIONS if k in config}
     if "hidden" in defaults:
@@ -781,6 +854,8 @@ def _cmd_train(args):
     activation = _ACTIVATIONS[args.activation]
     images = data.get("images")
     image_shape = images.shape[1:] if images is not None else None
+    if args.batch_size is None:  # --resume of a model fitted in Python with "auto"
+        args.batch_size = _auto_batch_size(args, len(y_train))
     classifier = _classifier_to_train(args, activation, image_shape)
     X_train, X_test = data.data, data.data_test  # uint8, scaled inside the core
     load_time = time.perf_counter() - wall_start
@@ -793,7 +868,8 @@ def _cmd_train(args):
         _print_header(args, data, title, arch, n_params)
 
     before = getattr(args, "resumed", (None, {}))[1].get("history", [])
-    reporter = _EpochReporter(X_test, y_test, len(before) + args.epochs, args.quiet,
+    done = getattr(classifier, "n_iter_", 0)  # resumed: also a model fitted in Python
+    reporter = _EpochReporter(X_test, y_test, done + args.epochs, args.quiet,
                               progress=not args.quiet and _stderr_is_terminal())
     validation = _validation_data(args, X_train.shape[1])
     train_time, interrupted = _train(classifier, X_train, y_train, reporter, args, validation)
@@ -806,7 +882,7 @@ def _cmd_train(args):
     final = {"train_loss": reporter.rows[-1]["loss"],
              "train_accuracy": reporter.rows[-1]["accuracy"],
              "test_loss": test_loss, "test_accuracy": test_acc,
-             "epochs_trained": len(before) + len(reporter.rows)}
+             "epochs_trained": done + len(reporter.rows)}
     if args.save is not None:
         _save_model(args, classifier, {
             "dataset": args.dataset, "target_names": [str(n) for n in data.target_names],
@@ -821,6 +897,17 @@ def _cmd_train(args):
     if args.plots is not None:
         _save_plots(args, reporter.rows, y_test, y_pred, data, title)
     return 130 if interrupted else 0  # Ctrl-C is reported even when the run was saved
+
+
+def _auto_batch_size(args, n_train):
+    """The batch size that batch_size="auto" gives for this run: on the samples fit trains
+    on, those that early stopping does not hold out."""
+    from .estimator import MLPImageClassifier
+
+    auto = MLPImageClassifier(batch_size="auto")
+    if args.early_stopping and args.validation_data is None:
+        n_train -= math.ceil(auto.validation_fraction * n_train)  # train_test_split's
+    return auto._batch_size(n_train)
 
 
 def _classifier_to_train(args, activation, image_shape):
@@ -841,7 +928,7 @@ def _resumed_classifier(args, activation, image_shape):
         raise CommandError(f"{args.resume} holds no model `fastmlp train` can continue (a "
                            f"classifier saved by `fastmlp train --save`)")
     scaler = getattr(classifier, "input_scaler_", None)
-    saved = (tuple(c.shape[1] for c in classifier.coefs_[:-1]), classifier.activation,
+    saved = (_trained_widths(classifier), classifier.activation,
              "none" if scaler is None else scaler.mode)
     if (tuple(args.hidden), activation, args.normalize) != saved:
         raise CommandError(
@@ -855,7 +942,7 @@ def _resumed_classifier(args, activation, image_shape):
                if k in given and getattr(args, k) != kept[k][1]]
     if changed:
         was = " ".join(f"{option} {value}" for option, value in kept.values()
-                       if value is not None)
+                       if isinstance(value, (int, str)))  # not a RandomState
         raise CommandError(
             f"--resume continues the model as it was initialized and shuffled "
             f"({was or 'random_state None'}); {' and '.join(changed)} would have no "
@@ -993,7 +1080,8 @@ def _print_header(args, data, title, arch, n_params):
     print(f"Model: {arch}, {n_params:,} parameters, {args.init} initialization")
     print(f"Training: {_optimizer_label(args)}, lr {args.lr:g}, batch {args.batch_size}, "
           f"{args.epochs} epoch{'s' if args.epochs != 1 else ''}, "
-          f"{_NORMALIZATIONS[args.normalize]}, seed {args.seed}"
+          f"{_NORMALIZATIONS[args.normalize]}, "
+          + (f"seed {args.seed}" if args.seed is not None else "no integer seed")
           + (f", L2 alpha {args.alpha:g}" if args.alpha else "")
           + (", early stopping" if args.early_stopping else "")
           + _precision_label(args.precision), flush=True)

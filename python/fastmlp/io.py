@@ -711,7 +711,7 @@ CONFIG_KEYS = {
     "epochs": _integer(1),
     "early_stopping": _BOOLEAN,
     "patience": _integer(1),
-    "seed": _integer(0, 2**32 - 1),
+    "seed": _nullable(_integer(0, 2**32 - 1)),  # null: no integer random_state
     "threads": _nullable(_integer(1)),
     "preset": _nullable(_STRING),
     "lr_schedule": _choice("constant", "cosine"),
