@@ -2,6 +2,7 @@
 order and validation, downloads against a local HTTP server, and the real Fashion-MNIST."""
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import http.server
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import data_required
-from fastmlp import _idx, datasets
+from fastmlp import _idx, cli, datasets
 from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
@@ -869,6 +870,64 @@ def test_download_keeps_existing_directories(env, served):
         load_fashion_mnist(env.tmp / "dh", download=True, base_url=served.url, timeout=5)
     assert (env.tmp / "dh").is_dir() and files_under(env.tmp / "dh") == []
     assert not (env.tmp / "dh" / "fashion-mnist").exists()
+
+
+@pytest.fixture
+def mirror(env, server, rng, monkeypatch):
+    """On the server, as Fashion-MNIST's default mirror (the command line takes no
+    base_url), a data set the command line can train on and evaluate: every class in both
+    splits. The system directory holds a copy of it."""
+    arrays = {"train_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+              "train_labels": np.arange(20, dtype=np.uint8) % 10,
+              "test_images": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+              "test_labels": np.arange(10, dtype=np.uint8)}
+    source = env.system / "fashion-mnist"
+    source.mkdir(parents=True)
+    sums = {}
+    for role, name in FILES.items():
+        write_idx(source / name, arrays[role])
+        server.files[f"/mirror/{name}"] = (source / name).read_bytes()
+        sums[name] = hashlib.md5(server.files[f"/mirror/{name}"]).hexdigest()
+    monkeypatch.setitem(datasets.CHECKSUMS, "fashion-mnist", sums)
+    spec = dataclasses.replace(datasets._DATASETS["fashion-mnist"], url=server.url)
+    monkeypatch.setitem(datasets._DATASETS, "fashion-mnist", spec)
+    return server
+
+
+def command(capsys, *argv):
+    """(exit status, stdout, stderr) of ``fastmlp argv`` run in this process."""
+    try:
+        status = cli.main([str(a) for a in argv])
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_command_line_downloads_into_its_data_dir(env, mirror, capsys):
+    # --data-dir DIR --download downloaded nothing and used the system directory's copy.
+    here, model = env.tmp / "mine", env.tmp / "m.fastmlp"
+    status, out, err = command(capsys, "train", "--data-dir", here, "--download",
+                               "--epochs", "1", "--hidden", "4", "--save", model)
+    assert status == 0, err
+    assert f"20 training and 10 test images from {here / 'fashion-mnist'}\n" in out
+    assert files_under(here) == sorted(f"fashion-mnist/{n}" for n in FILES.values())
+    assert sorted(mirror.requests) == sorted(f"/mirror/{n}" for n in FILES.values())
+    status, out, err = command(capsys, "evaluate", model, "--data-dir", env.tmp / "other",
+                               "--download")
+    assert status == 0, err
+    assert files_under(env.tmp / "other") == files_under(here) and len(mirror.requests) == 8
+    # Found there now: nothing is downloaded again.
+    status, out, err = command(capsys, "train", "--data-dir", here, "--download", "-q",
+                               "--epochs", "1", "--hidden", "4")
+    assert status == 0 and len(mirror.requests) == 8, err
+
+
+def test_the_command_line_says_when_a_download_into_its_data_dir_fails(env, mirror, capsys):
+    del mirror.files[f"/mirror/{FILES['train_labels']}"]
+    status, out, err = command(capsys, "train", "--data-dir", env.tmp / "mine", "--download")
+    assert status == 1 and out == "" and "HTTP 404" in err and "Traceback" not in err
+    assert not (env.tmp / "mine").exists()  # nothing is left behind
 
 
 # Hostile servers: each behaviour writes at most for _BOUND seconds, and stops when the

@@ -234,7 +234,8 @@ def _add_data_options(parser, default_dataset):
              f"/usr/share/datasets, the user cache)")
     group.add_argument(
         "--download", action="store_true",
-        help="download the data set (checksum-verified) when it is found nowhere")
+        help="download the data set (checksum-verified) when it is found nowhere; with "
+             "--data-dir, when DIR lacks it (into DIR/<dataset>)")
 
 
 def build_parser(train_defaults=None):
@@ -648,16 +649,21 @@ def _silence_stdout():
 # --------------------------------------------------------------------------------------
 
 def _load_data(dataset, data_dir, download):
-    """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts."""
+    """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts:
+    with ``download``, the files it lacks are downloaded into DIR/<dataset>."""
     spec = datasets._DATASETS[dataset]
+    missing = False
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
-        if not download and not datasets._in_data_home(dataset, data_dir):
+        missing = not datasets._in_data_home(dataset, data_dir)
+        if missing and not download:
             raise CommandError(
                 f"{data_dir} does not hold the four IDX files of {spec.title} "
                 f"({', '.join(datasets._FILE_NAMES)}, gzipped or not), neither directly nor "
                 f"in {os.path.join(data_dir, dataset)}; add --download to fetch them there")
     try:
+        if missing:  # not from another directory of the lookup that holds them
+            datasets._download_to_data_home(dataset, data_dir)
         return spec.loader(data_home=data_dir, download=download)
     except FileNotFoundError as exc:
         message = str(exc)

@@ -22,8 +22,8 @@ file's download has a deadline (``timeout``) and a size cap (:data:`SIZES`), so 
 server can hold it for ever or fill the disk.
 
 The command line asks this module, never a copy of it, what the data sets are called and
-which files they need: :data:`_DATASETS` (one :class:`_DataSet` per name), :data:`_FILE_NAMES`
-and :func:`_in_data_home`.
+which files they need: :data:`_DATASETS` (one :class:`_DataSet` per name), :data:`_FILE_NAMES`,
+:func:`_in_data_home` and :func:`_download_to_data_home`.
 """
 
 from __future__ import annotations
@@ -228,6 +228,16 @@ def _in_data_home(key, data_home):
     """Whether data_home holds all four files of data set ``key``, directly or in
     ``data_home/<key>``: whether the loaders would find them there."""
     return any(not _files_in(d)[1] for d in _data_home_dirs(key, data_home))
+
+
+def _download_to_data_home(key, data_home):
+    """Fetch the files of data set ``key`` that ``data_home`` lacks into
+    ``data_home/<key>``, with the loaders' defaults, whether or not another directory of
+    the lookup holds them: the command line's ``--data-dir DIR --download``, for which
+    only DIR counts."""
+    defaults = _DATASETS[key].loader.__kwdefaults__
+    _download(key, _download_dir(key, data_home), defaults["base_url"], defaults["timeout"],
+              defaults["verbose"])
 
 
 def _not_found_message(key, data_home, searched):
