@@ -140,6 +140,7 @@ def test_preset_sets_defaults_that_options_override(capsys, data_dir, tmp_path):
     assert config["lr_schedule"] == params["learning_rate"]
     assert config["random_flip"] is params["random_flip"]
     assert config["batch_size"] == params["batch_size"]
+    assert "Regularization: cosine schedule (1 warmup epoch), label smoothing 0.1\n" in out
 
 
 def test_readme_python_snippet_is_the_preset():
@@ -539,17 +540,29 @@ def test_data_dir_without_the_files(capsys, tmp_path):
     assert out == ""
 
 
-def test_missing_data_shows_how_to_get_it(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset, title", [("fashion-mnist", "Fashion-MNIST"),
+                                            ("mnist", "MNIST")])
+def test_missing_data_shows_how_to_get_it(capsys, tmp_path, monkeypatch, dataset, title):
     from fastmlp import datasets
 
     monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", (str(tmp_path / "system"),))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("FASTMLP_DATA", raising=False)
-    status, out, err = run(capsys, "train")
-    assert status == 1
-    assert err.startswith("fastmlp: error: Fashion-MNIST was not found")
-    assert "apt-get install dataset-fashion-mnist" in err and "--download" in err
-    assert "Traceback" not in err and out == ""
+    for command in (["train"], ["evaluate", tmp_path / "m.fastmlp"]):
+        if command[0] == "evaluate":  # it loads the model first
+            fastmlp.save(fastmlp.MLPImageClassifier((2,), max_iter=1).partial_fit(
+                np.eye(784)[:10], np.arange(10), classes=np.arange(10)), command[1])
+        status, out, err = run(capsys, *command, "--dataset", dataset)
+        assert status == 1
+        assert err.startswith(f"fastmlp: error: {title} was not found")
+        assert ("apt-get install dataset-fashion-mnist" in err) == (dataset == "fashion-mnist")
+        # The command line's ways, not the Python API's ("data_home: not given", "call
+        # load_mnist(data_home=DIR)").
+        assert (f"  - download it: add --download to the command (saves to "
+                f"{tmp_path / 'cache' / 'fastmlp' / dataset})") in err
+        assert "put the four files in a directory DIR and add --data-dir DIR" in err
+        assert "data_home" not in err and "load_" not in err
+        assert "Traceback" not in err and out == ""
 
 
 def test_unwritable_outputs_fail_before_training(capsys, data_dir, tmp_path):

@@ -197,7 +197,7 @@ def test_resume_without_the_optimizer_state_restarts_it_with_a_note(capsys, data
                            "--epochs", "1")
     assert status == 0
     assert "saved without its optimizer state" in err and "starts afresh" in err
-    assert f"Resuming {first}: 1 epochs trained so far" in out and "Epoch [2/2]" in out
+    assert f"Resuming {first}: 1 epoch trained so far" in out and "Epoch [2/2]" in out
 
 
 def test_resume_takes_the_saved_seed_and_init_when_given_again(capsys, data_dir, tmp_path):  # noqa: F811

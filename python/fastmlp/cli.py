@@ -666,10 +666,9 @@ def _load_data(dataset, data_dir, download):
             datasets._download_to_data_home(dataset, data_dir)
         return spec.loader(data_home=data_dir, download=download)
     except FileNotFoundError as exc:
-        message = str(exc)
-        if not download:
-            message += "\n  - or let fastmlp download it: add --download to this command"
-        raise CommandError(message) from None
+        if download:  # not the lookup's: the download's
+            raise CommandError(f"could not load {spec.title}: {exc}") from None
+        raise CommandError(datasets._command_line_not_found(dataset)) from None
     except (OSError, ValueError) as exc:
         raise CommandError(f"could not load {spec.title}: {exc}") from None
 
@@ -961,7 +960,8 @@ def _resumed_classifier(args, activation, image_shape):
     if not args.early_stopping:  # as for a new run: the stopping rule never fires
         classifier.n_iter_no_change = classifier.n_iter_ + args.epochs + 1
     if not args.quiet:
-        print(f"Resuming {args.resume}: {classifier.n_iter_} epochs trained so far")
+        print(f"Resuming {args.resume}: {classifier.n_iter_} "
+              f"epoch{'s' if classifier.n_iter_ != 1 else ''} trained so far")
     if classifier._optimizer_state is None and (args.solver == "adam" or args.momentum
                                                 or args.lr_schedule == "cosine"):
         print(f"fastmlp: note: {args.resume} was saved without its optimizer state "
@@ -1109,7 +1109,8 @@ def _regularization_label(args):
     """E.g. "cosine schedule (1 warmup epoch), dropout 0.2, ..." or "" for none."""
     parts = []
     if args.lr_schedule == "cosine":
-        parts.append(f"cosine schedule ({args.warmup_epochs:g} warmup epochs)")
+        plural = "s" if args.warmup_epochs != 1 else ""
+        parts.append(f"cosine schedule ({args.warmup_epochs:g} warmup epoch{plural})")
     for value, text in ((args.dropout, "dropout {:g}"), (args.weight_decay, "weight decay {:g}"),
                         (args.label_smoothing, "label smoothing {:g}"),
                         (args.random_shift, "random shifts of up to {} px")):

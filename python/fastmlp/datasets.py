@@ -23,7 +23,7 @@ server can hold it for ever or fill the disk.
 
 The command line asks this module, never a copy of it, what the data sets are called and
 which files they need: :data:`_DATASETS` (one :class:`_DataSet` per name), :data:`_FILE_NAMES`,
-:func:`_in_data_home` and :func:`_download_to_data_home`.
+:func:`_in_data_home`, :func:`_download_to_data_home` and :func:`_command_line_not_found`.
 """
 
 from __future__ import annotations
@@ -240,7 +240,14 @@ def _download_to_data_home(key, data_home):
               defaults["verbose"])
 
 
-def _not_found_message(key, data_home, searched):
+def _command_line_not_found(key):
+    """The message of the command line, which has no data_home, when data set ``key`` is
+    found nowhere: its ways to get the data are its options."""
+    searched = [(d, origin, _files_in(d)[1]) for d, origin in _search_dirs(key, None)]
+    return _not_found_message(key, None, searched, command_line=True)
+
+
+def _not_found_message(key, data_home, searched, command_line=False):
     spec = _DATASETS[key]
     fn = spec.function
     names = list(_FILES.values())
@@ -248,7 +255,7 @@ def _not_found_message(key, data_home, searched):
         f"{spec.title} was not found. fastmlp looks for the four files "
         f"{', '.join(names[:3])} and {names[3]} (or the same names without .gz) in:"
     ]
-    if data_home is None:
+    if data_home is None and not command_line:
         lines.append("  - data_home: not given")
     if not os.environ.get("FASTMLP_DATA"):
         lines.append("  - $FASTMLP_DATA: not set")
@@ -264,11 +271,18 @@ def _not_found_message(key, data_home, searched):
     lines.append("To get the data, do one of:")
     if spec.apt:
         lines.append(f"  - install the system package: sudo apt-get install {spec.apt}")
-    lines += [
-        f"  - download it: fastmlp.datasets.{fn}(download=True) (saves to {target})",
-        f"  - put the four files in a directory DIR and call {fn}(data_home=DIR), or "
-        f"set the environment variable FASTMLP_DATA=DIR",
-    ]
+    if command_line:
+        lines += [
+            f"  - download it: add --download to the command (saves to {target})",
+            "  - put the four files in a directory DIR and add --data-dir DIR, or set the "
+            "environment variable FASTMLP_DATA=DIR",
+        ]
+    else:
+        lines += [
+            f"  - download it: fastmlp.datasets.{fn}(download=True) (saves to {target})",
+            f"  - put the four files in a directory DIR and call {fn}(data_home=DIR), or "
+            f"set the environment variable FASTMLP_DATA=DIR",
+        ]
     return "\n".join(lines)
 
 
