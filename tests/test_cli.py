@@ -478,6 +478,41 @@ def test_advice_when_training_barely_beats_chance():
     assert "--lr 0.005" in cli._poor_result_note(0.3, 4, args)
 
 
+def test_advice_when_a_run_of_few_steps_barely_beats_chance():
+    # It advised a smaller learning rate after one step per epoch.
+    args = cli.build_parser().parse_args(["train", "--batch-size", "1000000"])
+    note = cli._poor_result_note(0.1004, 10, args, (60000, 1))
+    assert note.endswith("the run made only 1 optimizer step (1 epoch of 1 step: 60,000 "
+                         "training samples in batches of 60,000), too few to learn from: "
+                         "use a smaller --batch-size (e.g. --batch-size 64) or more --epochs")
+    args = cli.build_parser().parse_args(["train", "--batch-size", "10000"])
+    assert "the run made only 30 optimizer steps (5 epochs of 6 steps" in cli._poor_result_note(
+        0.1, 10, args, (60000, 5))
+    args = cli.build_parser().parse_args(["train", "--batch-size", "1000", "--early-stopping"])
+    note = cli._poor_result_note(0.1, 10, args, (60000, 2))  # 54,000 samples: 54 steps
+    assert "only 108 optimizer steps" not in note and "--lr 0.0001" in note
+    note = cli._poor_result_note(0.1, 10, args, (60000, 1))
+    assert "only 54 optimizer steps (1 epoch of 54 steps: 54,000 training samples" in note
+    args = cli.build_parser().parse_args(["train", "--batch-size", "1"])
+    assert cli._poor_result_note(0.1, 10, args, (50, 1)).endswith("use more --epochs")
+
+
+def test_a_run_of_few_steps_is_told_so(capsys, data_dir, monkeypatch):
+    def at_chance(*args):
+        loss, _, y_pred = test_metrics(*args)
+        return loss, 0.1, y_pred
+
+    test_metrics = cli._test_metrics
+    monkeypatch.setattr(cli, "_test_metrics", at_chance)
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--batch-size", "1000000",
+                           "--epochs", "2", "-q")
+    assert status == 0
+    assert ("fastmlp: note: the test accuracy 10.00% is barely above chance (10%); the run "
+            "made only 2 optimizer steps (2 epochs of 1 step: 600 training samples in "
+            "batches of 600), too few to learn from: use a smaller --batch-size (e.g. "
+            "--batch-size 6) or more --epochs\n") in err
+
+
 def test_raw_pixels_with_a_tiny_learning_rate_train(capsys, data_dir):
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--normalize", "none",
                            "--lr", "1e-5", "--epochs", "2")

@@ -880,8 +880,9 @@ def _cmd_train(args):
     train_time, interrupted = _train(classifier, X_train, y_train, reporter, args, validation)
     test_loss, test_acc, y_pred = _test_metrics(classifier, X_test, y_test)
     wall_time = time.perf_counter() - wall_start
-    _print_results(args, reporter.rows, test_loss, test_acc, n_classes,
-                   wall_time, train_time, load_time)
+    note = _poor_result_note(test_acc, n_classes, args, (len(y_train), len(reporter.rows)))
+    _print_results(args, reporter.rows, test_loss, test_acc, note, wall_time, train_time,
+                   load_time)
 
     config = _run_config(args, activation)
     final = {"train_loss": reporter.rows[-1]["loss"],
@@ -905,14 +906,21 @@ def _cmd_train(args):
 
 
 def _auto_batch_size(args, n_train):
-    """The batch size that batch_size="auto" gives for this run: on the samples fit trains
-    on, those that early stopping does not hold out."""
+    """The batch size that batch_size="auto" gives for this run."""
     from .estimator import MLPImageClassifier
 
-    auto = MLPImageClassifier(batch_size="auto")
+    return MLPImageClassifier(batch_size="auto")._batch_size(_fit_samples(args, n_train))
+
+
+def _fit_samples(args, n_train):
+    """How many of the n_train training samples fit trains on: those that early stopping
+    does not hold out."""
     if args.early_stopping and args.validation_data is None:
-        n_train -= math.ceil(auto.validation_fraction * n_train)  # train_test_split's
-    return auto._batch_size(n_train)
+        from .estimator import MLPImageClassifier
+
+        fraction = MLPImageClassifier().validation_fraction
+        n_train -= math.ceil(fraction * n_train)  # train_test_split's count
+    return n_train
 
 
 def _classifier_to_train(args, activation, image_shape):
@@ -1194,7 +1202,7 @@ def _report_warnings(caught):
     return interrupted
 
 
-def _print_results(args, rows, test_loss, test_acc, n_classes, wall_time, train_time,
+def _print_results(args, rows, test_loss, test_acc, note, wall_time, train_time,
                    load_time):
     if args.quiet:
         print(f"Test Accuracy: {100 * test_acc:.2f}%")
@@ -1206,7 +1214,6 @@ def _print_results(args, rows, test_loss, test_acc, n_classes, wall_time, train_
                   f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%")
         print(f"Total wall time: {wall_time:.1f} s (training and per-epoch tests "
               f"{train_time:.1f} s, data loading and scaling {load_time:.1f} s)", flush=True)
-    note = _poor_result_note(test_acc, n_classes, args)
     if note:
         print(f"fastmlp: note: {note}", file=sys.stderr)
 
@@ -1298,13 +1305,40 @@ def _training_failed(exc, args, reporter):
     return f"training diverged{where}: the loss became infinite or NaN; {_advice(args)}"
 
 
-def _poor_result_note(test_accuracy, n_classes, args):
-    """Advice when training ran but the model is hardly better than guessing."""
+def _poor_result_note(test_accuracy, n_classes, args, run=None):
+    """Advice when training ran but the model is hardly better than guessing; ``run`` is
+    (training samples, epochs trained), to tell a run of too few steps."""
     chance = 1.0 / n_classes
     if test_accuracy >= 2 * chance:
         return None
+    advice = (run and _few_steps_advice(args, *run)) or _advice(args)
     return (f"the test accuracy {100 * test_accuracy:.2f}% is barely above chance "
-            f"({100 * chance:.0f}%); {_advice(args)}")
+            f"({100 * chance:.0f}%); {advice}")
+
+
+# Fewer optimizer steps than these, per epoch or in the whole run, are too few to learn
+# from: a smaller learning rate would not help.
+_FEW_STEPS_PER_EPOCH, _FEW_STEPS = 10, 100
+
+
+def _few_steps_advice(args, n_train, epochs):
+    """The advice for a run of too few optimizer steps, or None."""
+    n = _fit_samples(args, n_train)
+    batch = min(args.batch_size, n)  # fit clips it to the samples
+    per_epoch = -(-n // batch)
+    if per_epoch >= _FEW_STEPS_PER_EPOCH and per_epoch * epochs >= _FEW_STEPS:
+        return None
+    smaller = max(1, min(64, n // _FEW_STEPS))
+    fix = (f"a smaller --batch-size (e.g. --batch-size {smaller}) or more --epochs"
+           if smaller < batch else "more --epochs")
+    return (f"the run made only {_count(per_epoch * epochs, 'optimizer step')} "
+            f"({_count(epochs, 'epoch')} of {_count(per_epoch, 'step')}: {n:,} training "
+            f"samples in batches of {batch:,}), too few to learn from: use {fix}")
+
+
+def _count(n, noun):
+    """E.g. "1 epoch", "3 epochs"."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
 
 
 # --------------------------------------------------------------------------------------
