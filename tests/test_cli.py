@@ -63,6 +63,18 @@ def run(capsys, *argv):
     return status, out, err
 
 
+@pytest.mark.parametrize("argv, unknown", [
+    (["train", "--normalise", "none"], "--normalise none"),
+    (["summary", "model.fastmlp"], "model.fastmlp"),
+    (["predict", "model.fastmlp", "a.png", "--json", "b.npy"], "b.npy"),
+])
+def test_unknown_arguments_show_the_commands_usage(capsys, argv, unknown):
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.startswith(f"usage: fastmlp {argv[0]} ")  # its options, not the top level's
+    assert err.endswith(f"fastmlp {argv[0]}: error: unrecognized arguments: {unknown}\n")
+
+
 def test_train_prints_the_per_epoch_lines(capsys, data_dir):
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "3",
                            "--lr", "0.05")

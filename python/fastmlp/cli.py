@@ -238,12 +238,25 @@ def _add_data_options(parser, default_dataset):
              "--data-dir, when DIR lacks it (into DIR/<dataset>)")
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """The top-level parser. Arguments the chosen command does not take are reported with
+    that command's usage, which lists its options, rather than the top-level one."""
+
+    commands = {}  # name -> its subparser, set by build_parser
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.commands[parsed.command].error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
 def build_parser(train_defaults=None):
     """The argparse parser of the ``fastmlp`` command; ``train_defaults`` replaces
     defaults of ``train`` (a preset's values)."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _CommandParser(
         prog="fastmlp",
         description="Train and evaluate multilayer perceptrons on images "
                     "(Fashion-MNIST, MNIST) on the CPU.")
@@ -257,6 +270,7 @@ def build_parser(train_defaults=None):
     sub.add_parser(
         "bench", add_help=False, help="run the training benchmark (source checkout only)",
         description="Run bench/bench_training.py with the remaining arguments.")
+    parser.commands = sub.choices
     return parser
 
 
