@@ -970,3 +970,11 @@ def test_validation_data_with_nan_is_refused_in_one_line(capsys, data_dir, tmp_p
                          tmp_path / "labels.npy")
     assert status == 1 and err.count("\n") == 1, err
     assert err.startswith(f"fastmlp: error: the validation data {tmp_path}/") and bad in err
+
+
+def test_evaluate_help_asks_only_for_the_test_files(capsys):
+    status, out, _ = run(capsys, "evaluate", "--help")
+    assert status == 0
+    text = " ".join(out.split())  # argparse wraps the help text, hyphens included
+    assert "the two test IDX files (t10k-images-" in text
+    assert "train-images" not in text

@@ -221,7 +221,11 @@ def _hidden_sizes(text):
     return sizes
 
 
-def _add_data_options(parser, default_dataset):
+def _add_data_options(parser, default_dataset, test_only=False):
+    """--dataset, --data-dir, --download; ``test_only``: the command reads only the test
+    files (evaluate)."""
+    names = [name for part, name in datasets._FILES.items()
+             if not test_only or part.startswith("test_")]
     group = parser.add_argument_group("data")
     group.add_argument(
         "--dataset", choices=sorted(datasets._DATASETS), default=default_dataset,
@@ -229,8 +233,8 @@ def _add_data_options(parser, default_dataset):
                                   " (default: the one the model was trained on)"))
     group.add_argument(
         "--data-dir", metavar="DIR",
-        help=f"directory holding the four IDX files ({', '.join(datasets._FILE_NAMES)}, "
-             f"gzipped or not); default: the loaders' lookup ($FASTMLP_DATA, "
+        help=f"directory holding the {'two test' if test_only else 'four'} IDX files "
+             f"({', '.join(names)}, gzipped or not); default: the loaders' lookup ($FASTMLP_DATA, "
              f"/usr/share/datasets, the user cache)")
     group.add_argument(
         "--download", action="store_true",
@@ -389,7 +393,7 @@ def _add_evaluate_command(sub):
                     "the confusion matrix of a model saved by `fastmlp train --save`. "
                     "--data-dir may hold only the two test files (t10k-*).")
     evaluate.add_argument("model", metavar="MODEL", help="model file written by --save")
-    _add_data_options(evaluate, None)
+    _add_data_options(evaluate, None, test_only=True)
     _add_allow_pickle_option(evaluate)
     evaluate.set_defaults(handler=_cmd_evaluate)
 
