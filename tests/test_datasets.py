@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from conftest import data_required
-from fastmlp import _idx, cli, datasets
+from fastmlp import _idx, datasets
 from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
+from test_cli import run
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 FASHION_NAMES = [
@@ -894,38 +895,28 @@ def mirror(env, server, rng, monkeypatch):
     return server
 
 
-def command(capsys, *argv):
-    """(exit status, stdout, stderr) of ``fastmlp argv`` run in this process."""
-    try:
-        status = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 def test_the_command_line_downloads_into_its_data_dir(env, mirror, capsys):
     # --data-dir DIR --download downloaded nothing and used the system directory's copy.
     here, model = env.tmp / "mine", env.tmp / "m.fastmlp"
-    status, out, err = command(capsys, "train", "--data-dir", here, "--download",
+    status, out, err = run(capsys, "train", "--data-dir", here, "--download",
                                "--epochs", "1", "--hidden", "4", "--save", model)
     assert status == 0, err
     assert f"20 training and 10 test images from {here / 'fashion-mnist'}\n" in out
     assert files_under(here) == sorted(f"fashion-mnist/{n}" for n in FILES.values())
     assert sorted(mirror.requests) == sorted(f"/mirror/{n}" for n in FILES.values())
-    status, out, err = command(capsys, "evaluate", model, "--data-dir", env.tmp / "other",
+    status, out, err = run(capsys, "evaluate", model, "--data-dir", env.tmp / "other",
                                "--download")
     assert status == 0, err
     assert files_under(env.tmp / "other") == files_under(here) and len(mirror.requests) == 8
     # Found there now: nothing is downloaded again.
-    status, out, err = command(capsys, "train", "--data-dir", here, "--download", "-q",
+    status, out, err = run(capsys, "train", "--data-dir", here, "--download", "-q",
                                "--epochs", "1", "--hidden", "4")
     assert status == 0 and len(mirror.requests) == 8, err
 
 
 def test_the_command_line_says_when_a_download_into_its_data_dir_fails(env, mirror, capsys):
     del mirror.files[f"/mirror/{FILES['train_labels']}"]
-    status, out, err = command(capsys, "train", "--data-dir", env.tmp / "mine", "--download")
+    status, out, err = run(capsys, "train", "--data-dir", env.tmp / "mine", "--download")
     assert status == 1 and out == "" and "HTTP 404" in err and "Traceback" not in err
     assert not (env.tmp / "mine").exists()  # nothing is left behind
 
