@@ -86,21 +86,22 @@ def test_npy_and_idx_files_one_image_or_a_stack(capsys, model, images, tmp_path)
 def test_pixels_outside_the_models_range_get_a_note(capsys, model, images, tmp_path):
     # The model's PixelScaler takes 0..255: images scaled to [0, 1] already, or far out of
     # range, are predicted, with a note that says what is wrong with them.
-    unit, big, neg, fine = (tmp_path / n for n in ("unit.npy", "big.npy", "neg.npy",
-                                                    "fine.npy"))
+    unit, big, neg, fine, black = (tmp_path / n for n in ("unit.npy", "big.npy", "neg.npy",
+                                                           "fine.npy", "black.npy"))
     np.save(unit, images[:2] / 255.0)
     np.save(big, images[:2] * 1000.0)
     np.save(neg, images[:2] - 5.0)
     np.save(fine, images[:2].astype(np.float64))
-    status, out, err = run(capsys, "predict", model, unit, big, neg, fine)
-    assert status == 0 and len(parse(out)) == 8
+    np.save(black, np.zeros_like(images[:2], dtype=np.float32))  # 0 is a pixel value too
+    status, out, err = run(capsys, "predict", model, unit, big, neg, fine, black)
+    assert status == 0 and len(parse(out)) == 10
     low, top = images[:2].min(), images[:2].max()
     assert (f"fastmlp: note: {unit}: pixel values span {low / 255:g} to {top / 255:g}, but "
             f"the model takes pixels 0 to 255; if these images were scaled to [0, 1], "
             f"multiply them by 255") in err
     assert f"{big}: pixel values span {low * 1000.0:g} to {top * 1000.0:g}, outside" in err
     assert f"{neg}: pixel values span {low - 5.0:g} to " in err
-    assert str(fine) not in err and err.count("fastmlp: note:") == 3
+    assert str(fine) not in err and str(black) not in err and err.count("fastmlp: note:") == 3
 
 
 def test_json_and_top_k(capsys, model, images, tmp_path):

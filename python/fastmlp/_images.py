@@ -76,7 +76,8 @@ def pixel_range_note(model, images):
         return None
     lo, hi = float(images.min()), float(images.max())
     span = f"pixel values span {lo:g} to {hi:g}"
-    if images.dtype.kind == "f" and 0 <= lo and hi <= 1 < max_value / 2:
+    # lo < hi: a single value (an all-black image) says nothing of the scale.
+    if images.dtype.kind == "f" and 0 <= lo < hi <= 1 < max_value / 2:
         return (f"{span}, but the model takes pixels 0 to {max_value:g}; if these images "
                 f"were scaled to [0, 1], multiply them by {max_value:g}")
     if lo < 0 or hi > max_value:
