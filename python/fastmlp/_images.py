@@ -86,12 +86,15 @@ def pixel_range_note(model, images):
 
 
 def _scaler_max_value(model):
-    """max_value of the PixelScaler a model applies to raw pixels, or None without one."""
-    from .preprocessing import PixelScaler
+    """max_value of the PixelScaler a model applies to raw pixels first, or None without
+    one (or for a model of other parts)."""
+    from .export import _parts
 
-    steps = [step for _, step in model.steps] if hasattr(model, "steps") else [model]
-    scaler = getattr(steps[-1], "input_scaler_", None) if len(steps) == 1 else steps[0]
-    return float(scaler.max_value) if isinstance(scaler, PixelScaler) else None
+    try:
+        scalers = _parts(model, "fastmlp predict")[0]
+    except TypeError:
+        return None
+    return float(scalers[0][1].max_value) if scalers else None
 
 
 def read_array(path):
