@@ -10,6 +10,7 @@ import mmap
 import os
 import pathlib
 import re
+import shutil
 import socket
 import stat
 import tempfile
@@ -860,7 +861,8 @@ def test_download_server_down_leaves_nothing(env):
         load_fashion_mnist(download=True, base_url=f"http://127.0.0.1:{port}", timeout=5)
     assert time.perf_counter() - start < 5
     assert "refused" in str(info.value).lower()
-    assert "download=True" in str(info.value)
+    assert ("Check the network connection and base_url, or get the files another way (see "
+            "the message of load_fashion_mnist() without download=True)") in str(info.value)
     assert_nothing_left(env)
 
 
@@ -914,11 +916,34 @@ def test_the_command_line_downloads_into_its_data_dir(env, mirror, capsys):
     assert status == 0 and len(mirror.requests) == 8, err
 
 
-def test_the_command_line_says_when_a_download_into_its_data_dir_fails(env, mirror, capsys):
+def assert_command_line_advice(err):
+    """A failed download's message gives the command's ways, not a loader's parameters."""
+    assert "Traceback" not in err and "base_url" not in err and "download=True)" not in err
+    assert "run the command without --download for the directories fastmlp searches" in err
+
+
+@pytest.mark.parametrize("where", ["--data-dir", "the lookup"])
+def test_the_command_line_says_when_a_download_fails(env, mirror, capsys, where):
     del mirror.files[f"/mirror/{FILES['train_labels']}"]
-    status, out, err = run(capsys, "train", "--data-dir", env.tmp / "mine", "--download")
-    assert status == 1 and out == "" and "HTTP 404" in err and "Traceback" not in err
+    options = ["--data-dir", env.tmp / "mine"] if where == "--data-dir" else []
+    if where == "the lookup":  # found nowhere: downloaded into the user cache
+        shutil.rmtree(env.system)
+    status, out, err = run(capsys, "train", *options, "--download")
+    assert status == 1 and out == "" and "HTTP 404" in err, err
+    assert_command_line_advice(err)
     assert not (env.tmp / "mine").exists()  # nothing is left behind
+    assert_nothing_left(env)
+
+
+def test_the_command_line_says_when_a_download_is_too_slow(env, mirror, capsys, monkeypatch):
+    mirror.behaviours[f"/mirror/{FILES['train_images']}"] = _stall
+    monkeypatch.setitem(datasets.load_fashion_mnist.__kwdefaults__, "timeout", 1)
+    status, out, err = run(capsys, "train", "--data-dir", env.tmp / "mine", "--download")
+    assert status == 1 and "did not arrive within timeout=1 s" in err, err
+    assert "download in Python with fastmlp.datasets.load_fashion_mnist(download=True, " \
+           "timeout=SECONDS)" in err
+    assert_command_line_advice(err)
+    assert not (env.tmp / "mine").exists()
 
 
 # Hostile servers: each behaviour writes at most for _BOUND seconds, and stops when the

@@ -667,20 +667,20 @@ def _silence_stdout():
 # --------------------------------------------------------------------------------------
 
 def _load_data(dataset, data_dir, download):
-    """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts:
-    with ``download``, the files it lacks are downloaded into DIR/<dataset>."""
+    """The loader's Bunch; with ``data_dir``, only that directory (or DIR/<dataset>) counts.
+    With ``download``, a data set not found is downloaded into DIR/<dataset>, or without
+    ``data_dir`` into the user cache."""
     spec = datasets._DATASETS[dataset]
-    missing = False
     if data_dir is not None:
         data_dir = os.path.expanduser(data_dir)
-        missing = not datasets._in_data_home(dataset, data_dir)
-        if missing and not download:
-            raise CommandError(
-                f"{data_dir} does not hold the four IDX files of {spec.title} "
-                f"({', '.join(datasets._FILE_NAMES)}, gzipped or not), neither directly nor "
-                f"in {os.path.join(data_dir, dataset)}; add --download to fetch them there")
+    missing = not datasets._in_data_home(dataset, data_dir)
+    if data_dir is not None and missing and not download:
+        raise CommandError(
+            f"{data_dir} does not hold the four IDX files of {spec.title} "
+            f"({', '.join(datasets._FILE_NAMES)}, gzipped or not), neither directly nor "
+            f"in {os.path.join(data_dir, dataset)}; add --download to fetch them there")
     try:
-        if missing:  # not from another directory of the lookup that holds them
+        if missing and download:  # with DIR, not from another directory holding them
             datasets._download_to_data_home(dataset, data_dir)
         return spec.loader(data_home=data_dir, download=download)
     except FileNotFoundError as exc:

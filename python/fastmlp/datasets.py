@@ -225,19 +225,45 @@ def _files_in(directory):
 
 
 def _in_data_home(key, data_home):
-    """Whether data_home holds all four files of data set ``key``, directly or in
-    ``data_home/<key>``: whether the loaders would find them there."""
+    """Whether data set ``key`` is where the loaders would find it: in data_home, directly
+    or in ``data_home/<key>``; with data_home None, anywhere in their lookup."""
+    if data_home is None:
+        return any(not _files_in(d)[1] for d, _ in _search_dirs(key, None))
     return any(not _files_in(d)[1] for d in _data_home_dirs(key, data_home))
 
 
 def _download_to_data_home(key, data_home):
-    """Fetch the files of data set ``key`` that ``data_home`` lacks into
-    ``data_home/<key>``, with the loaders' defaults, whether or not another directory of
-    the lookup holds them: the command line's ``--data-dir DIR --download``, for which
-    only DIR counts."""
+    """The command line's ``--download``: fetch the files of data set ``key`` that
+    ``data_home`` lacks into ``data_home/<key>`` (None: the user cache), with the loaders'
+    defaults, whether or not another directory of the lookup holds them (with
+    ``--data-dir DIR`` only DIR counts). Failures advise the command's own options."""
     defaults = _DATASETS[key].loader.__kwdefaults__
     _download(key, _download_dir(key, data_home), defaults["base_url"], defaults["timeout"],
-              defaults["verbose"])
+              defaults["verbose"], advice=_advice(key, command_line=True))
+
+
+@dataclass(frozen=True)
+class _Advice:
+    """What a failed download's message tells its reader to do, in the words of the
+    interface they called: a loader's parameters, or the command's options."""
+
+    network: str  # after a failed connection or transfer
+    slow: str  # after the deadline ended the transfer
+    elsewhere: str  # where to read about getting the files another way
+
+
+def _advice(key, command_line=False):
+    fn = _DATASETS[key].function
+    if command_line:
+        return _Advice(
+            network="Check the network connection",
+            slow=f"on a slow connection download in Python with "
+                 f"fastmlp.datasets.{fn}(download=True, timeout=SECONDS)",
+            elsewhere="run the command without --download for the directories fastmlp "
+                      "searches and the other ways to get them")
+    return _Advice(network="Check the network connection and base_url",
+                   slow="on a slow connection pass a larger timeout",
+                   elsewhere=f"see the message of {fn}() without download=True")
 
 
 def _command_line_not_found(key):
@@ -292,12 +318,12 @@ def _download_dir(key, data_home):
     return os.path.join(_cache_home(), key)
 
 
-def _fetch(url, f, name, limits, show_progress, function):
+def _fetch(url, f, name, limits, show_progress, advice):
     """Stream url into the open file f; returns the MD5 hex digest of what was written.
 
     ``limits`` is (seconds, max_bytes): the deadline of the whole transfer and the most
     bytes the file may have (None: no cap). Every failure is an ``OSError`` whose message
-    names the URL.
+    names the URL and gives the ``advice``.
     """
     timeout, max_bytes = limits
     md5 = hashlib.md5(usedforsecurity=False)
@@ -319,20 +345,20 @@ def _fetch(url, f, name, limits, show_progress, function):
             ) from None
         except urllib.error.HTTPError as exc:
             exc.close()  # the error carries the open response
-            raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}") from exc
+            raise OSError(f"could not download {url}: HTTP {exc.code} {exc.reason}. Get the "
+                          f"files another way ({advice.elsewhere})") from exc
         except (OSError, http.client.HTTPException) as exc:
             if deadline.expired:
-                raise OSError(_too_slow(url, timeout, got, function)) from exc
+                raise OSError(_too_slow(url, timeout, got, advice)) from exc
             reason = getattr(exc, "reason", None) or exc
             raise OSError(
-                f"could not download {url}: {reason}. Check the network connection and "
-                f"base_url, or get the files another way (see the message of {function}() "
-                f"without download=True)"
+                f"could not download {url}: {reason}. {advice.network}, or get the files "
+                f"another way ({advice.elsewhere})"
             ) from exc
         finally:
             got.end()
     if deadline.expired:  # the end of the data may be the deadline's doing
-        raise OSError(_too_slow(url, timeout, got, function))
+        raise OSError(_too_slow(url, timeout, got, advice))
     if got.total is not None and got.done != got.total:
         raise OSError(
             f"download of {url} was cut short: received {got.done} of {got.total} bytes"
@@ -384,16 +410,17 @@ def _stream(response, f, md5, got, max_bytes):
         got.add(len(chunk))
 
 
-def _too_slow(url, timeout, got, function):
+def _too_slow(url, timeout, got, advice):
     return (
         f"could not download {url}: the file did not arrive within timeout={timeout:g} s "
-        f"(received {got} bytes); on a slow connection pass a larger timeout, or get the "
-        f"files another way (see the message of {function}() without download=True)"
+        f"(received {got} bytes); {advice.slow}, or get the files another way "
+        f"({advice.elsewhere})"
     )
 
 
-def _download(key, target, base_url, timeout, verbose):
-    """Fetch the missing files into target: all of them land, or none does.
+def _download(key, target, base_url, timeout, verbose, advice=None):
+    """Fetch the missing files into target: all of them land, or none does. Failure
+    messages give ``advice`` (by default the loaders').
 
     Each file is streamed to a hidden temporary file in ``target`` and its MD5 checked;
     only when every file is complete and correct are they renamed into place. On any
@@ -408,6 +435,7 @@ def _download(key, target, base_url, timeout, verbose):
         raise TypeError(f"base_url must be a str or None, got {type(base_url).__name__}")
     base = (base_url if base_url is not None else spec.url).rstrip("/") + "/"
     checksums = CHECKSUMS[key]
+    advice = advice or _advice(key)
     show_progress = _progress.stderr_is_terminal() if verbose is None else bool(verbose)
     created = []
     d = os.path.abspath(target)
@@ -424,7 +452,7 @@ def _download(key, target, base_url, timeout, verbose):
             pending.append(staged)
             with staged.write() as f:
                 limits = (timeout, SIZES[key].get(name))
-                digest = _fetch(url, f, name, limits, show_progress, spec.function)
+                digest = _fetch(url, f, name, limits, show_progress, advice)
             expected = checksums.get(name)
             if expected is not None and digest != expected:
                 raise OSError(
