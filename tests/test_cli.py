@@ -519,6 +519,10 @@ def test_a_run_of_few_steps_is_told_so(capsys, data_dir, monkeypatch):
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--batch-size", "1000000",
                            "--epochs", "2", "-q")
     assert status == 0
+    # The batch size is clipped in the command's words, not the estimator's warning.
+    assert err.startswith("fastmlp: note: --batch-size 1,000,000 is more than the 600 "
+                          "samples trained on: each batch holds all of them\n")
+    assert "warning" not in err
     assert ("fastmlp: note: the test accuracy 10.00% is barely above chance (10%); the run "
             "made only 2 optimizer steps (2 epochs of 1 step: 600 training samples in "
             "batches of 600), too few to learn from: use a smaller --batch-size (e.g. "

@@ -879,6 +879,7 @@ def _cmd_train(args):
     image_shape = images.shape[1:] if images is not None else None
     if args.batch_size is None:  # --resume of a model fitted in Python with "auto"
         args.batch_size = _auto_batch_size(args, len(y_train))
+    _clip_batch_size(args, len(y_train))
     classifier = _classifier_to_train(args, activation, image_shape)
     X_train, X_test = data.data, data.data_test  # uint8, scaled inside the core
     load_time = time.perf_counter() - wall_start
@@ -928,6 +929,17 @@ def _auto_batch_size(args, n_train):
     from .estimator import MLPImageClassifier
 
     return MLPImageClassifier(batch_size="auto")._batch_size(_fit_samples(args, n_train))
+
+
+def _clip_batch_size(args, n_train):
+    """A --batch-size beyond the samples trained on becomes their count, with a note in
+    the command's words (fit would clip it with a warning in the estimator's)."""
+    n = _fit_samples(args, n_train)
+    if args.batch_size > n:
+        _clear_line()
+        print(f"fastmlp: note: --batch-size {args.batch_size:,} is more than the {n:,} "
+              f"samples trained on: each batch holds all of them", file=sys.stderr)
+        args.batch_size = n
 
 
 def _fit_samples(args, n_train):
@@ -1342,7 +1354,7 @@ _FEW_STEPS_PER_EPOCH, _FEW_STEPS = 10, 100
 def _few_steps_advice(args, n_train, epochs):
     """The advice for a run of too few optimizer steps, or None."""
     n = _fit_samples(args, n_train)
-    batch = min(args.batch_size, n)  # fit clips it to the samples
+    batch = min(args.batch_size, n)  # as _clip_batch_size made it for the run
     per_epoch = -(-n // batch)
     if per_epoch >= _FEW_STEPS_PER_EPOCH and per_epoch * epochs >= _FEW_STEPS:
         return None
