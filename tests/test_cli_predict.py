@@ -285,8 +285,11 @@ def test_resume_of_a_model_fitted_in_python_keeps_its_parameters(capsys, data_di
     ({"solver": "sgd", "learning_rate": "invscaling"}, ("--lr-schedule", "constant"), None),
     ({"hidden_layer_sizes": (4, 4), "dropout": (0.1, 0.2)}, ("--dropout", "0.1"), None),
     ({"early_stopping": True, "n_iter_no_change": np.inf}, ("--patience", "3"), None),
+    ({"early_stopping": True, "tol": 1e-3}, (), "fitted with tol=0.001, which"),
+    ({"tol": 1e-3}, (), None),  # the command line trains without a stopping rule
 ], ids=["beta_1", "class_weight and shuffle", "max_value", "invscaling", "dropout per layer",
-        "no patience", "schedule given", "dropout given", "patience given"])
+        "no patience", "schedule given", "dropout given", "patience given",
+        "early-stopping tol", "tol without early stopping"])
 def test_resume_refuses_what_the_command_line_cannot_keep(capsys, data_dir, tmp_path,  # noqa: F811
                                                           params, given, message):
     first = fitted_in_python(data_dir, tmp_path / "py.fastmlp", **{"hidden_layer_sizes": (8,),

@@ -598,6 +598,8 @@ def _check_fitted_in_python(args):
         return  # refused, with the reason, once the data is loaded
     params, usual = classifier.get_params(), MLPImageClassifier().get_params()
     odd = [f"{k}={params[k]!r}" for k in _NO_OPTION if params[k] != usual[k]]
+    if args.early_stopping and params["tol"] != _EARLY_STOPPING_TOL:
+        odd.append(f"tol={params['tol']!r}")  # --early-stopping's own tol would replace it
     scaler = classifier.input_scaler_
     if scaler is not None and scaler.get_params() != PixelScaler(scaler.mode).get_params():
         odd.append(f"input_scaler={scaler!r}")
@@ -1087,6 +1089,10 @@ def _check_classes(y_train, y_test):
                            f"class of the test split (missing: {missing.tolist()})")
 
 
+# The least improvement of the validation score that --early-stopping counts.
+_EARLY_STOPPING_TOL = 1e-4
+
+
 def _make_classifier(args, activation, image_shape=None, input_scaler=None):
     from .estimator import MLPImageClassifier
 
@@ -1098,7 +1104,7 @@ def _make_classifier(args, activation, image_shape=None, input_scaler=None):
         learning_rate_init=args.lr, max_iter=args.epochs, shuffle=True,
         random_state=args.seed, momentum=args.momentum, nesterovs_momentum=args.nesterov,
         early_stopping=args.early_stopping,
-        tol=1e-4 if args.early_stopping else 0.0,
+        tol=_EARLY_STOPPING_TOL if args.early_stopping else 0.0,
         n_iter_no_change=args.patience if args.early_stopping else args.epochs + 1,
         weight_init=args.init, n_threads=args.threads, warmup_epochs=args.warmup_epochs,
         dropout=args.dropout, weight_decay=args.weight_decay,
