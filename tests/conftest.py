@@ -42,3 +42,16 @@ def pytest_runtest_makereport(item, call):
 
 def data_required():
     return os.environ.get("FASTMLP_REQUIRE_DATA", "") not in ("", "0")
+
+
+def fashion_mnist_or_skip():
+    """The real Fashion-MNIST (the loaders' Bunch). Where it is not installed the test is
+    skipped, saying how to install it; with FASTMLP_REQUIRE_DATA set it fails instead."""
+    from fastmlp.datasets import load_fashion_mnist
+
+    try:
+        return load_fashion_mnist()
+    except FileNotFoundError as exc:
+        if data_required():
+            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but Fashion-MNIST is missing:\n{exc}")
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")

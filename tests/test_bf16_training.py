@@ -238,15 +238,9 @@ def test_float32_is_the_default_and_bfloat16_is_validated(rng):
 
 @pytest.fixture(scope="module")
 def fashion_mnist():
-    from conftest import data_required
-    from fastmlp.datasets import load_fashion_mnist
+    from conftest import fashion_mnist_or_skip
 
-    try:
-        b = load_fashion_mnist()
-    except FileNotFoundError as exc:
-        if data_required():
-            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but Fashion-MNIST is missing: {exc}")
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    b = fashion_mnist_or_skip()
 
     def scaled(images):
         return images.reshape(len(images), -1).astype(np.float32) / np.float32(127.5) - 1

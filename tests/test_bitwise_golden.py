@@ -96,10 +96,7 @@ BF16_GOLDEN = {
 }
 
 
-def _scaled_fashion_mnist():
-    from fastmlp.datasets import load_fashion_mnist
-
-    bunch = load_fashion_mnist()
+def _scaled_fashion_mnist(bunch):
     X = bunch.data.reshape(len(bunch.data), -1).astype(np.float32)
     return X / np.float32(127.5) - np.float32(1.0), bunch.target
 
@@ -121,14 +118,9 @@ def fingerprint(name, n_threads, X, y, **params):
 
 @pytest.fixture(scope="module")
 def fashion_mnist():
-    from conftest import data_required
+    from conftest import fashion_mnist_or_skip
 
-    try:
-        return _scaled_fashion_mnist()
-    except FileNotFoundError as exc:
-        if data_required():
-            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but Fashion-MNIST is missing: {exc}")
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    return _scaled_fashion_mnist(fashion_mnist_or_skip())
 
 
 @pytest.mark.data
@@ -166,6 +158,8 @@ def test_bfloat16_results_are_frozen(fashion_mnist, kernel, name, n_threads):
 
 if __name__ == "__main__":
     with kernels._isa(sys.argv[1]) as active:
-        data = _scaled_fashion_mnist()
+        from fastmlp.datasets import load_fashion_mnist
+
+        data = _scaled_fashion_mnist(load_fashion_mnist())
         for config in CONFIGS:
             print(active, config, *fingerprint(config, 1, *data))

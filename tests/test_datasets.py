@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import data_required
+from conftest import fashion_mnist_or_skip
 from fastmlp import _idx, datasets
 from fastmlp.datasets import load_fashion_mnist, load_mnist, read_idx, write_idx
 from test_cli import run
@@ -1073,12 +1073,7 @@ def test_write_compress_must_be_a_bool_or_none(tmp_path, compress):
 
 @pytest.mark.data
 def test_real_fashion_mnist():
-    try:
-        ds = load_fashion_mnist()
-    except FileNotFoundError as exc:
-        if data_required():
-            pytest.fail(f"FASTMLP_REQUIRE_DATA is set but the data is missing:\n{exc}")
-        pytest.skip(f"Fashion-MNIST not installed:\n{exc}")
+    ds = fashion_mnist_or_skip()
     assert ds.data.shape == (60000, 784) and ds.data.dtype == np.uint8
     assert ds.images.shape == (60000, 28, 28) and ds.images.dtype == np.uint8
     assert ds.data_test.shape == (10000, 784) and ds.images_test.shape == (10000, 28, 28)

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -202,4 +202,47 @@ def test_a_classifier_with_an_input_scaler_exports_its_scaling(rng, n_classes):
     session = ort.InferenceSession(to_onnx(clf, input_dtype="uint8").SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"X": X})[0], clf.predict_proba(X), rtol=0,
+                               atol=1e-5)
+
+
+def float32_forward(clf, X):
+    """The network's probabilities computed by NumPy in float32, the softmax in float64:
+    how close any float32 implementation of the same weights comes."""
+    a = X.astype(np.float32)
+    for W, b in zip(clf.coefs_[:-1], clf.intercepts_[:-1]):
+        a = np.maximum(a @ W + b, 0)
+    z = (a @ clf.coefs_[-1] + clf.intercepts_[-1]).astype(np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("classes", [(0, 6), tuple(range(10))], ids=["binary", "multiclass"])
+def test_exports_of_a_fashion_mnist_model(classes):
+    # fastmlp computes in float32 and the exported scikit-learn model in float64: on a
+    # real model, fastmlp's probabilities are as close to it as those of NumPy's float32
+    # forward pass with the same weights (a few 1e-6 at the worst of 10000 images).
+    from conftest import fashion_mnist_or_skip
+
+    data = fashion_mnist_or_skip()
+    train, test = np.isin(data.target, classes), np.isin(data.target_test, classes)
+    X, y, X_test = data.data[train], data.target[train], data.data_test[test]
+    model = make_pipeline(PixelScaler(), MLPImageClassifier((128,), max_iter=2,
+                                                            random_state=0))
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X, y)
+    expected = model.predict_proba(X_test)
+    exported = to_sklearn(model).predict_proba(X_test)
+    float32_gap = np.abs(float32_forward(model[-1], model[0].transform(X_test))
+                         - exported).max()
+    gap = np.abs(expected - exported).max()
+    print(f"fastmlp - scikit-learn {gap:.2e}, float32 NumPy - scikit-learn {float32_gap:.2e}")
+    assert gap < 1e-5 and gap <= 3 * float32_gap
+    rows = decided(expected)
+    np.testing.assert_array_equal(to_sklearn(model).predict(X_test)[rows],
+                                  model.predict(X_test)[rows])
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(to_onnx(model, input_dtype="uint8").SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"X": X_test})[0], expected, rtol=0,
                                atol=1e-5)

@@ -97,8 +97,9 @@ def to_sklearn(model):
         pipeline, a ``Pipeline`` with the same step names in which each ``PixelScaler``
         is a fitted ``StandardScaler`` computing the same ``(X - offset_) / scale_``. A
         classifier with an ``input_scaler_`` becomes a pipeline too. Its
-        ``predict_proba`` equals fastmlp's to about 1e-7 (fastmlp computes in float32,
-        scikit-learn here in float64).
+        ``predict_proba`` equals fastmlp's to the rounding of fastmlp's float32 (here
+        scikit-learn computes in float64): below 1e-7 for half of Fashion-MNIST's 10000
+        test images under a 784-128-10 network, 2e-6 at the worst.
 
     Raises
     ------
