@@ -949,6 +949,30 @@ def test_validation_data_replaces_the_held_out_split(capsys, data_dir, tmp_path,
                                   abs=0.005)
 
 
+def test_resume_keeps_watching_the_validation_data(capsys, data_dir, tmp_path, rng,
+                                                  monkeypatch):
+    # The resumed run held out a random tenth of the training data instead.
+    X_val, y_val = make_images(rng, 150)
+    np.save(tmp_path / "images.npy", X_val)
+    np.save(tmp_path / "labels.npy", y_val.astype(np.int64))
+    monkeypatch.chdir(tmp_path)  # relative paths, resumed from elsewhere
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1", "-q",
+                         "--early-stopping", "--validation-data", "images.npy", "labels.npy",
+                         "--save", "m.fastmlp")
+    assert status == 0, err
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--epochs", "1",
+                           "--resume", tmp_path / "m.fastmlp", "--save", tmp_path / "m.fastmlp")
+    assert status == 0, err
+    classifier, meta = fastmlp.load(tmp_path / "m.fastmlp", return_metadata=True)
+    assert classifier.t_ == 2 * 600  # every training image, both times
+    assert meta["config"]["validation_data"] == [str(tmp_path / "images.npy"),
+                                                 str(tmp_path / "labels.npy")]
+    shown = float(re.findall(r"Validation Accuracy: (\d+\.\d{2})%", out)[-1])
+    assert round(shown * 150 / 100, 6).is_integer()  # a share of the 150 images
+
+
 @pytest.mark.parametrize("argv, message, code", [
     (["--validation-data", "a", "b"], "watched by --early-stopping; add it", 2),  # usage
     (["--early-stopping", "--validation-data", "missing-idx3", "b"], "cannot read", 1),

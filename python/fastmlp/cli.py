@@ -525,7 +525,7 @@ _RESUMED_OPTIONS = (
     "dataset", "data_dir", "hidden", "activation", "init", "normalize", "solver", "lr",
     "momentum", "nesterov", "alpha", "batch_size", "epochs", "early_stopping", "patience",
     "seed", "lr_schedule", "warmup_epochs", "dropout", "weight_decay", "label_smoothing",
-    "random_shift", "random_flip", "precision")
+    "random_shift", "random_flip", "precision", "validation_data")
 
 
 # Options that set what --resume keeps as it was saved (the initialization is done, and
@@ -1257,7 +1257,7 @@ def _print_results(args, rows, test_loss, test_acc, note, wall_time, train_time,
 def _run_config(args, activation):
     """The options of the run, as saved with the model and in the JSON record."""
     return {
-        # data_dir absolute: --resume may run from another directory.
+        # Paths absolute: --resume may run from another directory.
         "dataset": args.dataset, "hidden": list(args.hidden),
         "data_dir": (None if args.data_dir is None
                      else os.path.abspath(os.path.expanduser(args.data_dir))),
@@ -1271,6 +1271,9 @@ def _run_config(args, activation):
         "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
         "random_shift": args.random_shift, "random_flip": args.random_flip,
         "precision": args.precision,
+        "validation_data": (None if args.validation_data is None else
+                            [os.path.abspath(os.path.expanduser(p))
+                             for p in args.validation_data]),
     }
 
 

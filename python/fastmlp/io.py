@@ -722,6 +722,8 @@ CONFIG_KEYS = {
     "random_shift": _integer(0),
     "random_flip": _BOOLEAN,
     "precision": _choice("float32", "bfloat16"),
+    "validation_data": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(
+        isinstance(p, str) for p in v)), "null or a list of two paths"),
 }
 
 #: The metadata keys the command line writes, as (check, description).
