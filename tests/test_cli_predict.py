@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.pipeline import make_pipeline
 
 import fastmlp
 from fastmlp.datasets import write_idx
@@ -354,6 +355,21 @@ def test_corrupt_metadata_is_one_line_for_resume_and_predict(capsys, data_dir, t
         assert status == 1 and out == "" and "Traceback" not in err
         assert f"{first} has corrupt metadata: {message}" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_saved_pipeline_says_how_to_continue_it(capsys, data_dir, tmp_path):  # noqa: F811
+    X = fastmlp.datasets.read_idx(data_dir / "train-images-idx3-ubyte.gz")
+    y = fastmlp.datasets.read_idx(data_dir / "train-labels-idx1-ubyte.gz")
+    pipeline = make_pipeline(fastmlp.PixelScaler(), fastmlp.MLPImageClassifier(max_iter=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: the ConvergenceWarning
+        fastmlp.save(pipeline.fit(X.reshape(len(X), -1), y), tmp_path / "p.fastmlp")
+    status, out, err = run(capsys, "train", "--data-dir", data_dir, "--resume",
+                           tmp_path / "p.fastmlp")
+    assert status == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert (f"{tmp_path / 'p.fastmlp'} holds a Pipeline; `fastmlp train --resume` continues "
+            f"an MLPImageClassifier, which scales its own pixels: save "
+            f"MLPImageClassifier(input_scaler=PixelScaler(...))") in err
 
 
 def test_resume_of_a_model_of_an_unknown_data_set_asks_for_it(capsys, data_dir, tmp_path):  # noqa: F811

@@ -595,7 +595,7 @@ def _check_fitted_in_python(args):
 
     classifier = args.resumed[0]
     if not isinstance(classifier, MLPImageClassifier):
-        return  # refused, with the reason, once the data is loaded
+        raise _not_resumable(args.resume, classifier)
     params, usual = classifier.get_params(), MLPImageClassifier().get_params()
     odd = [f"{k}={params[k]!r}" for k in _NO_OPTION if params[k] != usual[k]]
     if args.early_stopping and params["tol"] != _EARLY_STOPPING_TOL:
@@ -614,6 +614,20 @@ def _check_fitted_in_python(args):
             f"{args.resume} was fitted with {', '.join(odd)}, which `fastmlp train` has no "
             f"option to keep: continue training it in Python (fastmlp.load, then fit with "
             f"warm_start=True)")
+
+
+def _not_resumable(path, model):
+    """The error for a --resume model that is not an MLPImageClassifier."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline):
+        return CommandError(
+            f"{path} holds a Pipeline; `fastmlp train --resume` continues an "
+            f"MLPImageClassifier, which scales its own pixels: save "
+            f"MLPImageClassifier(input_scaler=PixelScaler(...)) to continue it here, or "
+            f"continue the pipeline in Python (fastmlp.load, then fit with warm_start=True)")
+    return CommandError(f"{path} holds a {type(model).__name__}, not a model `fastmlp train` "
+                        f"can continue (an MLPImageClassifier)")
 
 
 def _trained_widths(classifier):
@@ -970,8 +984,7 @@ def _resumed_classifier(args, activation, image_shape):
 
     classifier, _ = args.resumed
     if not isinstance(classifier, MLPImageClassifier):
-        raise CommandError(f"{args.resume} holds no model `fastmlp train` can continue (a "
-                           f"classifier saved by `fastmlp train --save`)")
+        raise _not_resumable(args.resume, classifier)
     scaler = getattr(classifier, "input_scaler_", None)
     saved = (_trained_widths(classifier), classifier.activation,
              "none" if scaler is None else scaler.mode)
