@@ -118,8 +118,28 @@ def test_changing_a_parameter_from_a_callback_raises(rng):
         if info["event"] == "epoch":
             est.learning_rate_init *= 0.5
 
-    with pytest.raises(ValueError, match="the callback changed learning_rate_init"):
+    with pytest.raises(ValueError, match="the callback changed learning_rate_init") as info:
         MLPImageClassifier(**FIT).fit(X, y, callback=halve_in_fit_callback)
+    assert "To change it during training use learning_rate='adaptive'" in str(info.value)
+
+    def penalize(est, info):
+        est.alpha = 1.0
+
+    with pytest.raises(ValueError, match="the callback changed alpha during fit") as info:
+        MLPImageClassifier(**FIT).fit(X, y, callback=penalize)
+    assert "learning_rate" not in str(info.value)  # that advice is the learning rate's
+    assert "To change it during training stop and continue with warm_start" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [5, "print"])
+def test_a_callback_that_is_not_a_function_is_refused_before_training(rng, bad):
+    # It failed at the first chunk of batches: "'int' object is not callable".
+    X, y = _data(rng)
+    model = MLPImageClassifier(**FIT)
+    with pytest.raises(TypeError, match=f"callback must be a function f\\(model, info\\) or "
+                                        f"None, got {type(bad).__name__}"):
+        model.fit(X, y, callback=bad)
+    assert not hasattr(model, "coefs_")
 
 
 @pytest.mark.parametrize("replace", [

@@ -290,6 +290,24 @@ def test_partial_fit_equals_fit():
         part.partial_fit(X, y, classes=[0, 1, 2, 3, 4])
 
 
+@pytest.mark.parametrize("method", ["partial_fit", "warm_start"])
+def test_weights_assigned_by_hand_are_not_continued(method):
+    # partial_fit failed with "AttributeError: ... no attribute '_optimizer_state'".
+    X, y = _blobs()
+    clf = MLPImageClassifier(hidden_layer_sizes=(2,), warm_start=method == "warm_start")
+    clf.coefs_ = [np.zeros((X.shape[1], 2)), np.zeros((2, 3))]
+    clf.intercepts_ = [np.zeros(2), np.zeros(3)]
+    with pytest.raises(ValueError, match="this model has coefs_ but not classes_, "
+                                         "n_features_in_, _optimizer_state, .*: warm_start "
+                                         "and partial_fit continue a model that fastmlp "
+                                         "fitted"):
+        if method == "partial_fit":
+            clf.partial_fit(X, y, classes=np.unique(y))
+        else:
+            clf.fit(X, y)
+    assert np.array_equal(clf.coefs_[1], np.zeros((2, 3)))  # left as it was
+
+
 def test_pickle_and_joblib_round_trip(tmp_path):
     X, y = _blobs()
     with warnings.catch_warnings():

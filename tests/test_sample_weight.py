@@ -232,7 +232,10 @@ def test_given_validation_data_with_the_input_scaler(rng):
     (dict(sample_weight_val=np.ones(5)), True, "needs X_val"),
     (dict(X_val=np.zeros((5, 10), np.float32), y_val=np.zeros(4)), True, "one label per"),
     (dict(X_val=np.zeros((5, 10), np.float32), y_val=np.full(5, 7)), True, "not in classes"),
-    (dict(X_val=np.zeros((5, 9), np.float32), y_val=np.zeros(5)), True, "features"),
+    (dict(X_val=np.zeros((5, 9), np.float32), y_val=np.zeros(5)), True,
+     "X_val has 9 features, but X has 10"),
+    (dict(X_val=np.full((5, 10), np.nan, np.float32), y_val=np.zeros(5)), True,
+     "Input X_val contains NaN"),
     (dict(X_val=np.zeros((5, 10), np.float32), y_val=np.zeros(5),
           sample_weight_val=np.ones(3)), True, "sample_weight_val.shape"),
 ])

@@ -93,12 +93,13 @@ class FitTasks:
         now = self._est.get_params(deep=False)
         changed = [k for k, v in self._params.items() if not _same(v, now.get(k))]
         if changed:
+            schedule = ("use learning_rate='adaptive' or 'cosine', or "
+                        if {"learning_rate", "learning_rate_init"} & set(changed) else "")
             raise ValueError(
                 f"{who} changed {', '.join(changed)} during fit, which would have no effect: "
-                "parameters are read when fit starts. To change the learning rate during "
-                "training use learning_rate='adaptive' or 'cosine', or stop and continue "
-                "with warm_start=True after set_params.")
-
+                f"parameters are read when fit starts. To change "
+                f"{'it' if len(changed) == 1 else 'them'} during training {schedule}stop "
+                f"and continue with warm_start=True after set_params.")
 
     def check_fitted(self, committed, layers, who):
         """ValueError if `who` replaced a fitted attribute that commit() had set

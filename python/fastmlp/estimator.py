@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state, compute_sample_weight
+from sklearn.utils import assert_all_finite, check_random_state, compute_sample_weight
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -68,6 +68,11 @@ __all__ = ["MLPImageClassifier", "TrainingDivergedError"]
 
 # Rows per call into the core at prediction (float32 copies of at most this many rows).
 _PREDICT_BLOCK_ROWS = 32768
+# The fitted attributes a warm-start or partial_fit call continues from.
+_CONTINUED_STATE = ("classes_", "intercepts_", "n_features_in_", "_optimizer_state", "_rng",
+                    "n_iter_", "t_", "loss_curve_", "history_", "best_loss_",
+                    "_no_improvement_count", "validation_scores_",
+                    "validation_loss_curve_", "best_validation_score_")
 # The dtypes prediction passes to the core without scikit-learn's validation (native
 # byte order: dtype equality tells '<f4' from '>f4').
 _PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
@@ -849,8 +854,13 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             raise
 
     def _fit_steps(self, X, y, sample_weight, incremental, classes, callback, given_val):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be a function f(model, info) or None, got "
+                            f"{type(callback).__name__}")
         hidden = self._hidden_sizes()
         first_call = not hasattr(self, "coefs_") or (not incremental and not self.warm_start)
+        if not first_call:
+            self._check_continuable()
         X = _as_images(X)
         geometry = image_geometry(X, self.image_shape)
         scaler = self._fitted_scaler(X, incremental and not first_call)
@@ -880,6 +890,17 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         tasks.fit_ends(lambda: self._fitted_attributes(run))
         self._seal_bf16()
         return self
+
+    def _check_continuable(self):
+        """ValueError unless the model holds the fitted state that warm_start and
+        partial_fit continue from: weights alone (assigned to coefs_ by hand) are not a
+        model fastmlp can go on training."""
+        missing = [k for k in _CONTINUED_STATE if k not in vars(self)]
+        if missing:
+            raise ValueError(
+                f"this model has coefs_ but not {', '.join(missing)}: warm_start and "
+                f"partial_fit continue a model that fastmlp fitted (or fastmlp.load read); "
+                f"fit without warm_start to start over")
 
     def _resolve_classes(self, y, classes, incremental, first_call):
         """The classes of the problem: y's on a first fit, kept on later ones, as given
@@ -1010,8 +1031,14 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _encode_validation(self, given, classes, scaler):
         """The validation set given to fit, validated like X and encoded like y."""
         X_val, y_val, weight = given
-        X_val = validate_data(self, _flatten_images(X_val), reset=False, order="C",
+        X_val = _flatten_images(X_val)
+        width = np.shape(X_val)[1:]
+        if len(width) == 1 and width[0] != self.n_features_in_:
+            raise ValueError(f"X_val has {width[0]} features, but X has "
+                             f"{self.n_features_in_}: the validation set takes rows like X's")
+        X_val = validate_data(self, X_val, reset=False, order="C", ensure_all_finite=False,
                               dtype="numeric" if scaler is not None else np.float32)
+        assert_all_finite(X_val, input_name="X_val")  # validate_data's message says "X"
         y_val = np.asarray(y_val)
         if y_val.ndim != 1 or len(y_val) != X_val.shape[0]:
             raise ValueError(f"y_val must be 1-D with one label per row of X_val "
