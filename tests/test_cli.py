@@ -66,7 +66,7 @@ def run(capsys, *argv):
 @pytest.mark.parametrize("argv, unknown", [
     (["train", "--normalise", "none"], "--normalise none"),
     (["summary", "model.fastmlp"], "model.fastmlp"),
-    (["predict", "model.fastmlp", "a.png", "--json", "b.npy"], "b.npy"),
+    (["predict", "model.fastmlp", "a.png", "--jsn", "b.npy"], "--jsn b.npy"),
 ])
 def test_unknown_arguments_show_the_commands_usage(capsys, argv, unknown):
     status, out, err = run(capsys, *argv)

@@ -57,6 +57,17 @@ def test_png_files(capsys, model, images, tmp_path):
     np.testing.assert_allclose([float(r[2]) for r in rows], proba, atol=5e-5)
 
 
+def test_files_may_follow_the_options(capsys, model, images, tmp_path):
+    # "unrecognized arguments: b.npy": argparse ended FILE... at --top.
+    files = [tmp_path / f"{name}.npy" for name in "abc"]
+    for f, image in zip(files, images):
+        np.save(f, image)
+    status, out, err = run(capsys, "predict", model, files[0], "--top", "1", *files[1:])
+    assert status == 0, err
+    assert [r[0] for r in parse(out)] == [str(f) for f in files]  # in the order given
+    assert [r[1] for r in parse(out)] == expected(model, images[:3])[0]
+
+
 def test_colour_and_other_sizes_are_converted_with_a_note(capsys, model, images, tmp_path):
     rgb, large = tmp_path / "rgb.png", tmp_path / "large.jpg"
     Image.fromarray(images[0]).convert("RGB").save(rgb)

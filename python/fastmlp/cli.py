@@ -244,12 +244,16 @@ def _add_data_options(parser, default_dataset, test_only=False):
 
 class _CommandParser(argparse.ArgumentParser):
     """The top-level parser. Arguments the chosen command does not take are reported with
-    that command's usage, which lists its options, rather than the top-level one."""
+    that command's usage, which lists its options, rather than the top-level one.
+    ``predict``'s files may follow its options too (``predict MODEL a.png --top 2
+    b.png``): argparse ends a list of positional arguments at the first option."""
 
     commands = {}  # name -> its subparser, set by build_parser
 
     def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)
+        if parsed.command == "predict" and not any(e.startswith("-") for e in extras):
+            parsed.files, extras = parsed.files + extras, []
         if extras:
             self.commands[parsed.command].error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
