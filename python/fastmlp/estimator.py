@@ -16,10 +16,11 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from numbers import Integral, Real
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import assert_all_finite, check_random_state, compute_sample_weight
@@ -38,6 +39,7 @@ from ._input import fit_input_scaler, pixel_input
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line
+from ._sklearn import fit_context
 from ._training import (
     FLOAT32_BELOW_ONE,
     FLOAT32_TINY,
@@ -76,6 +78,10 @@ _CONTINUED_STATE = ("classes_", "intercepts_", "n_features_in_", "_optimizer_sta
 # The dtypes prediction passes to the core without scikit-learn's validation (native
 # byte order: dtype equality tells '<f4' from '>f4').
 _PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+
+# The type of fit's self and result: a subclass's fit returns the subclass (typing.Self,
+# spelled so on Python before 3.11).
+_Self = TypeVar("_Self", bound="MLPImageClassifier")
 
 
 def _as_images(X):
@@ -558,12 +564,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     # Public API
     # ----------------------------------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
-            X_val: ArrayLike | None = None, y_val: ArrayLike | None = None,
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self: _Self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+            *, X_val: ArrayLike | None = None, y_val: ArrayLike | None = None,
             sample_weight_val: ArrayLike | None = None,
             callback: Callable[[MLPImageClassifier, dict], bool | None] | None = None
-            ) -> MLPImageClassifier:
+            ) -> _Self:
         """Train for ``max_iter`` epochs (fewer if training stops early).
 
         Parameters
@@ -604,9 +610,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=False, classes=None,
                          callback=callback, validation=validation)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
-                    sample_weight: ArrayLike | None = None) -> MLPImageClassifier:
+    @fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self: _Self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+                    sample_weight: ArrayLike | None = None) -> _Self:
         """Train for one epoch over (X, y), continuing from the current state.
 
         Parameters

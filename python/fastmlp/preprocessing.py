@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._sklearn import fit_context
 from .exceptions import PixelRangeWarning
 
 __all__ = ["PixelScaler"]
@@ -40,6 +42,10 @@ _PLAUSIBLE_CHANNELS = (1, 2, 3, 4)
 # Rows are processed in blocks of about this many values, so that the float64 working copy
 # stays small (a few hundred kB) however large the data set is.
 _BLOCK_VALUES = 1 << 16
+
+# fit's self and result: a subclass's fit returns the subclass (typing.Self, spelled so on
+# Python before 3.11).
+_Self = TypeVar("_Self", bound="PixelScaler")
 
 
 class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -203,8 +209,8 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.channel_axis = channel_axis
         self.max_value = max_value
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: ArrayLike, y: object = None) -> PixelScaler:
+    @fit_context(prefer_skip_nested_validation=True)
+    def fit(self: _Self, X: ArrayLike, y: object = None) -> _Self:
         """Learn the number of features and, for ``mode="standard"``, the statistics.
 
         Parameters
