@@ -9,6 +9,7 @@
 """
 
 import os as _os
+import typing as _typing
 import warnings as _warnings
 
 from . import _core
@@ -34,6 +35,12 @@ __all__ = [
     "load",
     "save",
 ]
+
+if _typing.TYPE_CHECKING:  # what __getattr__ serves, as type checkers cannot run it
+    from . import datasets, export, io, kernels, preprocessing  # noqa: F401
+    from .estimator import MLPImageClassifier
+    from .io import load, save
+    from .preprocessing import PixelScaler
 
 
 def __getattr__(name):
