@@ -53,11 +53,11 @@ def test_py_typed_ships():
 # -- type hints on the public API --------------------------------------------------------
 
 PUBLIC_FUNCTIONS = [
-    MLPImageClassifier.fit, MLPImageClassifier.partial_fit, MLPImageClassifier.predict,
-    MLPImageClassifier.predict_proba, MLPImageClassifier.predict_log_proba,
-    MLPImageClassifier.summary, PixelScaler.__init__, PixelScaler.fit, PixelScaler.transform,
-    PixelScaler.inverse_transform, datasets.load_fashion_mnist, datasets.load_mnist,
-    datasets.read_idx, datasets.write_idx,
+    MLPImageClassifier.__init__, MLPImageClassifier.fit, MLPImageClassifier.partial_fit,
+    MLPImageClassifier.predict, MLPImageClassifier.predict_proba,
+    MLPImageClassifier.predict_log_proba, MLPImageClassifier.summary, PixelScaler.__init__,
+    PixelScaler.fit, PixelScaler.transform, PixelScaler.inverse_transform,
+    datasets.load_fashion_mnist, datasets.load_mnist, datasets.read_idx, datasets.write_idx,
 ]
 
 

@@ -14,9 +14,9 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral, Real
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -487,43 +487,43 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(256,),
-        activation="relu",
+        hidden_layer_sizes: ArrayLike = (256,),
+        activation: Literal["relu", "logistic", "tanh", "identity"] = "relu",
         *,
-        solver="adam",
-        alpha=1e-4,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=1e-3,
-        power_t=0.5,
-        max_iter=20,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        early_stopping_metric="accuracy",
-        class_weight=None,
-        weight_init="glorot",
-        n_threads=None,
-        warmup_epochs=0.0,
-        dropout=0.0,
-        weight_decay=0.0,
-        label_smoothing=0.0,
-        random_shift=0,
-        random_flip=False,
-        image_shape=None,
-        input_scaler=None,
-        precision="float32",
-    ):
+        solver: Literal["adam", "sgd"] = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | Literal["auto"] = "auto",
+        learning_rate: Literal["constant", "invscaling", "adaptive", "cosine"] = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_iter: int = 20,
+        shuffle: bool | Literal["block"] = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        early_stopping_metric: Literal["accuracy", "loss"] = "accuracy",
+        class_weight: dict | Literal["balanced"] | None = None,
+        weight_init: Literal["glorot", "pytorch"] = "glorot",
+        n_threads: int | None = None,
+        warmup_epochs: float = 0.0,
+        dropout: float | Sequence[float] = 0.0,
+        weight_decay: float = 0.0,
+        label_smoothing: float = 0.0,
+        random_shift: int = 0,
+        random_flip: bool = False,
+        image_shape: tuple[int, ...] | None = None,
+        input_scaler: PixelScaler | None = None,
+        precision: Literal["float32", "bfloat16"] = "float32",
+    ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver

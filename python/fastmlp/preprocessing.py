@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Integral, Real
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -196,11 +196,11 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        mode: str = "symmetric",
+        mode: Literal["symmetric", "unit", "standard"] = "symmetric",
         *,
         per_channel: bool = False,
         n_channels: int | None = None,
-        channel_axis: int = -1,
+        channel_axis: Literal[-1, 1] = -1,
         max_value: float = 255.0,
     ) -> None:
         self.mode = mode
