@@ -13,7 +13,7 @@ import typing
 import pytest
 
 import fastmlp
-from fastmlp import MLPImageClassifier, PixelScaler, datasets
+from fastmlp import MLPImageClassifier, PixelScaler, datasets, io
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,7 @@ PUBLIC_FUNCTIONS = [
     MLPImageClassifier.predict_log_proba, MLPImageClassifier.summary, PixelScaler.__init__,
     PixelScaler.fit, PixelScaler.transform, PixelScaler.inverse_transform,
     datasets.load_fashion_mnist, datasets.load_mnist, datasets.read_idx, datasets.write_idx,
+    io.save, io.load,
 ]
 
 
@@ -68,9 +69,12 @@ def test_public_signatures_are_annotated(function):
                if name != "self" and p.annotation is inspect.Parameter.empty]
     assert not missing and signature.return_annotation is not inspect.Signature.empty
     if sys.version_info >= (3, 10):  # `int | None` evaluates from Python 3.10 on
-        from sklearn.utils import Bunch  # imported by datasets only when type checking
+        # Imported by datasets and io only when type checking.
+        from sklearn.pipeline import Pipeline
+        from sklearn.utils import Bunch
 
-        hints = typing.get_type_hints(function, localns={"Bunch": Bunch})
+        hints = typing.get_type_hints(function, localns={
+            "Bunch": Bunch, "Pipeline": Pipeline, "MLPImageClassifier": MLPImageClassifier})
         assert set(hints) - {"self"} == {*signature.parameters, "return"} - {"self"}
 
 

@@ -24,14 +24,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import zipfile
 import zlib
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from ._atomic import atomic_file
+
+if TYPE_CHECKING:  # for annotations only: scikit-learn loads when a model is saved or read
+    from sklearn.pipeline import Pipeline
+
+    from .estimator import MLPImageClassifier
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "LOADABLE_CLASSES", "METADATA_KEYS", "load",
            "save"]
@@ -74,7 +81,9 @@ def _registry():
 # save
 # --------------------------------------------------------------------------------------
 
-def save(model, path, *, include_optimizer_state=False, metadata=None):
+def save(model: MLPImageClassifier | Pipeline, path: str | os.PathLike[str], *,
+         include_optimizer_state: bool = False, metadata: dict[str, Any] | None = None
+         ) -> None:
     """Write a fitted model to ``path`` in fastmlp's pickle-free format.
 
     Parameters
@@ -245,7 +254,25 @@ class _Writer:
 # load
 # --------------------------------------------------------------------------------------
 
-def load(path, *, return_metadata=False):
+@overload
+def load(path: str | os.PathLike[str], *,
+         return_metadata: Literal[False] = False) -> MLPImageClassifier | Pipeline: ...
+
+
+@overload
+def load(path: str | os.PathLike[str], *, return_metadata: Literal[True]
+         ) -> tuple[MLPImageClassifier | Pipeline, dict[str, Any]]: ...
+
+
+@overload
+def load(path: str | os.PathLike[str], *, return_metadata: bool
+         ) -> MLPImageClassifier | Pipeline | tuple[MLPImageClassifier | Pipeline,
+                                                     dict[str, Any]]: ...
+
+
+def load(path: str | os.PathLike[str], *, return_metadata: bool = False
+         ) -> MLPImageClassifier | Pipeline | tuple[MLPImageClassifier | Pipeline,
+                                                     dict[str, Any]]:
     """Read a model written by :func:`save`.
 
     Parameters
