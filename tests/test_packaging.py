@@ -94,14 +94,18 @@ NUMPYDOC_CODES = {
 
 @pytest.mark.parametrize("name", [
     *(f"fastmlp.MLPImageClassifier.{m}" for m in
-      ("predict", "predict_proba", "predict_log_proba", "partial_fit", "summary")),
+      ("fit", "predict", "predict_proba", "predict_log_proba", "partial_fit", "summary")),
     *(f"fastmlp.PixelScaler.{m}" for m in ("fit", "transform", "inverse_transform")),
 ])
 def test_numpydoc_sections_complete(name):
     validate = pytest.importorskip("numpydoc.validate")
-    errors = [(code, message) for code, message in validate.validate(name)["errors"]
+    result = validate.validate(name)
+    errors = [(code, message) for code, message in result["errors"]
               if code in NUMPYDOC_CODES]
     assert errors == []
+    # A backslash continuing a line of the docstring leaves its indentation inside the
+    # line in help(): numpydoc does not see it.
+    assert re.findall(r"\S {3,}\S", result["docstring"]) == []
 
 
 def _summary_only(X):

@@ -574,10 +574,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images (n, H, W),
-            (n, H, W, C), (n, C, H, W)
-            Any real dtype; scale pixels first (see :class:`fastmlp.PixelScaler`), or
-            let ``input_scaler`` do it.
+        X : array-like of shape (n_samples, n_features), or images
+            Training samples, or images (n, H, W), (n, H, W, C) or (n, C, H, W),
+            flattened in C order. Any real dtype; scale pixels first (see
+            :class:`fastmlp.PixelScaler`), or let ``input_scaler`` do it.
         y : array-like of shape (n_samples,)
             Class labels of any type.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -605,6 +605,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : MLPImageClassifier
+            The estimator, fitted.
         """
         validation = _given_validation(self.early_stopping, X_val, y_val, sample_weight_val)
         return self._fit(X, y, sample_weight, incremental=False, classes=None,
@@ -617,10 +618,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
-                (n, H, W, C) or (n, C, H, W)
-            Training samples of any real dtype, scaled as for :meth:`fit`; image
-            arrays are flattened in C order.
+        X : array-like of shape (n_samples, n_features), or images
+            Training samples of any real dtype, scaled as for :meth:`fit`, or images
+            (n, H, W), (n, H, W, C) or (n, C, H, W), flattened in C order.
         y : array-like of shape (n_samples,)
             Class labels, each one of ``classes``.
         classes : array-like of shape (n_classes,), default=None
@@ -655,9 +655,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
-                (n, H, W, C) or (n, C, H, W)
-            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+        X : array-like of shape (n_samples, n_features), or images
+            Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
+            (n, C, H, W), flattened in C order.
 
         Returns
         -------
@@ -673,9 +673,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
-                (n, H, W, C) or (n, C, H, W)
-            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+        X : array-like of shape (n_samples, n_features), or images
+            Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
+            (n, C, H, W), flattened in C order.
 
         Returns
         -------
@@ -697,9 +697,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or images (n, H, W), \
-                (n, H, W, C) or (n, C, H, W)
-            Samples scaled as for :meth:`fit`; image arrays are flattened in C order.
+        X : array-like of shape (n_samples, n_features), or images
+            Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
+            (n, C, H, W), flattened in C order.
 
         Returns
         -------

@@ -215,9 +215,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, H, W), (n, H, W, C) \
-                or (n, C, H, W)
-            Training images. Image arrays are flattened in C order.
+        X : array-like of shape (n_samples, n_features), or images
+            Training images, as rows or as image arrays (n, H, W), (n, H, W, C) or
+            (n, C, H, W), which are flattened in C order.
 
         y : None
             Ignored.
@@ -262,9 +262,9 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), (n, H, W), (n, H, W, C) \
-                or (n, C, H, W)
-            Images with ``n_features_in_`` values each. With per-channel statistics,
+        X : array-like of shape (n_samples, n_features), or images
+            Images with ``n_features_in_`` values each, as rows or as image arrays
+            (n, H, W), (n, H, W, C) or (n, C, H, W). With per-channel statistics,
             image arrays must have the channel count seen in :meth:`fit`.
 
         Returns
