@@ -8,6 +8,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 import typing
 
 import pytest
@@ -76,6 +77,43 @@ def test_public_signatures_are_annotated(function):
         hints = typing.get_type_hints(function, localns={
             "Bunch": Bunch, "Pipeline": Pipeline, "MLPImageClassifier": MLPImageClassifier})
         assert set(hints) - {"self"} == {*signature.parameters, "return"} - {"self"}
+
+
+def test_type_checkers_see_the_public_api(tmp_path):
+    # What mypy makes of a user's code: the names fastmlp serves lazily, fit through its
+    # validating decorator, and load, have their types, and a wrong call is an error.
+    pytest.importorskip("mypy", reason="mypy is not installed (it is in the test extra)")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(textwrap.dedent("""\
+        import numpy as np
+
+        import fastmlp
+        from fastmlp import MLPImageClassifier
+
+        X, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+        reveal_type(MLPImageClassifier)
+        reveal_type(MLPImageClassifier().fit)
+        reveal_type(fastmlp.load)
+        MLPImageClassifier().fit(X, y, bogus=1)
+        """))
+    config = tmp_path / "mypy.ini"  # mypy's defaults, whatever configuration is around
+    config.write_text("[mypy]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-error-summary",
+         "--ignore-missing-imports", "--cache-dir", str(tmp_path / "cache"), str(snippet)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = done.stdout.splitlines()
+    revealed = [line.split("Revealed type is ", 1)[1] for line in lines
+                if "Revealed type is " in line]
+    assert len(revealed) == 3 and '"Any"' not in revealed, done.stdout + done.stderr
+    assert revealed[0].startswith('"def (hidden_layer_sizes: ')
+    assert revealed[0].endswith('-> fastmlp.estimator.MLPImageClassifier"')
+    assert revealed[1].startswith('"def (X: ')
+    assert revealed[1].endswith('-> fastmlp.estimator.MLPImageClassifier"')
+    assert revealed[2].startswith('"Overload(def (path: ')
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and 'Unexpected keyword argument "bogus"' in errors[0], done.stdout
+    assert done.returncode == 1
 
 
 # -- numpydoc ----------------------------------------------------------------------------
