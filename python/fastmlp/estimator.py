@@ -14,7 +14,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 from typing import Literal, TypeVar
 
@@ -500,7 +500,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         shuffle: bool | Literal["block"] = True,
         random_state: int | np.random.RandomState | None = None,
         tol: float = 1e-4,
-        verbose: bool = False,
+        verbose: bool | int = False,
         warm_start: bool = False,
         momentum: float = 0.9,
         nesterovs_momentum: bool = True,
@@ -515,7 +515,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         weight_init: Literal["glorot", "pytorch"] = "glorot",
         n_threads: int | None = None,
         warmup_epochs: float = 0.0,
-        dropout: float | Sequence[float] = 0.0,
+        dropout: ArrayLike = 0.0,
         weight_decay: float = 0.0,
         label_smoothing: float = 0.0,
         random_shift: int = 0,
