@@ -42,8 +42,10 @@ def _visible_ticks(ax):
 def test_epoch_ticks_are_integers_past_20_epochs(rng, n_epochs):
     ax = _drawn(_plots._curve(_rows(rng, n_epochs, False), "loss", "Loss", 1, "t"))
     ticks = _visible_ticks(ax)
-    # 21 epochs once gave ticks at 2.5, 7.5, ...: half epochs do not exist.
+    # 21 epochs once gave ticks at 2.5, 7.5, ...: half epochs do not exist; nor does
+    # epoch 0, which the axis margin showed.
     assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks)
+    assert 1 <= min(ticks) and max(ticks) <= n_epochs
 
 
 def test_every_epoch_is_a_tick_up_to_20(rng):

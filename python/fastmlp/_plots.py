@@ -103,6 +103,7 @@ def _curve(rows, key, label, scale, title, restored=None):
         ax.set_xticks(epochs)
     else:  # a tick per epoch would crowd; the automatic ticks may fall between epochs
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # no tick at an epoch before the first
     ax.set_title(f"{title}: {label.split(' ')[0].lower()} per epoch")
     ax.grid(alpha=0.3)
     ax.legend()
