@@ -95,6 +95,7 @@ def test_type_checkers_see_the_public_api(tmp_path):
         reveal_type(MLPImageClassifier().fit)
         reveal_type(fastmlp.load)
         MLPImageClassifier().fit(X, y, bogus=1)
+        fastmlp.MLPImageClasifier
         """))
     config = tmp_path / "mypy.ini"  # mypy's defaults, whatever configuration is around
     config.write_text("[mypy]\n")
@@ -112,7 +113,8 @@ def test_type_checkers_see_the_public_api(tmp_path):
     assert revealed[1].endswith('-> fastmlp.estimator.MLPImageClassifier"')
     assert revealed[2].startswith('"Overload(def (path: ')
     errors = [line for line in lines if ": error: " in line]
-    assert len(errors) == 1 and 'Unexpected keyword argument "bogus"' in errors[0], done.stdout
+    assert len(errors) == 2 and 'Unexpected keyword argument "bogus"' in errors[0], done.stdout
+    assert 'has no attribute "MLPImageClasifier"' in errors[1], done.stdout
     assert done.returncode == 1
 
 

@@ -43,27 +43,30 @@ if _typing.TYPE_CHECKING:  # what __getattr__ serves, as type checkers cannot ru
     from .preprocessing import PixelScaler
 
 
-def __getattr__(name):
-    # The estimator, PixelScaler and the submodules load on first use: importing
-    # scikit-learn takes seconds, and the command line imports it inside its Ctrl-C
-    # handling rather than before it.
-    if name == "MLPImageClassifier":
-        from .estimator import MLPImageClassifier
+# Hidden from type checkers, which see the imports above instead, so that a misspelt
+# name is an error to them rather than an untyped attribute.
+if not _typing.TYPE_CHECKING:
+    def __getattr__(name):
+        # The estimator, PixelScaler and the submodules load on first use: importing
+        # scikit-learn takes seconds, and the command line imports it inside its Ctrl-C
+        # handling rather than before it.
+        if name == "MLPImageClassifier":
+            from .estimator import MLPImageClassifier
 
-        return MLPImageClassifier
-    if name == "PixelScaler":
-        from .preprocessing import PixelScaler
+            return MLPImageClassifier
+        if name == "PixelScaler":
+            from .preprocessing import PixelScaler
 
-        return PixelScaler
-    if name in ("save", "load"):
-        from . import io
+            return PixelScaler
+        if name in ("save", "load"):
+            from . import io
 
-        return getattr(io, name)
-    if name in _LAZY_SUBMODULES:
-        import importlib
+            return getattr(io, name)
+        if name in _LAZY_SUBMODULES:
+            import importlib
 
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
+            return importlib.import_module(f".{name}", __name__)
+        raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
 
 
 # Loaded by __getattr__ on first use; listed by dir() before that, for tab completion.
