@@ -324,7 +324,7 @@ def load(path: str | os.PathLike[str], *, return_metadata: bool = False
         except ValueError:  # a pickle (np.load never unpickles here), or not NumPy at all
             raise ValueError(f"{path} is not a fastmlp model file (not a NumPy .npz "
                              f"archive)") from None
-        except (zipfile.BadZipFile, EOFError) as exc:
+        except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
             raise ValueError(f"{path} is corrupt or truncated: {exc}") from None
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError(f"{path} is not a fastmlp model file (it is a single .npy "
@@ -345,8 +345,11 @@ def _read_archive(archive, path):
     except _FormatError:
         raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError,
-            TypeError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
-        # A damaged member fails its CRC check; damaged JSON values fail where used.
+            TypeError, AttributeError, IndexError, OverflowError, RecursionError,
+            NotImplementedError, RuntimeError) as exc:
+        # A damaged member fails its CRC check; a damaged zip header may name a zip
+        # version or compression method zipfile lacks, or set the encryption flag
+        # (RuntimeError); damaged JSON values fail where used.
         raise ValueError(f"{path} is corrupt or truncated: "
                          f"{type(exc).__name__}: {exc}") from None
     try:
