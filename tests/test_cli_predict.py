@@ -160,6 +160,28 @@ def test_bad_files_are_reported_and_the_others_still_predicted(capsys, model, im
     assert "no such file" in messages[6] and "not a file" in messages[7]
 
 
+def test_damaged_headers_are_reported_as_such(capsys, model, images, tmp_path):
+    # Both ended in a traceback: Pillow's DecompressionBombError for a BMP whose header
+    # (damaged) claims 900 million pixels, and tokenize's TokenError for a .npy header
+    # with a parenthesis lost.
+    bomb, npy = tmp_path / "bomb.bmp", tmp_path / "damaged.npy"
+    Image.fromarray(images[0]).save(bomb)
+    header = bytearray(bomb.read_bytes())
+    header[18:26] = np.array([30000, 30000], "<i4").tobytes()  # width, height
+    bomb.write_bytes(bytes(header))
+    np.save(npy, images[:1])
+    content = npy.read_bytes()
+    end = content.index(b")")  # closes the header's shape
+    npy.write_bytes(content[:end] + b" " + content[end + 1:])
+    status, out, err = run(capsys, "predict", model, bomb, npy)
+    assert status == 1 and out == "" and "Traceback" not in err, err
+    messages = err.splitlines()
+    assert len(messages) == 2
+    assert messages[0].startswith(f"fastmlp: error: {bomb}: too large to read: Image size "
+                                  f"(900000000 pixels) exceeds limit")
+    assert messages[1].startswith(f"fastmlp: error: {npy}: not a readable .npy file")
+
+
 def test_without_pillow_the_message_says_how_to_install_it(capsys, model, images, tmp_path,
                                                            monkeypatch):
     png, large = tmp_path / "image.png", tmp_path / "large.npy"

@@ -13,6 +13,8 @@ notes, which the command prints on stderr.
 from __future__ import annotations
 
 import os
+import tokenize
+import warnings
 
 import numpy as np
 
@@ -132,8 +134,10 @@ def _pillow():
 def _read_pillow(path, channels, notes):
     Image = _pillow()
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings(record=True) as caught, Image.open(path) as image:
+            warnings.simplefilter("always")
             image.load()
+            notes += [f"Pillow: {w.message}" for w in caught]  # e.g. corrupt EXIF data
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: to 0..255
                 pixels = np.asarray(image, dtype=np.float64) / 257.0
                 return _convert_channels(pixels[None, ..., None], channels, notes)[0]
@@ -144,12 +148,15 @@ def _read_pillow(path, channels, notes):
             return _channels_last(np.asarray(image.convert(mode)))
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors of bad files
         raise ImageFileError(f"not a readable image: {exc}") from None
+    except Image.DecompressionBombError as exc:  # a size (perhaps a damaged one) to refuse
+        raise ImageFileError(f"too large to read: {exc}") from None
 
 
 def _read_npy(path):
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+        # (a damaged header fails NumPy's parse of it with any of the last two)
         raise ImageFileError(f"not a readable .npy file: {exc}") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
         raise ImageFileError(f"holds {getattr(array, 'dtype', type(array))} values, not "

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import tokenize
 import zipfile
 import zlib
 from numbers import Integral, Real
@@ -346,10 +347,11 @@ def _read_archive(archive, path):
         raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError,
             TypeError, AttributeError, IndexError, OverflowError, RecursionError,
-            NotImplementedError, RuntimeError) as exc:
-        # A damaged member fails its CRC check; a damaged zip header may name a zip
-        # version or compression method zipfile lacks, or set the encryption flag
-        # (RuntimeError); damaged JSON values fail where used.
+            NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError) as exc:
+        # A damaged member fails its CRC check (a damaged array header may fail NumPy's
+        # parse of it first); a damaged zip header may name a zip version or compression
+        # method zipfile lacks, or set the encryption flag (RuntimeError); damaged JSON
+        # values fail where used.
         raise ValueError(f"{path} is corrupt or truncated: "
                          f"{type(exc).__name__}: {exc}") from None
     try:
