@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -528,6 +529,26 @@ def test_a_damaged_array_is_refused(saved):
     content[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF  # inside its data
     saved.write_bytes(bytes(content))
     with pytest.raises(ValueError, match="corrupt"):
+        fastmlp.load(saved)
+
+
+def test_an_array_declaring_more_than_it_holds_is_refused_before_allocation(saved):
+    # A damaged shape in an array's header: NumPy set out to allocate 37 GiB.
+    with zipfile.ZipFile(saved) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    name = next(n for n in members if "coefs_.0" in n)
+    data = members[name]
+    length = int.from_bytes(data[8:10], "little")  # .npy format 1.0: the header's length
+    header = data[10:10 + length].decode("latin1")
+    shape = re.search(r"'shape': (\([^)]*\))", header).group(1)
+    header = header.replace(shape, "(100000, 100000)").ljust(length - 1)[:length - 1] + "\n"
+    members[name] = data[:10] + header.encode("latin1") + data[10 + length:]
+    with zipfile.ZipFile(saved, "w") as z:
+        for member, content in members.items():
+            z.writestr(member, content)
+    held = len(data) - 10 - length
+    with pytest.raises(ValueError, match=re.escape(
+            f"declares float32 values of shape (100000, 100000), but holds {held} bytes")):
         fastmlp.load(saved)
 
 

@@ -447,8 +447,26 @@ class _Reader:
     def _array(self, key, node, where):
         if key not in self.archive.files:
             self.fail(f"the array {key!r} of {where} is missing")
+        self._check_size(key, where)
         a = self.archive[key]
         return a.astype(object) if node.get("object") else a
+
+    def _check_size(self, key, where):
+        """Fail for an array whose header declares other than the bytes its member
+        holds, before NumPy allocates what it declares (a damaged shape asked for GiB)."""
+        formats = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        info = self.archive.zip.getinfo(key + ".npy")
+        with self.archive.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in formats:
+                self.fail(f"the array {key!r} of {where} is in .npy format {version}")
+            shape, _, dtype = formats[version](f)
+            held = info.file_size - f.tell()
+        declared = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject or declared != held:
+            self.fail(f"the array {key!r} of {where} declares {dtype} values of shape "
+                      f"{shape}, but holds {held} bytes")
 
     def _float(self, text, node, where):
         if text not in ("inf", "-inf", "nan"):
