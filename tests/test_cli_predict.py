@@ -164,7 +164,7 @@ def test_damaged_headers_are_reported_as_such(capsys, model, images, tmp_path):
     # Both ended in a traceback: Pillow's DecompressionBombError for a BMP whose header
     # (damaged) claims 900 million pixels, and tokenize's TokenError for a .npy header
     # with a parenthesis lost.
-    bomb, npy = tmp_path / "bomb.bmp", tmp_path / "damaged.npy"
+    bomb, npy, large = (tmp_path / n for n in ("bomb.bmp", "damaged.npy", "large.npy"))
     Image.fromarray(images[0]).save(bomb)
     header = bytearray(bomb.read_bytes())
     header[18:26] = np.array([30000, 30000], "<i4").tobytes()  # width, height
@@ -173,10 +173,17 @@ def test_damaged_headers_are_reported_as_such(capsys, model, images, tmp_path):
     content = npy.read_bytes()
     end = content.index(b")")  # closes the header's shape
     npy.write_bytes(content[:end] + b" " + content[end + 1:])
-    status, out, err = run(capsys, "predict", model, bomb, npy)
+    # And a shape that claims 261 GiB: a MemoryError, told as "out of memory".
+    np.save(large, images[:1])
+    content = large.read_bytes()
+    large.write_bytes(content.replace(b"(1, 28, 28)", b"(100000, 100000, 28)", 1)
+                      .replace(b" " * 9 + b"\n", b"\n", 1))
+    status, out, err = run(capsys, "predict", model, bomb, npy, large)
     assert status == 1 and out == "" and "Traceback" not in err, err
     messages = err.splitlines()
-    assert len(messages) == 2
+    assert len(messages) == 3
+    assert messages[2] == (f"fastmlp: error: {large}: not a readable .npy file: its header "
+                           f"declares {28 * 10**10} bytes of values, but it holds 784")
     assert messages[0].startswith(f"fastmlp: error: {bomb}: too large to read: Image size "
                                   f"(900000000 pixels) exceeds limit")
     assert messages[1].startswith(f"fastmlp: error: {npy}: not a readable .npy file")

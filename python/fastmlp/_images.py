@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from ._npy import declared_and_held
+
 __all__ = ["ImageFileError", "model_geometry", "read_images"]
 
 _PILLOW_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -154,6 +156,11 @@ def _read_pillow(path, channels, notes):
 
 def _read_npy(path):
     try:
+        with open(path, "rb") as f:
+            sizes = declared_and_held(f, os.fstat(f.fileno()).st_size)
+        if sizes is not None and sizes[0] > sizes[1]:
+            raise ValueError(f"its header declares {sizes[0]} bytes of values, but it "
+                             f"holds {sizes[1]}")
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, SyntaxError, tokenize.TokenError) as exc:
         # (a damaged header fails NumPy's parse of it with any of the last two)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 
 from ._atomic import atomic_file
+from ._npy import declared_and_held
 
 if TYPE_CHECKING:  # for annotations only: scikit-learn loads when a model is saved or read
     from sklearn.pipeline import Pipeline
@@ -453,20 +454,13 @@ class _Reader:
 
     def _check_size(self, key, where):
         """Fail for an array whose header declares other than the bytes its member
-        holds, before NumPy allocates what it declares (a damaged shape asked for GiB)."""
-        formats = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}
+        holds, before NumPy allocates what it declares."""
         info = self.archive.zip.getinfo(key + ".npy")
         with self.archive.zip.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version not in formats:
-                self.fail(f"the array {key!r} of {where} is in .npy format {version}")
-            shape, _, dtype = formats[version](f)
-            held = info.file_size - f.tell()
-        declared = math.prod(shape) * dtype.itemsize
-        if dtype.hasobject or declared != held:
-            self.fail(f"the array {key!r} of {where} declares {dtype} values of shape "
-                      f"{shape}, but holds {held} bytes")
+            sizes = declared_and_held(f, info.file_size)
+        if sizes is not None and sizes[0] != sizes[1]:
+            self.fail(f"the array {key!r} of {where} declares {sizes[0]} bytes of values, "
+                      f"but holds {sizes[1]}")
 
     def _float(self, text, node, where):
         if text not in ("inf", "-inf", "nan"):
