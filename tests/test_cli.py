@@ -529,6 +529,19 @@ def test_a_run_of_few_steps_is_told_so(capsys, data_dir, monkeypatch):
             "--batch-size 6) or more --epochs\n") in err
 
 
+@pytest.mark.parametrize("argv, noted", [
+    (["--lr-schedule", "cosine", "--warmup-epochs", "1e9", "--epochs", "1"], True),
+    (["--preset", "accurate", "--epochs", "1", "--hidden", "8"], True),  # its warmup is 1
+    (["--preset", "accurate", "--epochs", "2", "--hidden", "8"], False),
+])
+def test_a_warmup_as_long_as_the_run_is_told(capsys, data_dir, argv, noted):
+    status, _, err = run(capsys, "train", "--data-dir", data_dir, "-q", *argv)
+    assert status == 0, err
+    assert ("the learning rate rises for the whole run and never decays" in err) == noted
+    if noted:
+        assert err.startswith("fastmlp: note: --warmup-epochs ")
+
+
 def test_raw_pixels_with_a_tiny_learning_rate_train(capsys, data_dir):
     status, out, err = run(capsys, "train", "--data-dir", data_dir, "--normalize", "none",
                            "--lr", "1e-5", "--epochs", "2")

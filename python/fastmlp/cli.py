@@ -900,6 +900,7 @@ def _cmd_train(args):
     if args.batch_size is None:  # --resume of a model fitted in Python with "auto"
         args.batch_size = _auto_batch_size(args, len(y_train))
     _clip_batch_size(args, len(y_train))
+    _note_a_warmup_as_long_as_the_run(args)
     classifier = _classifier_to_train(args, activation, image_shape)
     X_train, X_test = data.data, data.data_test  # uint8, scaled inside the core
     load_time = time.perf_counter() - wall_start
@@ -960,6 +961,16 @@ def _clip_batch_size(args, n_train):
         print(f"fastmlp: note: --batch-size {args.batch_size:,} is more than the {n:,} "
               f"samples trained on: each batch holds all of them", file=sys.stderr)
         args.batch_size = n
+
+
+def _note_a_warmup_as_long_as_the_run(args):
+    """A note when the cosine schedule's warmup lasts the whole run: the learning rate
+    then only rises, never decays (legal, and likely not what was meant)."""
+    if args.lr_schedule == "cosine" and args.warmup_epochs >= args.epochs:
+        _clear_line()
+        print(f"fastmlp: note: --warmup-epochs {args.warmup_epochs:g} is not shorter than "
+              f"the run ({_count(args.epochs, 'epoch')}): the learning rate rises for the "
+              f"whole run and never decays", file=sys.stderr)
 
 
 def _fit_samples(args, n_train):
