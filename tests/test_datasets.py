@@ -909,11 +909,47 @@ def test_the_command_line_downloads_into_its_data_dir(env, mirror, capsys):
     status, out, err = run(capsys, "evaluate", model, "--data-dir", env.tmp / "other",
                                "--download")
     assert status == 0, err
-    assert files_under(env.tmp / "other") == files_under(here) and len(mirror.requests) == 8
+    # evaluate fetches only the two test files it reads (it fetched all four).
+    assert files_under(env.tmp / "other") == sorted(
+        f"fashion-mnist/{n}" for n in (FILES["test_images"], FILES["test_labels"]))
+    assert len(mirror.requests) == 6
+    assert f"test set: 10 images from {env.tmp / 'other' / 'fashion-mnist'}\n" in out
     # Found there now: nothing is downloaded again.
     status, out, err = run(capsys, "train", "--data-dir", here, "--download", "-q",
                                "--epochs", "1", "--hidden", "4")
-    assert status == 0 and len(mirror.requests) == 8, err
+    assert status == 0 and len(mirror.requests) == 6, err
+    status, out, err = run(capsys, "evaluate", model, "--data-dir", env.tmp / "other",
+                           "--download")
+    assert status == 0 and len(mirror.requests) == 6, err
+
+
+def test_evaluate_reads_test_files_alone_from_the_lookup(env, mirror, capsys, monkeypatch):
+    # With $FASTMLP_DATA holding only the two test files, evaluate read the system
+    # directory's full data set instead, without saying which it read.
+    model = env.tmp / "m.fastmlp"
+    assert run(capsys, "train", "--epochs", "1", "--hidden", "4", "-q", "--save",
+               model)[0] == 0
+    mine = env.tmp / "mine"
+    mine.mkdir()
+    for role in ("test_images", "test_labels"):
+        write_idx(mine / FILES[role], read_idx(env.system / "fashion-mnist" / FILES[role])[:4])
+    monkeypatch.setenv("FASTMLP_DATA", str(mine))
+    status, out, err = run(capsys, "evaluate", model)
+    assert status == 0, err
+    assert f"Fashion-MNIST test set: 4 images from {mine}\n" in out
+    # Found nowhere: the message names the two test files, and where it looked.
+    shutil.rmtree(env.system)
+    for f in mine.iterdir():
+        f.unlink()
+    (env.tmp / "a-file").write_text("")
+    monkeypatch.setenv("FASTMLP_DATA", str(env.tmp / "a-file"))
+    status, out, err = run(capsys, "evaluate", model)
+    assert status == 1 and out == "", err
+    assert "fastmlp looks for the two test files t10k-images-idx3-ubyte.gz and " in err
+    assert f"{env.tmp / 'a-file'} ($FASTMLP_DATA): not a directory" in err
+    status, _, err = run(capsys, "evaluate", model, "--data-dir", env.tmp / "a-file")
+    assert status == 1 and err == f"fastmlp: error: --data-dir {env.tmp / 'a-file'} is not " \
+                                  f"a directory\n"
 
 
 def assert_command_line_advice(err):

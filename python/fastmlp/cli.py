@@ -692,7 +692,7 @@ def _load_data(dataset, data_dir, download):
     ``data_dir`` into the user cache."""
     spec = datasets._DATASETS[dataset]
     if data_dir is not None:
-        data_dir = os.path.expanduser(data_dir)
+        data_dir = _data_dir_path(data_dir)
     missing = not datasets._in_data_home(dataset, data_dir)
     if data_dir is not None and missing and not download:
         raise CommandError(
@@ -712,29 +712,33 @@ def _load_data(dataset, data_dir, download):
 
 
 def _load_test_data(dataset, data_dir, download):
-    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``),
-    read without the training files: from ``data_dir`` (it, or DIR/<dataset>, holding the
-    two test files will do), else from the first directory of the loaders' lookup that
-    holds the data set."""
+    """The test split (``data_test``, ``target_test``, ``images_test``, ``target_names``
+    and ``directory``, where it was read), without the training files: from the first
+    directory holding the two test files of ``data_dir`` (it, or DIR/<dataset>), or else
+    of the loaders' lookup. With ``download``, the two files are fetched when found
+    nowhere, into DIR/<dataset> or the user cache."""
     from sklearn.utils import Bunch
 
+    spec, test_files = datasets._DATASETS[dataset], datasets._FILE_NAMES[2:]
     if data_dir is not None:
+        data_dir = _data_dir_path(data_dir)
         directories = datasets._data_home_dirs(dataset, data_dir)
     else:
         directories = [d for d, _ in datasets._search_dirs(dataset, None)]
-    for directory in directories:
-        found, missing = datasets._files_in(directory)
-        if ({"test_images", "test_labels"} <= set(found) if data_dir is not None
-                else not missing):
-            break
-    else:
-        if download or data_dir is None:  # the loader downloads, or says where it looked
-            return _load_data(dataset, data_dir, download)
+    found = _test_files_in(directories)
+    if found is None and download:
+        try:
+            datasets._download_to_data_home(dataset, data_dir, names=test_files)
+        except OSError as exc:
+            raise CommandError(f"could not load {spec.title}: {exc}") from None
+        found = _test_files_in([datasets._download_dir(dataset, data_dir)])
+    if found is None and data_dir is None:
+        raise CommandError(datasets._command_line_not_found(dataset, names=test_files))
+    if found is None:
         raise CommandError(
-            f"{data_dir} does not hold the test files of "
-            f"{datasets._DATASETS[dataset].title} ({datasets._FILE_NAMES[2]} and "
-            f"{datasets._FILE_NAMES[3]}, gzipped or not), neither directly nor in "
-            f"{os.path.join(data_dir, dataset)}; add --download to fetch the data set there")
+            f"{data_dir} does not hold the test files of {spec.title} ({test_files[0]} "
+            f"and {test_files[1]}, gzipped or not), neither directly nor in "
+            f"{os.path.join(data_dir, dataset)}; add --download to fetch them there")
     try:
         images = datasets.read_idx(found["test_images"])
         labels = datasets.read_idx(found["test_labels"])
@@ -743,7 +747,27 @@ def _load_test_data(dataset, data_dir, download):
         raise CommandError(f"could not load the test split: {exc}") from None
     return Bunch(data_test=images.reshape(len(images), -1), images_test=images,
                  target_test=labels.astype(np.int64),
-                 target_names=np.asarray(datasets._DATASETS[dataset].target_names))
+                 target_names=np.asarray(spec.target_names),
+                 directory=os.path.dirname(found["test_images"]))
+
+
+def _test_files_in(directories):
+    """{role: path} of the two test files in the first of the directories holding both,
+    or None."""
+    for directory in directories:
+        found, _ = datasets._files_in(directory)
+        if {"test_images", "test_labels"} <= set(found):
+            return found
+    return None
+
+
+def _data_dir_path(data_dir):
+    """--data-dir with ~ expanded; CommandError if it is something other than a
+    directory (a missing one is the data set's absence, told by the caller)."""
+    path = os.path.expanduser(data_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(f"--data-dir {data_dir} is not a directory")
+    return path
 
 
 def _architecture(n_features, hidden, activation, n_classes):
@@ -1502,7 +1526,7 @@ def _cmd_evaluate(args):
 
     arch = meta.get("architecture")
     print(f"Model: {args.model}" + (f" ({arch})" if arch else ""))
-    print(f"{title} test set: {len(y_test):,} images")
+    print(f"{title} test set: {len(y_test):,} images from {data.directory}")
     print(f"Test Loss: {loss:.4f}, Test Accuracy: {100 * accuracy:.2f}% "
           f"({int(np.sum(y_pred == y_test))}/{len(y_test)})")
     print()

@@ -232,14 +232,15 @@ def _in_data_home(key, data_home):
     return any(not _files_in(d)[1] for d in _data_home_dirs(key, data_home))
 
 
-def _download_to_data_home(key, data_home):
+def _download_to_data_home(key, data_home, names=None):
     """The command line's ``--download``: fetch the files of data set ``key`` that
     ``data_home`` lacks into ``data_home/<key>`` (None: the user cache), with the loaders'
     defaults, whether or not another directory of the lookup holds them (with
-    ``--data-dir DIR`` only DIR counts). Failures advise the command's own options."""
+    ``--data-dir DIR`` only DIR counts); ``names``: only those of the files (evaluate's
+    two test files). Failures advise the command's own options."""
     defaults = _DATASETS[key].loader.__kwdefaults__
     _download(key, _download_dir(key, data_home), defaults["base_url"], defaults["timeout"],
-              defaults["verbose"], advice=_advice(key, command_line=True))
+              defaults["verbose"], advice=_advice(key, command_line=True), names=names)
 
 
 @dataclass(frozen=True)
@@ -266,20 +267,21 @@ def _advice(key, command_line=False):
                    elsewhere=f"see the message of {fn}() without download=True")
 
 
-def _command_line_not_found(key):
-    """The message of the command line, which has no data_home, when data set ``key`` is
-    found nowhere: its ways to get the data are its options."""
-    searched = [(d, origin, _files_in(d)[1]) for d, origin in _search_dirs(key, None)]
-    return _not_found_message(key, None, searched, command_line=True)
+def _command_line_not_found(key, names=_FILE_NAMES):
+    """The message of the command line, which has no data_home, when data set ``key`` (or
+    its files ``names``) is found nowhere: its ways to get the data are its options."""
+    searched = [(d, origin, [n for n in _files_in(d)[1] if n in names])
+                for d, origin in _search_dirs(key, None)]
+    return _not_found_message(key, None, searched, command_line=True, names=names)
 
 
-def _not_found_message(key, data_home, searched, command_line=False):
+def _not_found_message(key, data_home, searched, command_line=False, names=_FILE_NAMES):
     spec = _DATASETS[key]
     fn = spec.function
-    names = list(_FILES.values())
+    which = "four files" if len(names) == 4 else "two test files"
     lines = [
-        f"{spec.title} was not found. fastmlp looks for the four files "
-        f"{', '.join(names[:3])} and {names[3]} (or the same names without .gz) in:"
+        f"{spec.title} was not found. fastmlp looks for the {which} "
+        f"{', '.join(names[:-1])} and {names[-1]} (or the same names without .gz) in:"
     ]
     if data_home is None and not command_line:
         lines.append("  - data_home: not given")
@@ -287,8 +289,8 @@ def _not_found_message(key, data_home, searched, command_line=False):
         lines.append("  - $FASTMLP_DATA: not set")
     for directory, origin, missing in searched:
         if not os.path.isdir(directory):
-            state = "does not exist"
-        elif len(missing) == len(_FILES):
+            state = "not a directory" if os.path.exists(directory) else "does not exist"
+        elif len(missing) == len(names):
             state = "no data files"
         else:
             state = "incomplete, missing " + ", ".join(missing)
@@ -418,9 +420,9 @@ def _too_slow(url, timeout, got, advice):
     )
 
 
-def _download(key, target, base_url, timeout, verbose, advice=None):
-    """Fetch the missing files into target: all of them land, or none does. Failure
-    messages give ``advice`` (by default the loaders').
+def _download(key, target, base_url, timeout, verbose, advice=None, names=None):
+    """Fetch the missing files (of ``names``, None: all four) into target: all of them
+    land, or none does. Failure messages give ``advice`` (by default the loaders').
 
     Each file is streamed to a hidden temporary file in ``target`` and its MD5 checked;
     only when every file is complete and correct are they renamed into place. On any
@@ -443,7 +445,7 @@ def _download(key, target, base_url, timeout, verbose, advice=None):
         created.append(d)
         d = os.path.dirname(d)
     os.makedirs(target, exist_ok=True)
-    _, missing = _files_in(target)
+    missing = [n for n in _files_in(target)[1] if names is None or n in names]
     pending = []  # a StagedFile per file fetched so far
     try:
         for name in missing:
