@@ -588,6 +588,7 @@ def test_summary(capsys):
     ["train", "--batch-size", "x"],
     ["evaluate"],
     ["summary", "--input", "0"],
+    ["summary", "--classes", "1"],  # a classifier needs two
     ["frobnicate"],
     [],
 ])

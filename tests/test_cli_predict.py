@@ -205,6 +205,8 @@ def test_predict_without_a_model_file(capsys, tmp_path):
     assert status == 1 and "does not exist" in err and out == ""
     status, out, err = run(capsys, "predict", tmp_path, tmp_path / "x.png")
     assert status == 1 and f"model file {tmp_path} is a directory" in err and out == ""
+    status, out, err = run(capsys, "predict", "/dev/null", tmp_path / "x.png")
+    assert status == 1 and "model file /dev/null is not a regular file" in err
 
 
 # -- train --resume ----------------------------------------------------------------------

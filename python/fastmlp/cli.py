@@ -440,8 +440,9 @@ def _add_summary_command(sub):
                          help="hidden activation (default: %(default)s)")
     summary.add_argument("--input", type=_positive_int, default=784, metavar="N",
                          help="input features (pixels) (default: %(default)s)")
-    summary.add_argument("--classes", type=_positive_int, default=10, metavar="N",
-                         help="output classes (default: %(default)s)")
+    summary.add_argument("--classes", type=_int_from(2, "a number of classes >= 2"),
+                         default=10, metavar="N", help="output classes (default: "
+                                                       "%(default)s)")
     summary.set_defaults(handler=_cmd_summary)
 
 
@@ -1444,7 +1445,8 @@ def _load_model(path, allow_pickle=False):
     if os.path.isdir(path):
         raise CommandError(f"model file {path} is a directory")
     if not os.path.isfile(path):
-        raise CommandError(f"model file {path} does not exist")
+        state = "is not a regular file" if os.path.exists(path) else "does not exist"
+        raise CommandError(f"model file {path} {state}")
     try:
         return io.load(path, return_metadata=True)
     except (OSError, ValueError) as exc:
