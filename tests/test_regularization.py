@@ -327,6 +327,47 @@ def test_image_geometry_of_3d_and_4d_input(rng):
     assert image_geometry(X.reshape(len(X), -1), (6, 5, 3)) == (6, 5, 3, False)
 
 
+def test_two_channel_images_have_their_geometry(rng):
+    # Grayscale-with-alpha images: 2 was no channel count to the augmentations (it was to
+    # PixelScaler), so (n, 2, 8, 8) images were taken for 2x8 images of 8 channels,
+    # mirrored along their height and shifted across their channels.
+    from fastmlp._training import image_geometry
+    X = rng.integers(0, 256, size=(20, 8, 6, 2), dtype=np.uint8)
+    assert image_geometry(X, None) == (8, 6, 2, False)
+    assert image_geometry(np.moveaxis(X, -1, 1), None) == (8, 6, 2, True)
+    # Where both axes could hold channels, the last one does, as for 1, 3 and 4.
+    assert image_geometry(X[:, :2, :3], None) == (2, 3, 2, False)
+    with pytest.raises(ValueError, match=r"looks like \(C, H, W\)"):
+        image_geometry(None, (2, 8, 6))
+
+
+def test_two_channel_images_first_are_augmented_as_such(rng, monkeypatch):
+    from fastmlp import PixelScaler, estimator
+    seen = []
+
+    def recording(*args):
+        options = train_options(*args)
+        seen.append(options.image)
+        return options
+
+    train_options = estimator.train_options
+    monkeypatch.setattr(estimator, "train_options", recording)
+    X = rng.integers(0, 256, size=(120, 2, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, 3, size=120)
+    _fit(X, y, input_scaler=PixelScaler(channel_axis=1), random_shift=2, random_flip=True)
+    assert seen == [(8, 8, 2, True)]
+
+
+def test_random_shift_is_checked_against_the_real_image_size(rng):
+    # 4x16 images of 2 channels, channels first: read as 2x4 images of 16 channels, a
+    # shift of 4 was refused, and one of 15 would have been refused for the wrong reason.
+    X = rng.normal(size=(60, 2, 4, 16)).astype(np.float32)
+    y = rng.integers(0, 2, size=60)
+    assert _fit(X, y, random_shift=4).n_iter_ == 3
+    with pytest.raises(ValueError, match="which are 4x16 pixels"):
+        _fit(X, y, random_shift=16)
+
+
 @pytest.mark.parametrize("channels_first", [False, True])
 def test_4d_images_train_with_augmentation(rng, channels_first):
     X, y = _images(rng, c=3)

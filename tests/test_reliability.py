@@ -525,7 +525,8 @@ def test_partial_fit_checks_parameters_set_after_the_first_call(rng, params):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"image_shape": (3, 2, 2), "random_flip": True}, r"looks like \(C, H, W\)"),
+    # Not (3, 2, 2): that may as well be 3x2 images of 2 channels (gray and alpha).
+    ({"image_shape": (3, 2, 5), "random_flip": True}, r"looks like \(C, H, W\)"),
     ({"image_shape": (2.5, 2.4), "random_flip": True}, "positive integers"),
     ({"image_shape": (2, True, 3), "random_flip": True}, "positive integers"),
     ({"image_shape": (2, 3), "random_shift": 3}, "smaller than the images"),

@@ -26,10 +26,10 @@ from ._memory import cache_aligned
 from ._optim import OptimizerState
 from .exceptions import PrecisionWarning
 
-__all__ = ["FLOAT32_BELOW_ONE", "FLOAT32_MAX", "FLOAT32_TINY", "BestWeights", "ChunkSizer",
-           "EpochTotals", "FitRecord", "ReadAhead", "Run", "TrainingData", "core_precision",
-           "epoch_order", "float32_normal", "float32_range_text", "float32_rate",
-           "image_geometry", "penalty_overshoot", "train_options"]
+__all__ = ["FLOAT32_BELOW_ONE", "FLOAT32_MAX", "FLOAT32_TINY", "IMAGE_CHANNELS", "BestWeights",
+           "ChunkSizer", "EpochTotals", "FitRecord", "ReadAhead", "Run", "TrainingData",
+           "core_precision", "epoch_order", "float32_normal", "float32_range_text",
+           "float32_rate", "image_geometry", "penalty_overshoot", "train_options"]
 
 # float32's range of positive normal numbers: the precision the core computes in.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
@@ -303,12 +303,18 @@ def _mapped_file(X):
     return root.filename, root.offset + delta
 
 
+# Channel counts that images have (grayscale, grayscale with alpha, RGB, RGBA): how the
+# augmentations and PixelScaler tell which axis of a 4-D array holds the channels. One
+# tuple for both, so that they never read the same images in different layouts.
+IMAGE_CHANNELS = (1, 2, 3, 4)
+
+
 def image_geometry(X, image_shape):
     """(H, W, C, channels_first) of X's images, or None when X is rows of unknown shape.
 
     ``image_shape`` ((H, W) or (H, W, C), channels last) wins; otherwise 3-D X is
     (n, H, W) and 4-D X is (n, H, W, C), or (n, C, H, W) when its second axis looks like
-    channels (1, 3 or 4) and its last does not.
+    channels (a count in IMAGE_CHANNELS) and its last does not.
     """
     if image_shape is not None:
         shape = tuple(image_shape)
@@ -317,7 +323,8 @@ def image_geometry(X, image_shape):
             raise ValueError(f"image_shape must be (H, W) or (H, W, C) of positive integers, "
                              f"got {image_shape!r}")
         shape = tuple(int(v) for v in shape)
-        if len(shape) == 3 and shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+        if (len(shape) == 3 and shape[0] in IMAGE_CHANNELS
+                and shape[2] not in IMAGE_CHANNELS):
             # Rows in (C, H, W) order read as (H, W, C) would shift across channels.
             raise ValueError(
                 f"image_shape={shape} looks like (C, H, W); image_shape is channels last, "
@@ -328,7 +335,7 @@ def image_geometry(X, image_shape):
     if ndim == 3:
         return (X.shape[1], X.shape[2], 1, False)
     if ndim == 4:
-        if X.shape[1] in (1, 3, 4) and X.shape[3] not in (1, 3, 4):
+        if X.shape[1] in IMAGE_CHANNELS and X.shape[3] not in IMAGE_CHANNELS:
             return (X.shape[2], X.shape[3], X.shape[1], True)
         return (X.shape[1], X.shape[2], X.shape[3], False)
     return None

@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._sklearn import fit_context
+from ._training import IMAGE_CHANNELS
 from .exceptions import PixelRangeWarning
 
 __all__ = ["PixelScaler"]
@@ -34,10 +35,6 @@ _MIN_MAX_VALUE = 2.0 / _FLOAT32_MAX
 # images of another bit depth (digits' 0..16, binary 0/1 masks) rather than dark 8-bit
 # images: a dark subset of Fashion-MNIST or MNIST still reaches 255 somewhere.
 _FAR_BELOW_FRACTION = 0.25
-
-# Channel counts that images have (grayscale, grayscale with alpha, RGB, RGBA); used to
-# tell which axis of a 4-D array holds the channels.
-_PLAUSIBLE_CHANNELS = (1, 2, 3, 4)
 
 # Rows are processed in blocks of about this many values, so that the float64 working copy
 # stays small (a few hundred kB) however large the data set is.
@@ -370,7 +367,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if self.n_channels is not None:
             return
         axis, other = (-1, 1) if self.channel_axis == -1 else (1, -1)
-        if shape[axis] in _PLAUSIBLE_CHANNELS or shape[other] not in _PLAUSIBLE_CHANNELS:
+        if shape[axis] in IMAGE_CHANNELS or shape[other] not in IMAGE_CHANNELS:
             return
         layout = "(n, C, H, W)" if other == 1 else "(n, H, W, C)"
         raise ValueError(
