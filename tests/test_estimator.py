@@ -734,6 +734,46 @@ def test_a_list_of_images_is_an_image_array():
 
 
 @quiet
+def test_images_of_another_shape_than_fit_saw_are_refused(rng):
+    # Image arrays are flattened in C order: (3, 8, 8) or (4, 16, 3) images given to a
+    # model fitted on (8, 8, 3) ones have the right size but their pixels in another
+    # order, and were classified as garbage without an error.
+    X = rng.random((60, 8, 8, 3), dtype=np.float32)
+    y = np.arange(60) % 3
+    clf = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert clf.image_shape_in_ == (8, 8, 3)
+    before = [c.copy() for c in clf.coefs_]
+    refused = r"holds images of shape \(%s\).* fitted on images of shape \(8, 8, 3\)"
+    for other in (X[:6].transpose(0, 3, 1, 2), X[:6].reshape(6, 4, 16, 3)):
+        match = refused % ", ".join(map(str, other.shape[1:]))
+        for method in (clf.predict, clf.predict_proba, clf.predict_log_proba):
+            with pytest.raises(ValueError, match=match):
+                method(other)
+        with pytest.raises(ValueError, match=match):
+            clf.score(other, y[:6])
+        with pytest.raises(ValueError, match=match):
+            clf.partial_fit(other, y[:6])
+        with pytest.raises(ValueError, match=match):
+            clone(clf).set_params(warm_start=True).fit(X, y).fit(other, y[:6])
+        with pytest.raises(ValueError, match=match.replace("holds", "X_val holds")):
+            clone(clf).set_params(early_stopping=True).fit(X, y, X_val=other, y_val=y[:6])
+    assert all(np.array_equal(a, b) for a, b in zip(before, clf.coefs_))
+    # Rows are taken as the user flattened them, and images of the fitted shape as ever.
+    rows = X.reshape(60, -1)
+    np.testing.assert_array_equal(clf.predict_proba(rows), clf.predict_proba(X))
+    assert clf.partial_fit(rows[:6], y[:6]).image_shape_in_ == (8, 8, 3)
+    assert clf.partial_fit(X[:6], y[:6]).n_iter_ == 4
+    # A model fitted on rows has no image shape, and takes images of its width.
+    flat = MLPImageClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    flat.fit(rows, y)
+    assert flat.image_shape_in_ is None
+    np.testing.assert_array_equal(flat.predict_proba(X[:6].transpose(0, 3, 1, 2)),
+                                  flat.predict_proba(X[:6].transpose(0, 3, 1, 2)
+                                                     .reshape(6, -1)))
+    assert pickle.loads(pickle.dumps(clf)).image_shape_in_ == (8, 8, 3)
+
+
+@quiet
 def test_a_model_fitted_with_feature_names_still_checks_them_at_prediction():
     pd = pytest.importorskip("pandas")
     X, y = _blobs(n=200, d=6)

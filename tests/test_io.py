@@ -194,6 +194,37 @@ def test_every_private_attribute_of_a_fitted_classifier_is_known(data):
 
 
 @one_epoch
+def test_the_image_shape_fit_saw_is_kept_and_older_files_still_load(tmp_path, data):
+    X, y = data
+    images = (X / 255.0).reshape(len(X), 6, 3, 2)
+    clf = quick().fit(images, y)
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(clf, path)
+    loaded = fastmlp.load(path)
+    assert loaded.image_shape_in_ == (6, 3, 2)
+    with pytest.raises(ValueError, match=r"fitted on images of shape \(6, 3, 2\)"):
+        loaded.predict(images.reshape(len(X), 2, 6, 3))
+    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
+    # A file written before fastmlp kept image_shape_in_ loads, and its model takes
+    # images of any shape of its width, as it did then.
+    rewrite(path, edit_header=lambda h: fitted(h).pop("image_shape_in_"))
+    old = fastmlp.load(path)
+    assert getattr(old, "image_shape_in_", None) is None
+    np.testing.assert_array_equal(old.predict_proba(images.reshape(len(X), 2, 6, 3)),
+                                  clf.predict_proba(X / 255.0))
+    assert old.partial_fit(images.reshape(len(X), 3, 12), y).n_iter_ == 3
+    # One that does not hold the model's features is refused, like any inconsistency.
+    fastmlp.save(clf, path)
+    rewrite(path, edit_header=lambda h: fitted(h).update(
+        image_shape_in_={"__tuple__": [6, 3, 3]}))
+    with pytest.raises(ValueError, match=r"image_shape_in_ \(6, 3, 3\) does not hold 36"):
+        fastmlp.load(path)
+    rewrite(path, edit_header=lambda h: fitted(h).update(image_shape_in_=[6, 6]))
+    with pytest.raises(ValueError, match="image_shape_in_ is not None or a tuple"):
+        fastmlp.load(path)
+
+
+@one_epoch
 def test_pickle_and_joblib_keep_working(tmp_path, data):
     X, y = data
     clf = quick().fit(X / 255.0, y)

@@ -98,14 +98,26 @@ def _as_images(X):
     return X
 
 
+def _image_shape(X):
+    """The shape of X's images, ``X.shape[1:]``, when X is an image array (3-D or more);
+    None for rows (2-D X, a data frame) and for what validation will refuse."""
+    if not hasattr(X, "__array__") or hasattr(X, "columns"):
+        return None
+    shape = getattr(X, "shape", None)
+    if not isinstance(shape, tuple):  # np.shape would refuse what defines only __array__
+        shape = np.asarray(X).shape
+    return tuple(int(v) for v in shape[1:]) if len(shape) > 2 else None
+
+
 def _flatten_images(X):
-    """Images (n, H, W), (n, H, W, C) or (n, C, H, W) as rows (n, H*W*C); else X as given."""
+    """(rows, image shape): images (n, H, W), (n, H, W, C) or (n, C, H, W) as rows
+    (n, H*W*C) and ``X.shape[1:]``; anything else as given and None."""
     X = _as_images(X)
     if hasattr(X, "__array__") and not hasattr(X, "columns"):
         arr = np.asarray(X)
         if arr.ndim > 2:
-            return arr.reshape(arr.shape[0], -1)
-    return X
+            return arr.reshape(arr.shape[0], -1), arr.shape[1:]
+    return X, None
 
 
 def _sample_weight(sample_weight, n, name="sample_weight"):
@@ -378,6 +390,12 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
+    image_shape_in_ : tuple of int or None
+        ``X.shape[1:]`` of the image arrays (3-D or 4-D X) of the fit that started the
+        model, None when it was given rows (2-D X). Image arrays of another shape given
+        to prediction, ``partial_fit`` or a ``warm_start`` fit are refused
+        (``ValueError``): flattened, their pixels would be in another order. Rows of
+        ``n_features_in_`` values are always taken.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Only when X had string column names.
     coefs_ : list of ndarray of float32, coefs_[i] of shape (fan_in, fan_out)
@@ -620,7 +638,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), or images
             Training samples of any real dtype, scaled as for :meth:`fit`, or images
-            (n, H, W), (n, H, W, C) or (n, C, H, W), flattened in C order.
+            (n, H, W), (n, H, W, C) or (n, C, H, W) of the shape the model was fitted on
+            (``image_shape_in_``), flattened in C order.
         y : array-like of shape (n_samples,)
             Class labels, each one of ``classes``.
         classes : array-like of shape (n_classes,), default=None
@@ -657,7 +676,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), or images
             Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
-            (n, C, H, W), flattened in C order.
+            (n, C, H, W) of the shape fit was given (``image_shape_in_``), flattened in
+            C order.
 
         Returns
         -------
@@ -675,7 +695,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), or images
             Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
-            (n, C, H, W), flattened in C order.
+            (n, C, H, W) of the shape fit was given (``image_shape_in_``), flattened in
+            C order.
 
         Returns
         -------
@@ -699,7 +720,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features), or images
             Samples scaled as for :meth:`fit`, or images (n, H, W), (n, H, W, C) or
-            (n, C, H, W), flattened in C order.
+            (n, C, H, W) of the shape fit was given (``image_shape_in_``), flattened in
+            C order.
 
         Returns
         -------
@@ -810,7 +832,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
 
     def _validate_X_y(self, X, y, reset, scaled):
         """X as rows (n, d): float32, or in its own dtype when the core scales it."""
-        X = _flatten_images(X)
+        X, _ = _flatten_images(X)
         X, y = validate_data(self, X, y, reset=reset, order="C", ensure_min_samples=1,
                              dtype="numeric" if scaled else np.float32)
         check_classification_targets(y)
@@ -819,6 +841,23 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"MLPImageClassifier supports binary and multiclass targets, got {kind}")
         return X, y
+
+    def _check_image_shape(self, shape, name):
+        """ValueError when images of this shape are not those the model was fitted on:
+        flattened in C order, (3, 8, 8) images and (8, 8, 3) ones of the same size give
+        rows whose pixels are in another order, and would be classified as garbage. Rows
+        (shape None) are taken as the user flattened them; a model fitted on rows, or
+        read from a file or pickle older than ``image_shape_in_``, takes any images of
+        its width."""
+        fitted = getattr(self, "image_shape_in_", None)
+        if shape is None or fitted is None or tuple(shape) == tuple(fitted):
+            return
+        raise ValueError(
+            f"{name} holds images of shape {tuple(shape)}, but {type(self).__name__} was "
+            f"fitted on images of shape {tuple(fitted)} (image_shape_in_): flattened, "
+            f"their pixels would be in another order. Pass images of shape "
+            f"{tuple(fitted)}, or rows of {math.prod(fitted)} values flattened as those "
+            f"images are.")
 
     def _n_threads(self):
         # Results do not depend on it; the core clamps larger teams to MAX_THREADS.
@@ -868,6 +907,11 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         if not first_call:
             self._check_continuable()
         X = _as_images(X)
+        image_shape = _image_shape(X)
+        if first_call:
+            self.image_shape_in_ = image_shape
+        else:
+            self._check_image_shape(image_shape, "X")
         geometry = image_geometry(X, self.image_shape)
         scaler = self._fitted_scaler(X, incremental and not first_call)
         X, y = self._validate_X_y(X, y, reset=first_call, scaled=scaler is not None)
@@ -1037,7 +1081,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
     def _encode_validation(self, given, classes, scaler):
         """The validation set given to fit, validated like X and encoded like y."""
         X_val, y_val, weight = given
-        X_val = _flatten_images(X_val)
+        X_val, shape = _flatten_images(X_val)
+        self._check_image_shape(shape, "X_val")
         width = np.shape(X_val)[1:]
         if len(width) == 1 and width[0] != self.n_features_in_:
             raise ValueError(f"X_val has {width[0]} features, but X has "
@@ -1254,6 +1299,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             "n_layers_": len(run.coefs) + 1, "n_outputs_": len(run.classes),
             "out_activation_": "softmax", "input_scaler_": run.input_scaler,
             "n_features_in_": self.n_features_in_,
+            "image_shape_in_": getattr(self, "image_shape_in_", None),
         }
 
     def _train_chunk(self, run, data, order, optimizer, options, totals):
@@ -1301,7 +1347,9 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         time (converted to float32 there, unless the core scales them itself), so images
         of any count and dtype need only a block's extra memory; each row's result does
         not depend on the block it is in."""
-        X = self._prediction_input(_flatten_images(X))
+        X, shape = _flatten_images(X)
+        self._check_image_shape(shape, "X")
+        X = self._prediction_input(X)
         scaler = getattr(self, "input_scaler_", None)
         if scaler is None and X.dtype.itemsize > 4 and X.dtype.kind == "f" and X.size:
             biggest = max(abs(float(X.max())), abs(float(X.min())))

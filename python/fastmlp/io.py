@@ -570,6 +570,10 @@ def _check_fitted(est, fitted, required, optional, fail):
 
 _COMMON = {"n_features_in_": (_count(1), "a positive integer")}
 _FEATURE_NAMES = {"feature_names_in_": (_names, "a 1-D array of strings")}
+_IMAGE_SHAPE = {"image_shape_in_": (
+    _optional(lambda v: isinstance(v, tuple) and len(v) in (2, 3)
+              and all(_is_int(s, 1) for s in v)),
+    "None or a tuple of 2 or 3 positive integers")}
 _SCALER = {
     **_COMMON,
     "offset_": (_statistic, "a non-empty finite float64 vector"),
@@ -622,7 +626,9 @@ def _finish_classifier(est, fitted, fail):
     from ._memory import cache_aligned
     from ._optim import OptimizerState
 
-    optional = {**_FEATURE_NAMES, _OPTIMIZER_STATE: (
+    # image_shape_in_ is optional: files written before fastmlp kept it lack it, and
+    # their models take images of any shape of their width, as they did.
+    optional = {**_FEATURE_NAMES, **_IMAGE_SHAPE, _OPTIMIZER_STATE: (
         _optional(lambda v: isinstance(v, OptimizerState)), "None or an optimizer state")}
     if not _check_fitted(est, fitted, _CLASSIFIER, optional, fail):
         return
@@ -635,6 +641,9 @@ def _finish_classifier(est, fitted, fail):
     if (est.n_layers_, est.n_outputs_) != (len(shapes) + 1, len(est.classes_)):
         fail(f"n_layers_={est.n_layers_} and n_outputs_={est.n_outputs_} do not match the "
              f"{len(shapes)} weight matrices and {len(est.classes_)} classes")
+    image_shape = getattr(est, "image_shape_in_", None)
+    if image_shape is not None and math.prod(image_shape) != est.n_features_in_:
+        fail(f"image_shape_in_ {image_shape} does not hold {est.n_features_in_} features")
     scaler = est.input_scaler_
     if scaler is not None and getattr(scaler, "n_features_in_", None) != est.n_features_in_:
         fail("input_scaler_ is not fitted to the classifier's features")
