@@ -773,6 +773,24 @@ def test_images_of_another_shape_than_fit_saw_are_refused(rng):
     assert pickle.loads(pickle.dumps(clf)).image_shape_in_ == (8, 8, 3)
 
 
+def test_more_than_4_dimensions_are_refused(rng):
+    # A 5-D X was flattened by fit without a word (PixelScaler refused it): no image
+    # layout has 5 axes, so the samples were likely not what the user meant.
+    X = rng.random((30, 4, 4, 3, 1), dtype=np.float32)
+    y = np.arange(30) % 2
+    clf = MLPImageClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+    with pytest.raises(ValueError, match="got an array with 5 dimensions"):
+        clf.fit(X, y)
+    assert not hasattr(clf, "n_features_in_")
+    with pytest.raises(ValueError, match="got an array with 5 dimensions"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X.reshape(30, -1), y)
+    with pytest.raises(ValueError, match="got an array with 5 dimensions"):
+        clf.predict(X)
+
+
 @quiet
 def test_a_model_fitted_with_feature_names_still_checks_them_at_prediction():
     pd = pytest.importorskip("pandas")

@@ -99,14 +99,23 @@ def _as_images(X):
 
 
 def _image_shape(X):
-    """The shape of X's images, ``X.shape[1:]``, when X is an image array (3-D or more);
-    None for rows (2-D X, a data frame) and for what validation will refuse."""
+    """The shape of X's images, ``X.shape[1:]``, when X is an image array (3-D or 4-D);
+    None for rows (2-D X, a data frame) and for what validation will refuse. ValueError
+    beyond 4 dimensions, which no image layout has."""
     if not hasattr(X, "__array__") or hasattr(X, "columns"):
         return None
     shape = getattr(X, "shape", None)
     if not isinstance(shape, tuple):  # np.shape would refuse what defines only __array__
         shape = np.asarray(X).shape
+    _check_ndim(len(shape))
     return tuple(int(v) for v in shape[1:]) if len(shape) > 2 else None
+
+
+def _check_ndim(ndim):
+    if ndim > 4:
+        raise ValueError(
+            "Expected X of shape (n_samples, n_features), (n, H, W), (n, H, W, C) or "
+            f"(n, C, H, W); got an array with {ndim} dimensions.")
 
 
 def _flatten_images(X):
@@ -116,6 +125,7 @@ def _flatten_images(X):
     if hasattr(X, "__array__") and not hasattr(X, "columns"):
         arr = np.asarray(X)
         if arr.ndim > 2:
+            _check_ndim(arr.ndim)
             return arr.reshape(arr.shape[0], -1), arr.shape[1:]
     return X, None
 
