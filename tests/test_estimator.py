@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
 
 from fastmlp import MLPImageClassifier, TrainingDivergedError
 
@@ -553,6 +554,18 @@ def test_bad_parameters():
                    {"solver": "lbfgs"}, {"batch_size": 0}, {"learning_rate_init": 0.0}):
         with pytest.raises(ValueError):
             MLPImageClassifier(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("name", ["n_threads", "random_shift", "max_iter", "batch_size",
+                                  "n_iter_no_change"])
+def test_bool_is_no_integer_parameter(name):
+    # True is an Integral to Python: n_threads=True trained on 1 thread, max_iter=True
+    # for 1 epoch, random_shift=True shifted by 1 pixel, with no word.
+    X, y = _blobs(n=40)
+    with pytest.raises(InvalidParameterError, match=rf"'{name}' parameter.*Got True"):
+        MLPImageClassifier(**{"max_iter": 1, "image_shape": (4, 5), name: True}).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=rf"'{name}' parameter.*Got False"):
+        MLPImageClassifier(**{name: False}).partial_fit(X, y, classes=[0, 1, 2, 3])
 
 
 @pytest.mark.parametrize("params, value", [

@@ -39,7 +39,7 @@ from ._input import fit_input_scaler, pixel_input
 from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line
-from ._sklearn import fit_context
+from ._sklearn import fit_context, integers
 from ._training import (
     FLOAT32_BELOW_ONE,
     FLOAT32_TINY,
@@ -480,11 +480,11 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "solver": [StrOptions(set(OPTIMIZERS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), integers(1)],
         "learning_rate": [StrOptions({"constant", "invscaling", "adaptive", "cosine"})],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [integers(1)],
         "shuffle": ["boolean", StrOptions({"block"})],
         "random_state": ["random_state"],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -497,16 +497,16 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
+        "n_iter_no_change": [integers(1), Options(Real, {np.inf})],
         "early_stopping_metric": [StrOptions({"accuracy", "loss"})],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "weight_init": [StrOptions({"glorot", "pytorch"})],
-        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "n_threads": [integers(1), None],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
-        "random_shift": [Interval(Integral, 0, None, closed="left")],
+        "random_shift": [integers(0)],
         "random_flip": ["boolean"],
         "image_shape": ["array-like", None],
         "input_scaler": [PixelScaler, None],
