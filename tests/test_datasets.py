@@ -170,6 +170,30 @@ def test_concatenated_gzip_members_are_one_stream(tmp_path):
     assert read_idx(path).tolist() == list(range(6))
 
 
+@pytest.mark.parametrize("values, dtype", [
+    ([[1, 2], [3, 4]], "u1"), ([0, 255], "u1"), ([True, False], "u1"), ([-1, 127], "i1"),
+    ([-1, 128], ">i2"), ([300], ">i2"), ([-40000, 1], ">i4"), ([2**31 - 1], ">i4"),
+    ([2**31], ">f4"), ([2**40 + 1], ">f8"), ([0.5, -2.0], ">f4"),
+    ([1.0, np.nan, np.inf], ">f4"), ([0.1], ">f8"), ([1e300], ">f8"),
+])
+def test_write_gives_a_list_the_smallest_type_that_holds_it_exactly(tmp_path, values, dtype):
+    # NumPy makes int64 or float64 of a list, and IDX has no int64: the docstring's
+    # array_like [[1, 2], [3, 4]] was refused with "dtype int64 has no IDX element type".
+    write_idx(tmp_path / "x", values)
+    back = read_idx(tmp_path / "x")
+    assert back.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(back, np.asarray(values))
+
+
+def test_write_refuses_a_list_no_idx_type_holds_exactly(tmp_path):
+    with pytest.raises(TypeError, match="no IDX element type holds these values exactly"):
+        write_idx(tmp_path / "x", [1, 2**62 + 1])
+    # An array's dtype is the caller's: an int64 one is refused, whatever its values.
+    with pytest.raises(TypeError, match="dtype int64 has no IDX element type"):
+        write_idx(tmp_path / "x", np.array([[1, 2], [3, 4]], dtype=np.int64))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "array, error, message",
     [

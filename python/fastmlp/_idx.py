@@ -351,16 +351,22 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
         file keeps its permission bits; anything but a regular file there (a FIFO, a
         device, a directory) is refused.
     array : array_like
-        Data of dtype uint8, int8, int16, int32, float32 or float64 (either byte order),
-        with 1 to 32 dimensions, each of size 1 to 2**32 - 1.
+        Data with 1 to 32 dimensions, each of size 1 to 2**32 - 1. A NumPy array is
+        written in its own dtype, which must be uint8, int8, int16, int32, float32 or
+        float64 (either byte order). Other input (nested lists, a pandas frame) is
+        written in the smallest of those element types that holds each value exactly:
+        whole numbers (and booleans) in uint8, int8, int16 or int32 where they fit, else
+        in float32 or float64; other numbers in float32, or float64 where float32 would
+        round them.
     compress : bool or None, default=None
         Whether to gzip the file. None compresses when ``path`` ends with ``.gz``.
 
     Raises
     ------
     TypeError
-        If the dtype has no IDX type code, or the array is a masked array (IDX has no
-        mask).
+        If the dtype has no IDX type code (or, for input other than a NumPy array, no
+        IDX element type holds its values exactly), or the array is a masked array (IDX
+        has no mask).
     ValueError
         If the array is ragged (a nested sequence whose rows differ in length), 0-d, has
         more than 32 dimensions, or a dimension of size 0 or at least 2**32, or if the file
@@ -398,6 +404,10 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
             "write_idx: the array is ragged (its nested sequences differ in length, e.g. "
             "[[1, 2], [3]]); an IDX file holds an array of one shape, so give every row "
             "the same length") from None
+    if not isinstance(array, (np.ndarray, np.generic)):
+        # A list's dtype is NumPy's guess (int64 for [[1, 2]]), which IDX has no type
+        # for; an array's dtype is the caller's choice, and stays as it is.
+        arr = _smallest_exact(arr)
     code = _check_writable(arr)
     if compress is None:
         compress = path.endswith(".gz")
@@ -417,6 +427,29 @@ def write_idx(path: str | os.PathLike, array: ArrayLike, *,
             put(block.astype(big, copy=False).tobytes())
         if deflate:
             f.write(deflate.flush())
+
+
+def _smallest_exact(arr):
+    """arr in the smallest IDX element type that holds each of its values exactly (see
+    write_idx); as it is when it holds no numbers, or nothing."""
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
+        return arr
+    if arr.dtype.kind in "biu":
+        low, high = int(arr.min()), int(arr.max())
+        for t in (np.uint8, np.int8, np.int16, np.int32):
+            if np.iinfo(t).min <= low and high <= np.iinfo(t).max:
+                return arr.astype(t)
+    for t in (np.float32, np.float64):
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = arr.astype(t)
+            back = cast.astype(arr.dtype)  # compared in arr's own type: exactly
+        if np.array_equal(back, arr, equal_nan=arr.dtype.kind == "f"):
+            return cast
+    raise TypeError(
+        f"write_idx: no IDX element type holds these values exactly (they run from "
+        f"{arr.min()} to {arr.max()}); to store them rounded, give a NumPy array of one "
+        f"of {', '.join(dt.name for dt in _IDX_TYPES.values())}, e.g. "
+        f"np.asarray(values, dtype=np.float64)")
 
 
 def _check_writable(arr):
