@@ -5,7 +5,9 @@ import importlib.metadata
 import os
 import re
 import sys
+import warnings
 
+import numpy as np
 import pytest
 
 import fastmlp
@@ -238,3 +240,61 @@ def test_staged_files_land_only_on_commit(tmp_path, failure):
     staged.commit()
     assert [p.name for p in tmp_path.iterdir()] == ["c"]
     assert (tmp_path / "c").read_bytes() == b"three"
+
+
+# --- warnings name the user's line --------------------------------------------------------
+
+def _warned_here(category, call):
+    """The warning of this category that call() raises, checked to name this file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    mine = [w for w in caught if issubclass(w.category, category)]
+    assert mine, [str(w.message) for w in caught]
+    assert {w.filename for w in mine} == {__file__}, [f"{w.filename}:{w.lineno}" for w in mine]
+    return mine[0]
+
+
+def test_warnings_point_at_the_callers_line(rng, monkeypatch):
+    # A fixed stacklevel named fastmlp/_input.py or fastmlp/estimator.py for the
+    # warnings of an input_scaler, of bfloat16 without hardware, and of ConvergenceWarning.
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+
+    from fastmlp import MLPImageClassifier, PixelRangeWarning, PixelScaler, PrecisionWarning
+
+    X, y = load_digits(return_X_y=True)
+    monkeypatch.setattr(fastmlp._core, "bf16_hardware", lambda: False)
+    clf = MLPImageClassifier((8,), max_iter=1, input_scaler=PixelScaler(),
+                             precision="bfloat16", random_state=0)
+    for category in (PixelRangeWarning, PrecisionWarning, ConvergenceWarning):
+        _warned_here(category, lambda: clf.fit(X, y))
+    _warned_here(PixelRangeWarning, lambda: PixelScaler().fit(X))
+    _warned_here(PixelRangeWarning, lambda: PixelScaler().fit_transform(X))
+    small = MLPImageClassifier((8,), batch_size=500, random_state=0)
+    _warned_here(UserWarning, lambda: small.partial_fit(X[:100] / 16, y[:100], np.arange(10)))
+
+    def interrupt(model, info):
+        raise KeyboardInterrupt
+
+    _warned_here(fastmlp.TrainingInterruptedWarning,
+                 lambda: MLPImageClassifier((8,)).fit(X / 16, y, callback=interrupt))
+
+
+def test_warnings_under_a_pipeline_point_outside_fastmlp():
+    # scikit-learn's frames between the caller and fastmlp count as the caller's.
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.pipeline import make_pipeline
+
+    from fastmlp import MLPImageClassifier, PixelRangeWarning, PixelScaler
+
+    X, y = load_digits(return_X_y=True)
+    model = make_pipeline(PixelScaler(), MLPImageClassifier((8,), max_iter=1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, y)
+    assert {w.category for w in caught} == {PixelRangeWarning, ConvergenceWarning}
+    package = os.path.dirname(fastmlp.__file__) + os.sep
+    assert not any(w.filename.startswith(package) for w in caught), [
+        f"{w.filename}:{w.lineno}" for w in caught]

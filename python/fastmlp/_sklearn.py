@@ -9,13 +9,23 @@ from typing import Any, TypeVar
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 
+from ._stacklevel import WRAPPERS
+
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def fit_context(*, prefer_skip_nested_validation: bool) -> Callable[[_F], _F]:
     """scikit-learn's ``_fit_context`` decorator (it validates the parameters before a
-    fit), typed so that type checkers see the decorated method's own signature."""
-    return _fit_context(prefer_skip_nested_validation=prefer_skip_nested_validation)
+    fit), typed so that type checkers see the decorated method's own signature. Its
+    wrapper's frames count as fastmlp's for the warnings' stacklevel."""
+    decorate = _fit_context(prefer_skip_nested_validation=prefer_skip_nested_validation)
+
+    def apply(method: _F) -> _F:
+        wrapped = decorate(method)
+        WRAPPERS.add(wrapped.__code__)
+        return wrapped
+
+    return apply
 
 
 class _Integers(Interval):

@@ -24,6 +24,7 @@ import numpy as np
 from . import _core
 from ._memory import cache_aligned
 from ._optim import OptimizerState
+from ._stacklevel import user_stacklevel
 from .exceptions import PrecisionWarning
 
 __all__ = ["FLOAT32_BELOW_ONE", "FLOAT32_MAX", "FLOAT32_TINY", "IMAGE_CHANNELS", "BestWeights",
@@ -376,7 +377,7 @@ def core_precision(precision, warn=True):
         warnings.warn(
             f"precision='bfloat16' needs a CPU with AVX512-BF16 or AMX-BF16 (the bfloat16 "
             f"kernel here: {_core.active_bf16_kernel()!r}); computing in float32 instead",
-            PrecisionWarning, stacklevel=4)
+            PrecisionWarning, stacklevel=user_stacklevel())
     return "float32"
 
 

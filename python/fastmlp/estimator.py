@@ -40,6 +40,7 @@ from ._memory import cache_aligned
 from ._optim import OPTIMIZERS, make_optimizer
 from ._progress import clear_line
 from ._sklearn import fit_context, integers
+from ._stacklevel import user_stacklevel
 from ._training import (
     FLOAT32_BELOW_ONE,
     FLOAT32_TINY,
@@ -1116,7 +1117,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             return min(n, max(16, min(128, n // 16)))
         if self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                          "It is going to be clipped", UserWarning, stacklevel=4)
+                          "It is going to be clipped", UserWarning,
+                          stacklevel=user_stacklevel())
             return n
         return int(self.batch_size)
 
@@ -1146,13 +1148,13 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
                     warnings.warn(
                         f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
-                        stacklevel=4)
+                        stacklevel=user_stacklevel())
         except KeyboardInterrupt:
             if run.epoch_totals is not None:  # the samples the interrupted epoch trained
                 run.record.t += run.epoch_totals.n_samples
             clear_line()
             warnings.warn("Training interrupted by user.", TrainingInterruptedWarning,
-                          stacklevel=4)
+                          stacklevel=user_stacklevel())
         if best is not None:
             best.restore(run)
 

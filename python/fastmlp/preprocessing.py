@@ -21,6 +21,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._sklearn import fit_context
+from ._stacklevel import user_stacklevel
 from ._training import IMAGE_CHANNELS
 from .exceptions import PixelRangeWarning
 
@@ -398,7 +399,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             f"PixelScaler: {message}; if {high:g} is the full-intensity value of these "
             f"images, pass max_value={high:g}.",
             PixelRangeWarning,
-            stacklevel=4,  # past fit and its _fit_context wrapper: the caller of fit
+            stacklevel=user_stacklevel(),
         )
 
     def _nominal_range(self):
