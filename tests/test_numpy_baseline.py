@@ -89,14 +89,23 @@ def test_one_epoch_plain_sgd_matches_fastmlp(rng, seed):
     (0.9, True, 1e-3, (64, 32)),
     (0.9, False, 1e-3, (64,)),
 ])
-def test_two_epochs_with_momentum_and_penalty_match_fastmlp(rng, seed, momentum, nesterov,
-                                                              alpha, hidden):
-    X, y = synthetic_images(rng, n=1000)
-    clf, base = train_both(X, y, epochs=2, seed=seed, hidden=hidden, momentum=momentum,
-                           nesterov=nesterov, alpha=alpha)
-    assert max_abs_diff(clf.coefs_, base.coefs_) < 1e-4
-    assert max_abs_diff(clf.intercepts_, base.intercepts_) < 1e-4
-    np.testing.assert_allclose(clf.loss_curve_, base.loss_curve_, rtol=1e-5)
+def test_two_epochs_with_momentum_and_penalty_match_fastmlp(seed, momentum, nesterov, alpha,
+                                                              hidden):
+    # For most seeds the weights agree to float32 rounding (2.5e-7 at the most over 40
+    # seeds, 784-64-32-10); for about one in 40 they differ by up to 3e-4: a rounding
+    # that lands on the other side of a ReLU's kink in one of the two changes a sample's
+    # gradient, and momentum carries it on. So the better of two seeds must agree to
+    # 2e-6, which still tells a dropped penalty (7e-6) or Nesterov's step taken for plain
+    # momentum (7e-4) from the right update.
+    gaps = []
+    for s in (seed, seed + 1):
+        X, y = synthetic_images(np.random.default_rng(s), n=1000)
+        clf, base = train_both(X, y, epochs=2, seed=s, hidden=hidden, momentum=momentum,
+                               nesterov=nesterov, alpha=alpha)
+        gaps.append(max(max_abs_diff(clf.coefs_, base.coefs_),
+                        max_abs_diff(clf.intercepts_, base.intercepts_)))
+        np.testing.assert_allclose(clf.loss_curve_, base.loss_curve_, rtol=1e-5)
+    assert min(gaps) < 2e-6 and max(gaps) < 1e-3, gaps
 
 
 def test_short_last_batch_and_no_shuffle(rng, seed):
