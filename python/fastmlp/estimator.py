@@ -108,27 +108,22 @@ def _image_shape(X):
     shape = getattr(X, "shape", None)
     if not isinstance(shape, tuple):  # np.shape would refuse what defines only __array__
         shape = np.asarray(X).shape
-    _check_ndim(len(shape))
-    return tuple(int(v) for v in shape[1:]) if len(shape) > 2 else None
-
-
-def _check_ndim(ndim):
-    if ndim > 4:
+    if len(shape) > 4:
         raise ValueError(
             "Expected X of shape (n_samples, n_features), (n, H, W), (n, H, W, C) or "
-            f"(n, C, H, W); got an array with {ndim} dimensions.")
+            f"(n, C, H, W); got an array with {len(shape)} dimensions.")
+    return tuple(int(v) for v in shape[1:]) if len(shape) > 2 else None
 
 
 def _flatten_images(X):
     """(rows, image shape): images (n, H, W), (n, H, W, C) or (n, C, H, W) as rows
     (n, H*W*C) and ``X.shape[1:]``; anything else as given and None."""
     X = _as_images(X)
-    if hasattr(X, "__array__") and not hasattr(X, "columns"):
-        arr = np.asarray(X)
-        if arr.ndim > 2:
-            _check_ndim(arr.ndim)
-            return arr.reshape(arr.shape[0], -1), arr.shape[1:]
-    return X, None
+    shape = _image_shape(X)
+    if shape is None:
+        return X, None
+    arr = np.asarray(X)
+    return arr.reshape(arr.shape[0], -1), shape
 
 
 def _sample_weight(sample_weight, n, name="sample_weight"):
