@@ -982,9 +982,8 @@ def _clip_batch_size(args, n_train):
     the command's words (fit would clip it with a warning in the estimator's)."""
     n = _fit_samples(args, n_train)
     if args.batch_size > n:
-        _clear_line()
-        print(f"fastmlp: note: --batch-size {args.batch_size:,} is more than the {n:,} "
-              f"samples trained on: each batch holds all of them", file=sys.stderr)
+        _note(f"--batch-size {args.batch_size:,} is more than the {n:,} samples trained "
+              f"on: each batch holds all of them")
         args.batch_size = n
 
 
@@ -992,10 +991,9 @@ def _note_a_warmup_as_long_as_the_run(args):
     """A note when the cosine schedule's warmup lasts the whole run: the learning rate
     then only rises, never decays (legal, and likely not what was meant)."""
     if args.lr_schedule == "cosine" and args.warmup_epochs >= args.epochs:
-        _clear_line()
-        print(f"fastmlp: note: --warmup-epochs {args.warmup_epochs:g} is not shorter than "
-              f"the run ({_count(args.epochs, 'epoch')}): the learning rate rises for the "
-              f"whole run and never decays", file=sys.stderr)
+        _note(f"--warmup-epochs {args.warmup_epochs:g} is not shorter than the run "
+              f"({_count(args.epochs, 'epoch')}): the learning rate rises for the whole run "
+              f"and never decays")
 
 
 def _fit_samples(args, n_train):
@@ -1053,13 +1051,11 @@ def _resumed_classifier(args, activation, image_shape):
     if not args.early_stopping:  # as for a new run: the stopping rule never fires
         classifier.n_iter_no_change = classifier.n_iter_ + args.epochs + 1
     if not args.quiet:
-        print(f"Resuming {args.resume}: {classifier.n_iter_} "
-              f"epoch{'s' if classifier.n_iter_ != 1 else ''} trained so far")
+        print(f"Resuming {args.resume}: {_count(classifier.n_iter_, 'epoch')} trained so far")
     if classifier._optimizer_state is None and (args.solver == "adam" or args.momentum
                                                 or args.lr_schedule == "cosine"):
-        print(f"fastmlp: note: {args.resume} was saved without its optimizer state "
-              f"(--save-optimizer-state): the optimizer starts afresh from its weights",
-              file=sys.stderr)
+        _note(f"{args.resume} was saved without its optimizer state "
+              f"(--save-optimizer-state): the optimizer starts afresh from its weights")
     return classifier
 
 
@@ -1304,7 +1300,7 @@ def _print_results(args, rows, test_loss, test_acc, note, wall_time, train_time,
         print(f"Total wall time: {wall_time:.1f} s (training and per-epoch tests "
               f"{train_time:.1f} s, data loading and scaling {load_time:.1f} s)", flush=True)
     if note:
-        print(f"fastmlp: note: {note}", file=sys.stderr)
+        _note(note)
 
 
 def _run_config(args, activation):
@@ -1426,6 +1422,12 @@ def _few_steps_advice(args, n_train, epochs):
     return (f"the run made only {_count(per_epoch * epochs, 'optimizer step')} "
             f"({_count(epochs, 'epoch')} of {_count(per_epoch, 'step')}: {n:,} training "
             f"samples in batches of {batch:,}), too few to learn from: use {fix}")
+
+
+def _note(message):
+    """A note on stderr, on a line of its own even while a progress bar is shown."""
+    _clear_line()
+    print(f"fastmlp: note: {message}", file=sys.stderr)
 
 
 def _count(n, noun):
@@ -1581,7 +1583,7 @@ def _predict_file(model, path, geometry, top, meta):
     images, stacked, notes = _images.read_images(path, geometry)
     notes.append(_images.pixel_range_note(model, images))
     for note in filter(None, notes):
-        print(f"fastmlp: note: {path}: {note}", file=sys.stderr)
+        _note(f"{path}: {note}")
     try:
         proba = model.predict_proba(images.reshape(len(images), -1))
     except ValueError as exc:  # the first line: scikit-learn's messages go on at length
