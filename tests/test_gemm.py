@@ -38,7 +38,9 @@ SHAPES = [
     (257, 1023, 129),
 ]
 # The scalar reference is slow: the bitwise tests use a lighter list.
-EXACT_SHAPES = [s for s in SHAPES if s != (257, 1023, 129)] + [(131, 517, 67)]
+# One row (a single image's prediction: the row tile) with K beyond one k block too.
+EXACT_SHAPES = [s for s in SHAPES if s != (257, 1023, 129)] + [
+    (131, 517, 67), (1, 784, 256), (1, 1100, 300), (1, 33, 70)]
 TRANS = list(itertools.product([False, True], [False, True]))
 
 

@@ -140,9 +140,11 @@ void pack_a(const GemmArgs& p, index_t pk0, index_t kc, index_t row, index_t mr,
 // (a 1024 x 1024 operand runs 30% slower). Such operands are packed.
 bool conflicting_stride(index_t ld) { return (ld * index_t(sizeof(float))) % 4096 == 0; }
 
-// The register tile for this product: the narrow one when N fits in it.
-const GemmTile& tile_for(const GemmKernelSet& ks, index_t n) {
-  return n <= ks.narrow.nr ? ks.narrow : ks.wide;
+// The register tile for this product: the narrow one when N fits in it, the row tile
+// for a product of one row, the wide one otherwise.
+const GemmTile& tile_for(const GemmKernelSet& ks, index_t m, index_t n) {
+  if (n <= ks.narrow.nr) return ks.narrow;
+  return m <= ks.row.mr ? ks.row : ks.wide;
 }
 
 // Operands already in a layout the micro-kernel reads: a row-major B (NN, TN) gives its
@@ -369,7 +371,7 @@ void gemm_store_block(const GemmArgs& p, index_t i0, index_t j0, index_t mr, ind
 void sgemm(const GemmArgs& p, int ith, int nth) {
   if (p.m <= 0 || p.n <= 0 || ith < 0 || ith >= nth) return;
   const GemmKernelSet& ks = kernels_for(active_isa());
-  const GemmTile& tile = tile_for(ks, p.n);
+  const GemmTile& tile = tile_for(ks, p.m, p.n);
   const Rect R = gemm_partition(p.m, p.n, tile.mr, tile.nr, ith, nth);
   if (R.i1 <= R.i0 || R.j1 <= R.j0) return;
   if (p.descent && p.epilogue.fn == nullptr && p.k > ks.kc) {

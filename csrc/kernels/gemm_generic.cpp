@@ -61,10 +61,11 @@ inline vec v_gate(vec s, vec o) {
 #include "kernels/gemm_ukernel.inc"
 
 // Block sizes, portable. Tile 4 x 2 vectors (4 x 8 floats with 4-float vectors): 8
-// accumulators of 16 bytes fit any SIMD register file.
+// accumulators of 16 bytes fit any SIMD register file. The same tile for every shape.
 constexpr int kNV = 2;
 constexpr GemmKernelSet kSet{
     "generic",
+    gemm_tile<4, kNV>(),
     gemm_tile<4, kNV>(),
     gemm_tile<4, kNV>(),
     256, 64, 1024, 128};

@@ -52,6 +52,9 @@ struct GemmKernelSet {
   const char* name;
   GemmTile wide;          // the main tile
   GemmTile narrow;        // for N <= narrow.nr (may equal wide)
+  GemmTile row;           // for M <= row.mr and N > narrow.nr: one image's prediction
+                          // (its NR need not divide kGemmPanel: a thread's panel is then
+                          // a product of its own, and a short row tile covers it)
   index_t kc, mc, nc;     // cache blocks: k run per tile, rows and columns per block
   index_t pack_b_rows;    // a row-major B is packed from this many product rows on
 };
