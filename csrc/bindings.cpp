@@ -235,10 +235,12 @@ ChunkResult train_batches_py(py::list coefs, py::list intercepts, py::dict state
 }
 
 // X: a PixelInput or a float32 array; rows: None (every row) or int64 indices into X.
-// bf16: None, or a Bf16Weights made from these coefs (for bfloat16 products).
+// bf16: None or a Bf16Weights made from these coefs; out: None or a float32 (n, n_classes)
+// array written in place; check_outputs: an output that is not finite raises ValueError.
 py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::handle X_obj,
                                     Activation activation, bool log, int n_threads,
-                                    py::object rows_obj, py::object bf16_obj) {
+                                    py::object rows_obj, py::object bf16_obj, py::object out_obj,
+                                    bool check_outputs) {
   const Network net = make_network(coefs, intercepts, py::dict(), activation, kRead);
   const auto X = input_of(X_obj);
   View<std::int64_t> rows;
@@ -247,10 +249,12 @@ py::array_t<float> predict_proba_py(py::list coefs, py::list intercepts, py::han
   if (!bf16_obj.is_none() && !py::isinstance<Bf16Weights>(bf16_obj))
     throw py::type_error("bf16 must be a Bf16Weights or None");
   const Bf16Weights* bf16 = bf16_obj.is_none() ? nullptr : bf16_obj.cast<const Bf16Weights*>();
-  auto out = new_matrix(n, net.n_outputs());
+  auto out = out_matrix(out_obj, n, net.n_outputs(), "out");
+  no_overlap(out_obj, py::make_tuple(X->array), "out", "X");
+  no_overlap(out_obj, coefs + intercepts, "out", "the model's weights");
   float* o = out.mutable_data();
   py::gil_scoped_release nogil;
-  predict_proba(net, X->rows, rows.data, n, o, log, n_threads, bf16);
+  predict_proba(net, X->rows, rows.data, n, o, log, n_threads, bf16, check_outputs);
   return out;
 }
 
@@ -282,7 +286,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("sample_rows") = py::none());
   m.def("predict_proba", &predict_proba_py, py::arg("coefs"), py::arg("intercepts"), py::arg("X"),
         py::kw_only(), py::arg("activation"), py::arg("log"), py::arg("n_threads"),
-        py::arg("rows") = py::none(), py::arg("bf16") = py::none());
+        py::arg("rows") = py::none(), py::arg("bf16") = py::none(), py::arg("out") = py::none(),
+        py::arg("check_outputs") = true);
   py::class_<Bf16Weights>(m, "Bf16Weights", "a network's weights laid out for bfloat16 products")
       .def(py::init([](py::list coefs, py::list intercepts) {
              const Network net =

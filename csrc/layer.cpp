@@ -170,12 +170,12 @@ struct RepackEpilogue {
 }  // namespace
 
 void linear_forward(const LayerView& L, const float* in, index_t rows, index_t j0, index_t j1,
-                    Activation act, float* out) {
+                    Activation act, float* out, int ith, int nth) {
   if (j1 <= j0 || rows <= 0) return;
   GemmArgs g = forward_epilogue(L, rows, j0, j1, act, out);
   g.a = in, g.lda = L.fan_in;
   g.b = L.w_col(j0), g.ldb = L.w_ld();
-  sgemm(g, 0, 1);
+  sgemm(g, ith, nth);
 }
 
 void linear_input_grad(const LayerView& L, const float* grad_out, const float* act_in,
@@ -260,13 +260,13 @@ void pack_layer_bf16(const LayerView& L, const LayerBf16& P, index_t i0, index_t
 
 void linear_forward_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* in16,
                          index_t ld_in, index_t rows, index_t j0, index_t j1, Activation act,
-                         float* out) {
+                         float* out, int ith, int nth) {
   if (j1 <= j0 || rows <= 0) return;
   Bf16GemmArgs p;
   p.epi = forward_epilogue(L, rows, j0, j1, act, out);
   p.m = rows, p.n = j1 - j0, p.k = P.kin;
   p.a = in16, p.lda = ld_in, p.b = P.wp_col(j0), p.ldb = P.nout;
-  bgemm(p, 0, 1);
+  bgemm(p, ith, nth);
 }
 
 void linear_input_grad_bf16(const LayerView& L, const LayerBf16& P, const bf16_t* grad16,

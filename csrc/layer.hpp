@@ -94,10 +94,11 @@ struct Network {
 // sizes and buffers, and each layer's fan_in is the previous layer's fan_out.
 void check_network(const Network& net);
 
-// out[:, j0:j1] = act(in · W[:, j0:j1] + b[j0:j1]), on the calling thread.
+// out[:, j0:j1] = act(in · W[:, j0:j1] + b[j0:j1]): thread ith's share of it (sgemm's
+// partition; the calling thread does it all by default).
 //   in (R, fan_in), out (R, fan_out): only columns j0:j1 are written.
 void linear_forward(const LayerView& layer, const float* in, index_t rows, index_t j0,
-                    index_t j1, Activation act, float* out);
+                    index_t j1, Activation act, float* out, int ith = 0, int nth = 1);
 
 // delta = (grad_out · Wᵀ) * f'(z), f' taken from the layer's INPUT activations act_in =
 // f(z) (the previous layer's outputs), on the calling thread. Reads W before any update.
@@ -124,7 +125,7 @@ void linear_update_bias(const LayerView& layer, const float* grad, index_t batch
 // remakes P from the new W.
 void linear_forward_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* in16,
                          index_t ld_in, index_t rows, index_t j0, index_t j1, Activation act,
-                         float* out);
+                         float* out, int ith = 0, int nth = 1);
 void linear_input_grad_bf16(const LayerView& layer, const LayerBf16& P, const bf16_t* grad16,
                             index_t ld_grad, const float* act_in, index_t rows, Activation f,
                             float* delta);

@@ -69,6 +69,19 @@ std::shared_ptr<PixelInput> input_of(py::handle X) {
   return pixel_input(X, py::none(), py::none(), true);
 }
 
+void no_overlap(const py::object& out_obj, const py::iterable& arrays, const std::string& nout,
+                const std::string& what) {
+  if (out_obj.is_none()) return;
+  const auto out = py::reinterpret_borrow<py::array>(out_obj);
+  const auto* o0 = static_cast<const char*>(out.data());
+  for (const py::handle& h : arrays) {
+    const auto b = py::reinterpret_borrow<py::array>(h);
+    const auto* b0 = static_cast<const char*>(b.data());
+    if (out.nbytes() > 0 && b.nbytes() > 0 && o0 < b0 + b.nbytes() && b0 < o0 + out.nbytes())
+      throw std::invalid_argument(nout + " must not overlap " + what);
+  }
+}
+
 py::array_t<float> new_matrix(index_t rows, index_t cols) {
   return py::array_t<float>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
 }

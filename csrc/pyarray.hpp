@@ -96,6 +96,12 @@ void no_overlap(const View<T>& out, const View<U>& in, const std::string& nout,
     throw std::invalid_argument(nout + " must not overlap " + nin);
 }
 
+// std::invalid_argument "<nout> must not overlap <what>" when the span of out's bytes
+// meets that of any NumPy array of `arrays`; nothing when out is None. All of them
+// already checked (out by out_matrix, the arrays by make_network or input_of).
+void no_overlap(const py::object& out, const py::iterable& arrays, const std::string& nout,
+                const std::string& what);
+
 py::array_t<float> new_matrix(index_t rows, index_t cols);
 
 // The destination of a kernel: a new (rows, cols) array when out is None, else the

@@ -94,9 +94,11 @@ struct Bf16Weights {
 // out (n, C) = softmax (or log-softmax) of the network's logits for rows rows[0:n] of X
 // (rows 0..n-1 when rows is null). Validates the network, X's width and the rows first,
 // and X's values as it reads them (std::invalid_argument on NaN or infinity; out is then
-// partly written).
+// partly written). With check_outputs, an output that is not finite (the logits overflow
+// float32: weights not finite, or too large for these inputs) is std::invalid_argument too.
 // With `bf16` (made from this network) the products are bfloat16.
 void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* rows, index_t n,
-                   float* out, bool log, int n_threads, const Bf16Weights* bf16 = nullptr);
+                   float* out, bool log, int n_threads, const Bf16Weights* bf16 = nullptr,
+                   bool check_outputs = true);
 
 }  // namespace fastmlp

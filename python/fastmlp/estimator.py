@@ -735,7 +735,7 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             For each sample, the class of ``classes_`` with the highest probability.
         """
         logp = self._forward(X, log=True)
-        return self.classes_[np.argmax(logp, axis=1)]
+        return self.classes_[logp.argmax(axis=1)]
 
     def summary(self, n_features: int | None = None,
                 n_classes: int | None = None) -> ModelSummary:
@@ -1325,7 +1325,8 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
         logp = _core.predict_proba(coefs, intercepts, validation.X, rows=validation.rows,
                                    activation=self._activation_code(), log=True,
                                    n_threads=self._n_threads(),
-                                   bf16=self._prediction_weights(coefs, intercepts))
+                                   bf16=self._prediction_weights(coefs, intercepts),
+                                   check_outputs=False)
         y, w = validation.y, validation.sample_weight
         picked = logp[np.arange(len(y)), y].astype(np.float64)
         right = np.argmax(logp, axis=1) == y
@@ -1375,11 +1376,10 @@ class MLPImageClassifier(CallbackSupportMixin, ClassifierMixin, BaseEstimator):
             block = X[start:start + _PREDICT_BLOCK_ROWS]
             block = (pixel_input(block, scaler) if scaler is not None
                      else np.ascontiguousarray(block, dtype=np.float32))
-            out[start:start + _PREDICT_BLOCK_ROWS] = _core.predict_proba(
+            # The core raises ValueError on an output that is not finite (the model's
+            # logits overflow float32), checked as it writes each block.
+            _core.predict_proba(
                 self.coefs_, self.intercepts_, block, activation=self._activation_code(),
-                log=log, n_threads=self._n_threads(), bf16=bf16)
-        if not np.isfinite(out).all():  # a tenth of the forward pass on 10 classes
-            raise ValueError(
-                "the model's outputs overflow float32 (an infinite or NaN probability): its "
-                "weights are not finite, or too large for these inputs")
+                log=log, n_threads=self._n_threads(), bf16=bf16,
+                out=out[start:start + _PREDICT_BLOCK_ROWS])
         return out
