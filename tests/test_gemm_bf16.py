@@ -31,7 +31,7 @@ _RANK = {"reference": 0, "avx512bf16": 1, "amx": 2}
 # gradient, output layer), K past one AMX step and not a multiple of it, larger.
 SHAPES = [(1, 1, 1), (1, 7, 1), (7, 1, 13), (2, 3, 97), (97, 3, 2), (13, 17, 31),
           (33, 33, 33), (64, 784, 256), (784, 64, 256), (64, 10, 256), (64, 256, 10),
-          (129, 65, 130), (200, 300, 40)]
+          (129, 65, 130), (200, 300, 40), (1, 784, 256), (1, 65, 100), (1, 30, 33)]
 TRANS = list(itertools.product([False, True], [False, True]))
 
 

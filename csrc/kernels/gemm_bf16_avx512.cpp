@@ -60,19 +60,49 @@ void tile(index_t np, const bf16_t* a, index_t lda, const bf16_t* b, index_t ldb
   }
 }
 
+// t (1, 32 P) = one row a · P panels of B (32 P columns), over np pairs: 2 P accumulator
+// chains where tile<1> has 2, which leave vdpbf16ps waiting on its latency. Each column's
+// chain is tile<M>'s, so the sums are the same bits. For one image's prediction.
+template <int P>
+void row_tile(index_t np, const bf16_t* a, const bf16_t* b, index_t ldb, float* t) {
+  __m512 c[2 * P];
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * P; ++v) c[v] = _mm512_setzero_ps();
+  for (index_t q = 0; q < np; ++q) {
+    std::int32_t pair;
+    std::memcpy(&pair, a + 2 * q, sizeof pair);
+    const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+    const bf16_t* bq = b + q * 2 * ldb;
+#pragma GCC unroll 8
+    for (int v = 0; v < 2 * P; ++v)
+      c[v] = _mm512_dpbf16_ps(c[v], av, (__m512bh)_mm512_loadu_si512(bq + 32 * v));
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < 2 * P; ++v) _mm512_storeu_ps(t + 16 * v, c[v]);
+}
+
 using TileFn = void (*)(index_t, const bf16_t*, index_t, const bf16_t*, index_t, float*,
                         index_t);
+using RowTileFn = void (*)(index_t, const bf16_t*, const bf16_t*, index_t, float*);
 
 template <int... M>
 constexpr auto tiles(std::integer_sequence<int, M...>) {
   return std::array<TileFn, sizeof...(M)>{&tile<M + 1>...};
 }
 const auto kTiles = tiles(std::make_integer_sequence<int, kMR>{});
+constexpr int kRowPanels = kBf16BlockN / 32;  // a block's columns in one row tile
+const std::array<RowTileFn, kRowPanels> kRowTiles{&row_tile<1>, &row_tile<2>, &row_tile<3>,
+                                                  &row_tile<4>};
+static_assert(kRowPanels == 4, "one row tile per panel count of a block");
 
 }  // namespace
 
 void bf16_block_avx512(const Bf16GemmArgs& p, index_t i0, index_t mc, index_t j0, index_t nc,
                        float* t, index_t ldt) {
+  if (mc == 1) {  // one row: the block's panels at once (nc <= kBf16BlockN)
+    kRowTiles[(nc + 31) / 32 - 1](p.k / 2, p.a + i0 * p.lda, p.b + 2 * j0, p.ldb, t);
+    return;
+  }
   for (index_t c = 0; c < nc; c += 32)
     for (index_t r = 0; r < mc; r += kMR) {
       const int m = static_cast<int>(mc - r < kMR ? mc - r : kMR);
