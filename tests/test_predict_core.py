@@ -133,6 +133,24 @@ def test_nan_in_one_image_is_refused_with_any_threads(rng):
 
 
 @pytest.mark.parametrize("n", [1, 300])
+def test_bfloat16_checks_the_input_in_float32_terms(rng, bf16_kernel, n):
+    """The bfloat16 path checks the packed rows, then the float32 ones where a packed
+    value is not finite: a float32 past bfloat16's largest is a finite input (whose
+    outputs then overflow), not a NaN."""
+    coefs, intercepts = _net(rng, NETS[1])
+    bf16 = _core.Bf16Weights(coefs, intercepts)
+    for bad in (np.nan, np.inf, -np.inf):
+        X = rng.standard_normal((n, 20)).astype(np.float32)
+        X[n - 1, 19] = bad
+        with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+            _predict(coefs, intercepts, X, 2, bf16=bf16)
+    X = rng.standard_normal((n, 20)).astype(np.float32)
+    X[n - 1, 0] = np.float32(3.3999e38)  # rounds to infinity in bfloat16
+    with pytest.raises(ValueError, match="outputs overflow float32"):
+        _predict(coefs, intercepts, X, 2, bf16=bf16)
+
+
+@pytest.mark.parametrize("n", [1, 300])
 def test_outputs_that_overflow_are_refused_unless_asked_not_to_check(rng, n):
     coefs, intercepts = _net(rng, NETS[1])
     coefs[-1] *= np.float32(1e37)  # finite weights whose logits overflow to infinity

@@ -32,6 +32,13 @@ void bf16_pack_rows(const float* src, index_t lds, index_t r0, index_t r1, index
 }
 
 FASTMLP_SIMD_CLONES
+bool bf16_all_finite(const bf16_t* x, index_t n) {
+  int bad = 0;  // or-ed, branch-free, so the loop vectorizes
+  for (index_t i = 0; i < n; ++i) bad |= (x[i] & 0x7F80u) == 0x7F80u;
+  return bad == 0;
+}
+
+FASTMLP_SIMD_CLONES
 void bf16_pack_rows_scalar(const float* src, index_t lds, index_t r0, index_t r1, index_t cols,
                            index_t kp, bf16_t* dst, index_t ldd) {
   for (index_t r = r0; r < r1; ++r) {

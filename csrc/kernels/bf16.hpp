@@ -54,6 +54,9 @@ inline bf16_t to_bf16(float x) {
   return static_cast<bf16_t>(r);
 }
 
+// Whether none of x[0:n] is an infinity or a NaN (exponent bits all ones).
+bool bf16_all_finite(const bf16_t* x, index_t n);
+
 inline float from_bf16(bf16_t h) {
   const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
   float x;
