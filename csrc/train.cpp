@@ -634,10 +634,10 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
     }
     // The rows are checked where they are in this core's cache. bfloat16: their packed
     // copy, which layer 0's product has just read, half the bytes (the float32 rows are
-    // evicted by then: their check took 4% of the call); only a row that is not finite
-    // in bfloat16 is looked at in float32 (it may be finite there, past bfloat16's
-    // largest). float32: after the products, which bring the rows into L2 as they run (a
-    // check first waited on memory, 2 ms of a 17 ms call).
+    // evicted by then: their check took 4% of the call); only a block with a value that
+    // is not finite in bfloat16 is checked again in float32 (the value may be finite
+    // there, past bfloat16's largest). float32: after the products, which bring the rows
+    // into L2 as they run (a check first waited on memory, 2 ms of a 17 ms call).
     if (l == 0 && bf16 != nullptr && checker &&
         !bf16_all_finite(in16, R * bf16->P[0].kin) && !all_finite(x, R * X.features()))
       status.not_finite();
