@@ -72,12 +72,15 @@ std::shared_ptr<PixelInput> input_of(py::handle X) {
 void no_overlap(const py::object& out_obj, const py::iterable& arrays, const std::string& nout,
                 const std::string& what) {
   if (out_obj.is_none()) return;
-  const auto out = py::reinterpret_borrow<py::array>(out_obj);
-  const auto* o0 = static_cast<const char*>(out.data());
+  const auto span = [](const py::handle& h) {  // contiguous arrays: their nbytes in a row
+    const auto a = py::reinterpret_borrow<py::array>(h);
+    const auto* p = static_cast<const char*>(a.data());
+    return std::make_pair(p, p + a.nbytes());
+  };
+  const auto o = span(out_obj);
   for (const py::handle& h : arrays) {
-    const auto b = py::reinterpret_borrow<py::array>(h);
-    const auto* b0 = static_cast<const char*>(b.data());
-    if (out.nbytes() > 0 && b.nbytes() > 0 && o0 < b0 + b.nbytes() && b0 < o0 + out.nbytes())
+    const auto b = span(h);
+    if (bytes_overlap(o.first, o.second, b.first, b.second))
       throw std::invalid_argument(nout + " must not overlap " + what);
   }
 }

@@ -87,12 +87,17 @@ void same_shape(const View<T>& a, const View<U>& b, const std::string& na, const
     throw std::invalid_argument(na + " and " + nb + " must have the same shape");
 }
 
+// Whether the bytes [a0, a1) and [b0, b1) share one (an empty span shares none).
+inline bool bytes_overlap(const char* a0, const char* a1, const char* b0, const char* b1) {
+  return a0 < a1 && b0 < b1 && b0 < a1 && a0 < b1;
+}
+
 // An array written must not share memory with one read: the kernels stream through
 // both and would read what they already overwrote.
 template <class T, class U>
 void no_overlap(const View<T>& out, const View<U>& in, const std::string& nout,
                 const std::string& nin) {
-  if (out.size() > 0 && in.size() > 0 && in.begin() < out.end() && out.begin() < in.end())
+  if (bytes_overlap(out.begin(), out.end(), in.begin(), in.end()))
     throw std::invalid_argument(nout + " must not overlap " + nin);
 }
 

@@ -583,28 +583,17 @@ double weights_per_row(const Network& net) {
   return w;
 }
 
-// Where predict_proba's threads record what stops the call.
+// Where predict_proba's threads record what stops the call (each flag only ever set,
+// by any thread; read after the team has joined).
 struct PredictStatus {
-  bool failed = false;  // an allocation in a GEMM's packing buffers (a few MiB at most)
-  bool finite = true;   // every input row checked: the caller's validation does not scan X
-  bool outputs_finite = true;
-  void fail() {
+  bool failed = false;          // an allocation in a GEMM's packing buffers (a few MiB)
+  bool bad_input = false;       // every input row checked: the caller does not scan X
+  bool bad_outputs = false;     // a probability that is infinite or NaN
+  static void set(bool& flag) {
 #if defined(_OPENMP)
 #pragma omp atomic write
 #endif
-    failed = true;
-  }
-  void not_finite() {
-#if defined(_OPENMP)
-#pragma omp atomic write
-#endif
-    finite = false;
-  }
-  void outputs_not_finite() {
-#if defined(_OPENMP)
-#pragma omp atomic write
-#endif
-    outputs_finite = false;
+    flag = true;
   }
 };
 
@@ -630,7 +619,7 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
     try {
       predict_layer(net, l, in, R, cur, bf16, in16, shared ? ith : 0, nth);
     } catch (const std::bad_alloc&) {  // an exception must not leave the region
-      status.fail();
+      PredictStatus::set(status.failed);
     }
     // The rows are checked where they are in this core's cache. bfloat16: their packed
     // copy, which layer 0's product has just read, half the bytes (the float32 rows are
@@ -640,7 +629,7 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
     // into L2 as they run (a check first waited on memory, 2 ms of a 17 ms call).
     if (l == 0 && bf16 != nullptr && checker &&
         !bf16_all_finite(in16, R * bf16->P[0].kin) && !all_finite(x, R * X.features()))
-      status.not_finite();
+      PredictStatus::set(status.bad_input);
     if (shared) {
       FASTMLP_BARRIER  // layer l's columns are all written before any is read
     }
@@ -650,8 +639,9 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
   if (shared && ith != 0) return;
   const index_t C = net.n_outputs();
   softmax_rows(in, C, R, C, log, out + r0 * C, C);
-  if (check_outputs && !all_finite(out + r0 * C, R * C)) status.outputs_not_finite();
-  if (bf16 == nullptr && !all_finite(x, R * X.features())) status.not_finite();
+  if (check_outputs && !all_finite(out + r0 * C, R * C)) PredictStatus::set(status.bad_outputs);
+  if (bf16 == nullptr && !all_finite(x, R * X.features()))
+    PredictStatus::set(status.bad_input);
 }
 
 void check_bf16_weights(const Network& net, const Bf16Weights& w) {
@@ -824,8 +814,8 @@ void predict_proba(const Network& net, const PixelRows& X, const std::int64_t* r
     }
   }
   if (status.failed) throw std::bad_alloc();
-  if (!status.finite) throw std::invalid_argument("Input X contains NaN or infinity.");
-  if (!status.outputs_finite)
+  if (status.bad_input) throw std::invalid_argument("Input X contains NaN or infinity.");
+  if (status.bad_outputs)
     throw std::invalid_argument(
         "the model's outputs overflow float32 (an infinite or NaN probability): its weights "
         "are not finite, or too large for these inputs");
