@@ -118,6 +118,20 @@ def test_type_checkers_see_the_public_api(tmp_path):
     assert done.returncode == 1
 
 
+def test_the_package_itself_type_checks(tmp_path):
+    # The installed package, with its core's stubs, under mypy's defaults: the types it
+    # declares agree with what its own code does with them.
+    pytest.importorskip("mypy", reason="mypy is not installed (it is in the test extra)")
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", str(config), "--ignore-missing-imports",
+         "--cache-dir", str(tmp_path / "cache"), "-p", "fastmlp"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success: no issues found" in done.stdout
+
+
 # -- numpydoc ----------------------------------------------------------------------------
 
 # Parameters documented exactly (PR01-PR10), a described return value (RT01, RT03-RT05),

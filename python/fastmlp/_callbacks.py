@@ -21,7 +21,7 @@ try:
     from sklearn.callback import CallbackSupportMixin
 except ImportError:  # scikit-learn < 1.9
 
-    class CallbackSupportMixin:  # noqa: D101 (a stand-in with nothing to set)
+    class CallbackSupportMixin:  # type: ignore[no-redef]  # noqa: D101 (a stand-in)
         pass
 
 

@@ -35,7 +35,7 @@ from ._atomic import atomic_file
 __all__ = ["read_idx", "write_idx"]
 
 # IDX element type code -> big-endian NumPy dtype.
-_IDX_TYPES = {
+_IDX_TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),

@@ -75,7 +75,7 @@ class _HTTPHandler(_Watched, urllib.request.HTTPHandler):
     pass
 
 
-_HANDLERS = [_HTTPHandler]
+_HANDLERS: list[type[urllib.request.BaseHandler]] = [_HTTPHandler]
 if hasattr(urllib.request, "HTTPSHandler"):  # Python built without ssl: http only
 
     class _HTTPSHandler(_Watched, urllib.request.HTTPSHandler):

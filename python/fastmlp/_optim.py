@@ -62,7 +62,7 @@ class _Optimizer:
     """Shared by the solvers: the estimator's hyperparameters as a core config."""
 
     name = ""
-    solver = None  # the _core.Solver
+    solver: _core.Solver | None = None
 
     def __init__(self, est):
         self.learning_rate_init = float(est.learning_rate_init)

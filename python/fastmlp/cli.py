@@ -248,7 +248,7 @@ class _CommandParser(argparse.ArgumentParser):
     ``predict``'s files may follow its options too (``predict MODEL a.png --top 2
     b.png``): argparse ends a list of positional arguments at the first option."""
 
-    commands = {}  # name -> its subparser, set by build_parser
+    commands: dict[str, argparse.ArgumentParser] = {}  # name -> its subparser (build_parser)
 
     def parse_args(self, args=None, namespace=None):
         parsed, extras = self.parse_known_args(args, namespace)

@@ -300,10 +300,10 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``X * scale_ + offset_``, flattened like the output of :meth:`transform`.
         """
         check_is_fitted(self)
-        X = check_array(X, dtype="numeric", input_name="X")
-        if X.shape[1] != self.n_features_in_:
+        rows: np.ndarray = check_array(X, dtype="numeric", input_name="X")
+        if rows.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features, but {self.__class__.__name__} is expecting "
+                f"X has {rows.shape[1]} features, but {self.__class__.__name__} is expecting "
                 f"{self.n_features_in_} features as input."
             )
         offset, scale = self._per_feature(self.offset_, self.scale_)
@@ -312,7 +312,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             block *= scale
             block += offset
 
-        return _blockwise_to_float32(X, unscale_block)
+        return _blockwise_to_float32(rows, unscale_block)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -324,7 +324,7 @@ class PixelScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # -- private helpers ----------------------------------------------------------------
 
-    def _validate_input(self, X, *, reset):
+    def _validate_input(self, X, *, reset) -> tuple[np.ndarray, int | None]:
         """Flatten image arrays to (n, d), then validate with scikit-learn's rules.
 
         Returns the validated 2-D array and the channel count read from the image shape,
