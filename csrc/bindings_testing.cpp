@@ -304,6 +304,27 @@ void pixel_rows(py::handle X_obj, py::handle rows_obj, py::handle out_obj) {
   for (index_t r = 0; r < rows.cols; ++r) X->rows.row(rows.data[r], out.data + r * out.cols);
 }
 
+// The same rows as bfloat16 read straight from 8-bit pixels (PixelRows::row_bf16), each
+// padded to kp >= D; returned (len(rows), kp + 3), poisoned with 0xFFFF (a NaN) first, so
+// a write past kp shows.
+py::array_t<std::uint16_t> pixel_rows_bf16(py::handle X_obj, py::handle rows_obj, index_t kp) {
+  const auto X = input_of(X_obj);
+  const View<std::int64_t> rows = checked<std::int64_t>(rows_obj, "rows", 1);
+  if (!X->rows.reads_bf16())
+    throw std::invalid_argument("these pixels are not read straight to bfloat16");
+  if (kp < X->rows.features()) throw std::invalid_argument("kp must be at least D");
+  for (index_t r = 0; r < rows.cols; ++r)
+    if (rows.data[r] < 0 || rows.data[r] >= X->rows.rows())
+      throw std::invalid_argument("row out of range");
+  const index_t ld = kp + 3;
+  py::array_t<std::uint16_t> out(
+      {static_cast<py::ssize_t>(rows.cols), static_cast<py::ssize_t>(ld)});
+  std::fill(out.mutable_data(), out.mutable_data() + out.size(), std::uint16_t{0xFFFF});
+  for (index_t r = 0; r < rows.cols; ++r)
+    X->rows.row_bf16(rows.data[r], out.mutable_data() + r * ld, kp);
+  return out;
+}
+
 // The bfloat16 update's fused SGD step and repack on W (h, n) in place, with the step
 // s (h, n): the core's (the vector one where the CPU has AVX512-BF16) or the scalar loop.
 // Returns Wp's pair rows, ((h + 1) / 2, 2n + 6) bfloat16 poisoned with 0xFFFF (a NaN), so
@@ -388,6 +409,7 @@ void bind_testing(py::module_& core) {
   t.def("augment_rows", &augment_rows, py::arg("X"), py::arg("samples"), py::kw_only(),
         py::arg("seed"), py::arg("step"), py::arg("image"), py::arg("shift"), py::arg("flip"));
   t.def("pixel_rows", &pixel_rows, py::arg("X"), py::arg("rows"), py::arg("out"));
+  t.def("pixel_rows_bf16", &pixel_rows_bf16, py::arg("X"), py::arg("rows"), py::arg("kp"));
   t.def("bf16_sgd_step_pack", &sgd_step_pack, py::arg("W"), py::arg("s"), py::kw_only(),
         py::arg("lr"), py::arg("l2"), py::arg("scalar") = false);
   t.def("barrier_rounds", &barrier_rounds, py::arg("n_threads"), py::arg("rounds"));

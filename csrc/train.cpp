@@ -337,24 +337,30 @@ void BatchWorker::gather_share(index_t bi) {
   split_range(B(bi), ith_, nth_, &r0, &r1);
   float* dst = s_.xs[bi & 1].data();
   const Augmentation& aug = opt_.augment;
-  // bfloat16 reads only x16: a plain row goes there straight from X, without the copy.
+  // bfloat16 reads only x16: a plain row goes there straight from X, without the copy,
+  // and 8-bit pixels through their bfloat16 table, without a float32 row in between (the
+  // detour made a bfloat16 epoch of 8-bit Fashion-MNIST 20% slower on an AMD EPYC).
   const bool direct = bf_ != nullptr && X.plain() && !aug.active();
+  const bool tabulated = bf_ != nullptr && X.reads_bf16() && !aug.active();
   const auto row_of = [&](index_t r) {
     const std::int64_t s = samples[r];
     return plan_.sample_rows ? plan_.sample_rows[s] : s;
   };
   constexpr index_t kAhead = 8;
-  if (X.plain())  // the first rows; then each row's prefetch is issued kAhead rows before
-    for (index_t r = r0; r < std::min(r1, r0 + kAhead); ++r)
-      prefetch_bytes(X.plain_row(row_of(r)), D * sizeof(float));
+  // the first rows; then each row's prefetch is issued kAhead rows before
+  for (index_t r = r0; r < std::min(r1, r0 + kAhead); ++r)
+    prefetch_bytes(X.row_data(row_of(r)), X.row_bytes());
   for (index_t r = r0; r < r1; ++r) {
     const std::int64_t s = samples[r], row = row_of(r);
     float* out = dst + r * D;
-    if (X.plain() && r + kAhead < r1)
-      prefetch_bytes(X.plain_row(row_of(r + kAhead)), D * sizeof(float));
+    if (r + kAhead < r1) prefetch_bytes(X.row_data(row_of(r + kAhead)), X.row_bytes());
+    bf16_t* const out16 = bf_ != nullptr ? bf_->x16[bi & 1].data() + r * bf_->P[0].kin : nullptr;
     if (direct) {
-      bf16_pack_rows(X.plain_row(row), D, 0, 1, D, bf_->P[0].kin,
-                     bf_->x16[bi & 1].data() + r * bf_->P[0].kin, bf_->P[0].kin);
+      bf16_pack_rows(X.plain_row(row), D, 0, 1, D, bf_->P[0].kin, out16, bf_->P[0].kin);
+      continue;
+    }
+    if (tabulated) {
+      X.row_bf16(row, out16, bf_->P[0].kin);
       continue;
     }
     if (!aug.active()) {
@@ -364,9 +370,7 @@ void BatchWorker::gather_share(index_t bi) {
       if (!X.plain()) X.row(row, own_.pixels.data());
       augment_image(src, out, aug.image, augment_draw(aug, opt_.seed, step_of(bi), s));
     }
-    if (bf_ != nullptr)
-      bf16_pack_rows(out, D, 0, 1, D, bf_->P[0].kin,
-                     bf_->x16[bi & 1].data() + r * bf_->P[0].kin, bf_->P[0].kin);
+    if (bf_ != nullptr) bf16_pack_rows(out, D, 0, 1, D, bf_->P[0].kin, out16, bf_->P[0].kin);
   }
 }
 

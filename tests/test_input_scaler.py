@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from fastmlp import MLPImageClassifier, PixelScaler, _core
+from fastmlp import MLPImageClassifier, PixelScaler, _core, kernels
 from fastmlp._input import pixel_input
 from fastmlp.datasets import read_idx, write_idx
 
@@ -37,6 +37,10 @@ def _assert_bitwise(a, b):
     for u, v in zip(_weights(a), _weights(b)):
         assert u.tobytes() == v.tobytes()
 
+
+# The instruction sets of the 8-bit pixels' table lookups: AVX-512 where the CPU has it,
+# and the scalar loops (any ISA below it).
+LOOKUP_ISAS = ["generic"] + (["avx512"] if _core.detected_isa() == "avx512" else [])
 
 SCALERS = [
     dict(mode="symmetric"),
@@ -112,11 +116,13 @@ def test_every_real_dtype_trains_like_the_pipeline(rng, dtype):
     assert fused.predict_proba(X).tobytes() == pipe.predict_proba(X).tobytes()
 
 
-@pytest.mark.parametrize("n_rows, n_features, n_stats", [(1, 1, 1), (5, 12, 3), (33, 784, 1)])
+@pytest.mark.parametrize("isa", LOOKUP_ISAS)
+@pytest.mark.parametrize("n_rows, n_features, n_stats", [(1, 1, 1), (5, 12, 3), (33, 784, 1),
+                                                         (3, 95, 1), (2, 195, 3)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int64, np.float32,
                                    np.float64])
 @pytest.mark.parametrize("channels_last", [True, False])
-def test_scaled_rows_equal_the_float64_expression(rng, n_rows, n_features, n_stats, dtype,
+def test_scaled_rows_equal_the_float64_expression(rng, isa, n_rows, n_features, n_stats, dtype,
                                                   channels_last):
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
     lo, hi = (info.min, min(info.max, 10**6)) if info else (-300, 300)
@@ -126,12 +132,67 @@ def test_scaled_rows_equal_the_float64_expression(rng, n_rows, n_features, n_sta
     rows = rng.integers(0, n_rows, size=2 * n_rows)
     out = np.full((rows.size, n_features), np.nan, dtype=np.float32)
     inp = _core.PixelInput(X, offset=offset, scale=scale, channels_last=channels_last)
-    _core.testing.pixel_rows(inp, rows, out)
+    with kernels._isa(isa):
+        _core.testing.pixel_rows(inp, rows, out)
     per = n_features // n_stats
     stat = (np.arange(n_features) % n_stats if channels_last
             else np.arange(n_features) // per)
     want = ((X[rows].astype(np.float64) - offset[stat]) / scale[stat]).astype(np.float32)
     assert out.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("isa", LOOKUP_ISAS)
+@pytest.mark.parametrize("n_rows, n_features, n_stats, kp", [
+    (1, 1, 1, 1), (5, 12, 3, 16), (33, 784, 1, 800), (7, 95, 1, 97), (4, 195, 3, 224),
+    (3, 64, 1, 64)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_8bit_rows_read_as_bfloat16_are_the_rounded_expression(rng, isa, n_rows, n_features,
+                                                                n_stats, kp, dtype):
+    # Straight from the pixels to bfloat16 through a table (bfloat16 training's gather):
+    # the bfloat16 rounding of the float64 expression, zeros from D to kp, nothing past.
+    info = np.iinfo(dtype)
+    X = rng.integers(info.min, info.max, size=(n_rows, n_features), endpoint=True,
+                     dtype=dtype)
+    offset, scale = rng.normal(0, 50, n_stats), rng.uniform(0.5, 90, n_stats)
+    rows = rng.integers(0, n_rows, size=2 * n_rows)
+    inp = _core.PixelInput(X, offset=offset, scale=scale, channels_last=n_stats == 1)
+    with kernels._isa(isa):
+        got = _core.testing.pixel_rows_bf16(inp, rows, kp)
+    stat = np.arange(n_features) // (n_features // n_stats)
+    want = ((X[rows].astype(np.float64) - offset[stat]) / scale[stat]).astype(np.float32)
+    assert np.array_equal(got[:, :n_features],
+                          _core.testing.bf16_round(want.ravel()).reshape(want.shape))
+    assert not got[:, n_features:kp].any()
+    assert (got[:, kp:] == 0xFFFF).all()
+
+
+def test_only_8bit_rows_with_a_table_per_run_are_read_as_bfloat16(rng):
+    X = rng.integers(0, 256, size=(4, 12), dtype=np.uint8)
+    channels_last = _core.PixelInput(X, offset=np.zeros(3), scale=np.ones(3),
+                                     channels_last=True)
+    wide = _core.PixelInput(X.astype(np.uint16), offset=np.zeros(1), scale=np.ones(1))
+    for inp in (channels_last, wide):
+        with pytest.raises(ValueError, match="not read straight to bfloat16"):
+            _core.testing.pixel_rows_bf16(inp, np.arange(4), 12)
+
+
+@pytest.mark.filterwarnings("ignore::fastmlp.exceptions.PrecisionWarning")  # no bfloat16 CPU
+@pytest.mark.parametrize("isa", LOOKUP_ISAS)
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("shape, scaler", [
+    ((90, 35), dict(mode="symmetric")), ((90, 7, 5), dict(mode="standard")),
+    ((90, 6, 5, 3), dict(mode="standard", per_channel=True)),
+    ((90, 3, 6, 5), dict(mode="standard", per_channel=True, channel_axis=1))], ids=str)
+def test_bfloat16_fits_equal_the_pipeline_bitwise(rng, isa, n_threads, shape, scaler):
+    # bfloat16 reads 8-bit pixels through a table (or, channels last with a statistic per
+    # channel, through the float32 row): what it trains is the pipeline's, bit for bit.
+    X, y = _uint8(rng, shape), _labels(rng, shape[0])
+    fit = dict(FIT, precision="bfloat16", n_threads=n_threads)
+    with kernels._isa(isa):
+        pipe = make_pipeline(PixelScaler(**scaler), MLPImageClassifier(**fit)).fit(X, y)
+        fused = MLPImageClassifier(input_scaler=PixelScaler(**scaler), **fit).fit(X, y)
+    _assert_bitwise(pipe, fused)
+    assert fused.predict_proba(X).tobytes() == pipe.predict_proba(X).tobytes()
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

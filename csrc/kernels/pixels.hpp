@@ -9,7 +9,9 @@
 // computed in double and rounded once: the very expression PixelScaler.transform
 // evaluates, so a fused fit is bitwise equal to a pipeline's. s(j) is 0 when S == 1,
 // j % S for channels-last rows (H, W, C) and j / P for channels-first rows (C, H, W).
-// For 8-bit types the S * 256 possible values are tabulated once (same expression).
+// For 8-bit types the S * 256 possible values are tabulated once (same expression), and
+// so are their bfloat16 roundings (to_bf16), which bfloat16 training reads straight from
+// the pixels (row_bf16: a table lookup, no float32 row in between).
 // Without an affine (S == 0) X must be float32 and is read as it is.
 //
 // Nothing here validates values: the caller checks that the affine is finite with
@@ -26,6 +28,9 @@ namespace fastmlp {
 enum class PixelType : int {
   kFloat32, kFloat64, kUInt8, kInt8, kUInt16, kInt16, kUInt32, kInt32, kUInt64, kInt64
 };
+
+// Bytes per value of each PixelType.
+index_t pixel_size(PixelType t);
 
 // The per-statistic affine of a fitted PixelScaler: offset and scale (S,) each.
 struct PixelAffine {
@@ -48,8 +53,20 @@ class PixelRows {
   const float* plain_row(std::int64_t r) const {
     return static_cast<const float*>(data_) + r * n_features_;
   }
+  // Where row r's values are stored, and their size in bytes (for prefetching).
+  const void* row_data(std::int64_t r) const {
+    return static_cast<const char*>(data_) + r * row_bytes();
+  }
+  std::size_t row_bytes() const {
+    return static_cast<std::size_t>(n_features_ * pixel_size(type_));
+  }
   // dst (D,) = row r of X as the network's input. r in [0, N) is not checked.
   void row(std::int64_t r, float* dst) const;
+  // Whether row_bf16 can read X: 8-bit pixels with one statistic, or one per channel of
+  // channels-first rows (a table for each run of a row's values).
+  bool reads_bf16() const { return !table16_.empty(); }
+  // dst (kp,), kp >= D = to_bf16 of row(r)'s values, then zeros. Needs reads_bf16().
+  void row_bf16(std::int64_t r, std::uint16_t* dst, index_t kp) const;
 
  private:
   template <class T>
@@ -61,9 +78,18 @@ class PixelRows {
   index_t n_rows_, n_features_;
   PixelAffine affine_;
   std::vector<float> table_;  // (S, 256) for 8-bit types: value v of statistic s at s*256 + v
+  // Where reads_bf16(): to_bf16 of table_, and table_'s upper and lower 16 bits.
+  std::vector<std::uint16_t> table16_, upper16_, lower16_;
 };
 
-// Bytes per value of each PixelType.
-index_t pixel_size(PixelType t);
+#if defined(FASTMLP_X86_64)
+// dst[i] = table[src[i]] for i < n, tables of 256 entries (pixels_avx512.cpp, AVX512BW):
+// 16-bit words, and float32s given as their upper and lower 16 bits.
+void lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* table,
+                     std::uint16_t* dst);
+void lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
+                     const std::uint16_t* lower, float* dst);
+#endif
+
 
 }  // namespace fastmlp
