@@ -9,7 +9,9 @@ row):
 * ``fastmlp-1t`` and ``fastmlp-<cores>t``: :class:`fastmlp.MLPImageClassifier` with
   ``n_threads`` 1 and all cores; epoch times from its ``history_``; ``fastmlp-bf16-1t`` and
   ``fastmlp-bf16-<cores>t`` the same with ``precision="bfloat16"`` (skipped on a CPU
-  without bfloat16 instructions);
+  without bfloat16 instructions); ``fastmlp-u8-<cores>t`` and ``fastmlp-bf16-u8-<cores>t``
+  the same from the 8-bit images, scaled by the classifier's ``input_scaler`` as the core
+  reads them (bitwise the same model: the rows are those pixels' scaling);
 * ``numpy``: bench/numpy_mlp.py, the same network, initialization and batches in plain
   NumPy, with the BLAS threads NumPy has by default;
 * ``sklearn``: ``sklearn.neural_network.MLPClassifier``, one epoch per ``partial_fit``;
@@ -122,7 +124,8 @@ def make_runners(selection):
 def reference_name(names):
     """float32 fastmlp with all cores when it runs, else another float32 fastmlp row;
     ratios are against it."""
-    fast = [k for k in names if k.startswith("fastmlp-") and not k.startswith("fastmlp-bf16")]
+    fast = [k for k in names if k.startswith("fastmlp-") and not k.startswith("fastmlp-bf16")
+            and "-u8-" not in k]
     if f"fastmlp-{n_cores()}t" in fast:
         return f"fastmlp-{n_cores()}t"
     return fast[-1] if fast else None
@@ -255,6 +258,7 @@ def one_image_latency(runner, model, X, calls=LATENCY_CALLS):
 def run_system(runner, data, epochs, seed):
     """Train, predict and check one system in this process: its result record."""
     X, y, X_test, y_test = data
+    X, X_test = runner.prepare(X), runner.prepare(X_test)
     model, times = runner.train(X, y, epochs, seed)
     labels, infer = timed_predict(runner, model, X_test)
     label, latency = one_image_latency(runner, model, X_test)
@@ -801,7 +805,8 @@ def parse_args(argv):
                    help="training runs per system, interleaved (default 5; 1 with --quick)")
     p.add_argument("--systems", default="",
                    help="comma-separated: fastmlp-1t, fastmlp-<cores>t, fastmlp-bf16-1t, "
-                        "fastmlp-bf16-<cores>t, numpy, sklearn, torch-dataloader, "
+                        "fastmlp-bf16-<cores>t, fastmlp-u8-<cores>t, "
+                        "fastmlp-bf16-u8-<cores>t, numpy, sklearn, torch-dataloader, "
                         "torch-preloaded, torch-bf16, torch-compile, jax, onnxruntime, or the "
                         "families fastmlp, fastmlp-bf16, torch (default: all)")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling curves")

@@ -75,6 +75,10 @@ class Runner:
         """Facts a worker records beside the times (compile times, agreement, ...)."""
         return {}
 
+    def prepare(self, X):
+        """The scaled float32 rows X as this system takes them, before anything is timed."""
+        return X
+
 
 # ----------------------------------------------------------------------------------------
 # fastmlp, NumPy, scikit-learn
@@ -84,10 +88,25 @@ class Runner:
 class FastmlpRunner(Runner):
     family = "fastmlp"
 
-    def __init__(self, n_threads, precision="float32"):
+    def __init__(self, n_threads, precision="float32", pixels=False):
         self.n_threads = n_threads
         self.threads = str(n_threads)
         self.precision = precision
+        self.pixels = pixels  # train on the 8-bit images, scaled by fastmlp's input_scaler
+
+    def prepare(self, X):
+        """With ``pixels``: the 8-bit images the rows were scaled from (what a user holds),
+        recovered exactly: scaling them again must give the rows bit for bit, so the model
+        is the one the float32 rows train."""
+        if not self.pixels:
+            return X
+        from fastmlp import PixelScaler
+
+        images = np.rint(np.asarray(X, np.float64) * 127.5 + 127.5).astype(np.uint8)
+        again = PixelScaler(mode="symmetric").fit(images).transform(images)
+        if again.tobytes() != np.ascontiguousarray(X, np.float32).tobytes():
+            raise RuntimeError("the rows are not the symmetric scaling of 8-bit pixels")
+        return images
 
     def unavailable(self):
         if self.precision == "float32":
@@ -107,13 +126,15 @@ class FastmlpRunner(Runner):
 
         # Passed only when asked for, so float32 rows run with a fastmlp without it.
         extra = {} if self.precision == "float32" else {"precision": self.precision}
+        if self.pixels:
+            extra["input_scaler"] = fastmlp.PixelScaler(mode="symmetric")
         clf = fastmlp.MLPImageClassifier(
             (hidden,), "relu", solver="sgd", momentum=0.0, alpha=0.0, batch_size=batch_size,
             learning_rate_init=LEARNING_RATE, max_iter=epochs, weight_init="pytorch",
             n_iter_no_change=epochs + 1, random_state=seed, n_threads=self.n_threads, **extra)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is the point
-            if extra:  # a bfloat16 row that silently trained in float32 would be a lie
+            if "precision" in extra:  # a bfloat16 row silently in float32 would be a lie
                 warnings.simplefilter("error", getattr(fastmlp, "PrecisionWarning", Warning))
             clf.fit(X, y)
         return clf, [h["time"] for h in clf.history_]
@@ -414,6 +435,9 @@ def make_runners():
     thread_counts = [1, cores] if cores > 1 else [1]
     runners = {f"fastmlp-{t}t": FastmlpRunner(t) for t in thread_counts}
     runners.update({f"fastmlp-bf16-{t}t": FastmlpRunner(t, "bfloat16") for t in thread_counts})
+    # From the 8-bit images (the data set's own pixels), scaled by fastmlp as it reads them.
+    runners[f"fastmlp-u8-{cores}t"] = FastmlpRunner(cores, pixels=True)
+    runners[f"fastmlp-bf16-u8-{cores}t"] = FastmlpRunner(cores, "bfloat16", pixels=True)
     runners["numpy"] = NumpyRunner()
     runners["sklearn"] = SklearnRunner()
     for mode in ("dataloader", "preloaded", "bf16", "compile"):

@@ -84,6 +84,30 @@ def test_quick_run_writes_table_and_json(tmp_path, rng, capsys):
     assert "| system |" in printed and "fastmlp-1t" in printed and "### Inference" in printed
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_8bit_rows_train_the_scaled_rows_model(rng, precision):
+    # The -u8- rows start from the images the scaled rows came from and let fastmlp scale
+    # them: the same model, so the rows differ in speed only.
+    from fastmlp import PixelScaler
+
+    systems = _load_bench().systems
+    images = rng.integers(0, 256, size=(300, 784), dtype=np.uint8)
+    X = PixelScaler(mode="symmetric").fit(images).transform(images)
+    y = rng.integers(0, 10, size=300)
+    rows = systems.FastmlpRunner(2, precision)
+    pixels = systems.FastmlpRunner(2, precision, pixels=True)
+    if rows.unavailable():
+        pytest.skip(f"the {precision} rows cannot run here: {rows.unavailable()}")
+    assert rows.prepare(X) is X
+    assert pixels.prepare(X).tobytes() == images.tobytes()
+    a, _ = rows.train(X, y, 2, 0)
+    b, _ = pixels.train(pixels.prepare(X), y, 2, 0)
+    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert u.tobytes() == v.tobytes()
+    with pytest.raises(RuntimeError, match="not the symmetric scaling"):
+        pixels.prepare(X * np.float32(0.99))
+
+
 def test_low_accuracy_flags_the_run(tmp_path, rng, capsys):
     fake_fashion_mnist(tmp_path, rng, n_train=128, n_test=50)
     out = tmp_path / "training.json"
