@@ -11,6 +11,8 @@ Shape legend: n samples, d features per sample (H * W * C), S the scaler's stati
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn.base import clone
 
@@ -65,11 +67,8 @@ def _check_float32_range(X, offset, scale, channels_last):
     """ValueError if some pixel of X scales beyond +-FLT_MAX (in float64, as PixelScaler
     judges). Integer data are cleared by their dtype's range alone, without reading X;
     floats by X's smallest and largest value per statistic."""
-    if X.dtype.kind in "iu":
-        info = np.iinfo(X.dtype)
-        lo, hi = np.full_like(offset, float(info.min)), np.full_like(offset, float(info.max))
-        if _peak(lo, hi, offset, scale) <= _FLOAT32_MAX:
-            return
+    if X.dtype.kind in "iu" and _integers_fit(X.dtype.str, offset.tobytes(), scale.tobytes()):
+        return
     if X.size == 0:
         return
     lo, hi = _extremes(X, offset.shape[0], channels_last)
@@ -79,6 +78,17 @@ def _check_float32_range(X, offset, scale, channels_last):
             f"input_scaler: some pixel scales to {peak:.3g}, beyond the float32 range "
             f"(+-{_FLOAT32_MAX:.3g}); the data are far outside the range the scaler was set "
             "up or fitted for (check max_value, or fit on data like this)")
+
+
+@functools.lru_cache(maxsize=64)
+def _integers_fit(dtype, offset, scale):
+    """Whether every value of the integer ``dtype`` scales within +-FLT_MAX by the affine
+    (offset and scale as float64 bytes): what the range check of integers depends on,
+    remembered: prediction asks it again at every call (a third of a one-image call)."""
+    info = np.iinfo(np.dtype(dtype))
+    offset, scale = np.frombuffer(offset), np.frombuffer(scale)
+    lo, hi = np.full_like(offset, float(info.min)), np.full_like(offset, float(info.max))
+    return _peak(lo, hi, offset, scale) <= _FLOAT32_MAX
 
 
 def _peak(lo, hi, offset, scale):
