@@ -538,7 +538,8 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
 
 // Prediction's scratch, sized to the work (at most `rows` rows per block), allocated
 // before the parallel region: two activation buffers per thread, the block's rows of
-// X as float32 unless X is read in place (plain rows in order), and in bfloat16 one
+// X as float32 unless X is read in place (plain rows in order) or straight to bfloat16
+// (8-bit pixels, PixelRows::reads_bf16), and in bfloat16 one
 // rows-layout operand per thread (rows + kBf16MStep rows: the AMX kernel reads whole
 // tiles) as wide as the widest padded layer input.
 struct PredictScratch {
@@ -547,7 +548,8 @@ struct PredictScratch {
   index_t ld16 = 0;
   PredictScratch(const Network& net, const PixelRows& X, const std::int64_t* order,
                  index_t rows, int nt, const Bf16Weights* bf16)
-      : act(2 * static_cast<size_t>(nt)), xin(X.plain() && !order ? 0 : nt),
+      : act(2 * static_cast<size_t>(nt)),
+        xin((X.plain() && !order) || (bf16 != nullptr && X.reads_bf16()) ? 0 : nt),
         in16(bf16 != nullptr ? nt : 0) {
     for (auto& v : act) v.resize(rows * net.widest());
     for (auto& v : xin) v.resize(rows * X.features());
@@ -566,7 +568,8 @@ struct PredictScratch {
 };
 
 // One block of R rows through layer l, thread ith's share of it: float32, or bfloat16
-// operands packed from `in` (all of them: in16 is the thread's own).
+// operands packed from `in` (all of them: in16 is the thread's own), or already in in16
+// when `in` is null.
 void predict_layer(const Network& net, index_t l, const float* in, index_t R, float* out,
                    const Bf16Weights* bf16, bf16_t* in16, int ith, int nth) {
   const LayerView& Ly = net.layers[l];
@@ -575,7 +578,7 @@ void predict_layer(const Network& net, index_t l, const float* in, index_t R, fl
     return;
   }
   const LayerBf16& P = bf16->P[l];
-  bf16_pack_rows(in, Ly.fan_in, 0, R, Ly.fan_in, P.kin, in16, P.kin);
+  if (in != nullptr) bf16_pack_rows(in, Ly.fan_in, 0, R, Ly.fan_in, P.kin, in16, P.kin);
   linear_forward_bf16(Ly, P, in16, P.kin, R, 0, Ly.fan_out, net.activation_of(l), out, ith,
                       nth);
 }
@@ -613,12 +616,18 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
                    PredictStatus& status) {
   const int ith = thread_index(), nth = shared ? team_size() : 1;
   const int home = shared ? 0 : ith;  // whose activation buffers the block uses
-  const float* in = scratch.input(X, rows, r0, R, ith);
+  bf16_t* in16 = bf16 != nullptr ? scratch.in16[ith].data() : nullptr;
+  // bfloat16 reads 8-bit pixels straight into layer 0's operand (no float32 rows): their
+  // values are finite by construction, so there is no input to check.
+  const bool tabulated = bf16 != nullptr && X.reads_bf16();
+  if (tabulated)
+    for (index_t r = 0; r < R; ++r)
+      X.row_bf16(rows ? rows[r0 + r] : r0 + r, in16 + r * bf16->P[0].kin, bf16->P[0].kin);
+  const float* in = tabulated ? nullptr : scratch.input(X, rows, r0, R, ith);
   const float* x = in;
   float* cur = scratch.act[2 * home].data();
   float* nxt = scratch.act[2 * home + 1].data();
-  bf16_t* in16 = bf16 != nullptr ? scratch.in16[ith].data() : nullptr;
-  const bool checker = !shared || ith == 0;  // who checks the block's input rows
+  const bool checker = (!shared || ith == 0) && !tabulated;  // who checks the input rows
   for (index_t l = 0; l < net.n_layers(); ++l) {
     try {
       predict_layer(net, l, in, R, cur, bf16, in16, shared ? ith : 0, nth);

@@ -123,6 +123,35 @@ def test_pixel_input_and_rows_any_threads_bitwise(rng):
                 want.tobytes()
 
 
+@pytest.mark.parametrize("rows", [None, [17], [3, 3, 49]], ids=str)
+def test_8bit_pixels_read_straight_to_bfloat16_predict_like_their_rows(rng, bf16_kernel,
+                                                                      rows):
+    # bfloat16 prediction reads 8-bit pixels through their bfloat16 table into layer 0's
+    # operand, skipping the float32 rows: the same bits as packing those rows.
+    coefs, intercepts = _net(rng, NETS[0])
+    bf16 = _core.Bf16Weights(coefs, intercepts)
+    images = rng.integers(0, 256, size=(50, 784), dtype=np.uint8)
+    inp = _core.PixelInput(images, offset=np.array([120.0]), scale=np.array([70.0]))
+    X = ((images.astype(np.float64) - 120.0) / 70.0).astype(np.float32)
+    kw = {} if rows is None else {"rows": np.array(rows, dtype=np.int64)}
+    want = _predict(coefs, intercepts, X, 1, bf16=bf16, **kw)
+    for n_threads in (1, 2, 3):
+        got = _predict(coefs, intercepts, inp, n_threads, bf16=bf16, **kw)
+        assert got.tobytes() == want.tobytes()
+
+
+def test_8bit_pixels_past_bfloat16s_largest_overflow_the_outputs(rng, bf16_kernel):
+    # Pixels that scale to a finite float32 past bfloat16's largest round to infinity in
+    # the table, as packed rows would: the outputs overflow; it is not a NaN input.
+    coefs, intercepts = _net(rng, NETS[1])
+    bf16 = _core.Bf16Weights(coefs, intercepts)
+    images = rng.integers(0, 200, size=(4, 20), dtype=np.uint8)
+    images[3, 5] = 255
+    inp = _core.PixelInput(images, offset=np.zeros(1), scale=np.array([255 / 3.3999e38]))
+    with pytest.raises(ValueError, match="outputs overflow float32"):
+        _predict(coefs, intercepts, inp, 2, bf16=bf16)
+
+
 def test_nan_in_one_image_is_refused_with_any_threads(rng):
     coefs, intercepts = _net(rng, NETS[0])
     X = rng.standard_normal((1, 784)).astype(np.float32)
@@ -154,7 +183,10 @@ def test_bfloat16_checks_the_input_in_float32_terms(rng, bf16_kernel, n):
 def test_outputs_that_overflow_are_refused_unless_asked_not_to_check(rng, n):
     coefs, intercepts = _net(rng, NETS[1])
     coefs[-1] *= np.float32(1e37)  # finite weights whose logits overflow to infinity
-    X = (rng.standard_normal((n, 20)) * 1e3).astype(np.float32)
+    # Positive inputs and first-layer weights: every hidden unit is on (with one row,
+    # all of them off, one draw in 512, left finite logits).
+    coefs[0] = np.abs(coefs[0])
+    X = (np.abs(rng.standard_normal((n, 20))) * 1e3).astype(np.float32)
     with pytest.raises(ValueError, match="outputs overflow float32"):
         _predict(coefs, intercepts, X, 2)
     out = _predict(coefs, intercepts, X, 2, check_outputs=False)
