@@ -117,8 +117,11 @@ def test_every_real_dtype_trains_like_the_pipeline(rng, dtype):
 
 
 @pytest.mark.parametrize("isa", LOOKUP_ISAS)
+# Statistics interleaved (channels last) or in runs (first); the vector lookups take up to
+# four interleaved, more go to the scalar loops.
 @pytest.mark.parametrize("n_rows, n_features, n_stats", [(1, 1, 1), (5, 12, 3), (33, 784, 1),
-                                                         (3, 95, 1), (2, 195, 3)])
+                                                         (3, 95, 1), (2, 195, 3), (3, 40, 4),
+                                                         (2, 70, 2), (2, 195, 5)])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int64, np.float32,
                                    np.float64])
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -144,10 +147,12 @@ def test_scaled_rows_equal_the_float64_expression(rng, isa, n_rows, n_features, 
 @pytest.mark.parametrize("isa", LOOKUP_ISAS)
 @pytest.mark.parametrize("n_rows, n_features, n_stats, kp", [
     (1, 1, 1, 1), (5, 12, 3, 16), (33, 784, 1, 800), (7, 95, 1, 97), (4, 195, 3, 224),
-    (3, 64, 1, 64)])
+    (3, 64, 1, 64), (2, 3072, 3, 3072), (3, 40, 4, 64), (2, 195, 5, 200)])
+@pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
 def test_8bit_rows_read_as_bfloat16_are_the_rounded_expression(rng, isa, n_rows, n_features,
-                                                                n_stats, kp, dtype):
+                                                                n_stats, kp, channels_last,
+                                                                dtype):
     # Straight from the pixels to bfloat16 through a table (bfloat16 training's gather):
     # the bfloat16 rounding of the float64 expression, zeros from D to kp, nothing past.
     info = np.iinfo(dtype)
@@ -155,10 +160,11 @@ def test_8bit_rows_read_as_bfloat16_are_the_rounded_expression(rng, isa, n_rows,
                      dtype=dtype)
     offset, scale = rng.normal(0, 50, n_stats), rng.uniform(0.5, 90, n_stats)
     rows = rng.integers(0, n_rows, size=2 * n_rows)
-    inp = _core.PixelInput(X, offset=offset, scale=scale, channels_last=n_stats == 1)
+    inp = _core.PixelInput(X, offset=offset, scale=scale, channels_last=channels_last)
     with kernels._isa(isa):
         got = _core.testing.pixel_rows_bf16(inp, rows, kp)
-    stat = np.arange(n_features) // (n_features // n_stats)
+    stat = (np.arange(n_features) % n_stats if channels_last
+            else np.arange(n_features) // (n_features // n_stats))
     want = ((X[rows].astype(np.float64) - offset[stat]) / scale[stat]).astype(np.float32)
     assert np.array_equal(got[:, :n_features],
                           _core.testing.bf16_round(want.ravel()).reshape(want.shape))
@@ -166,14 +172,11 @@ def test_8bit_rows_read_as_bfloat16_are_the_rounded_expression(rng, isa, n_rows,
     assert (got[:, kp:] == 0xFFFF).all()
 
 
-def test_only_8bit_rows_with_a_table_per_run_are_read_as_bfloat16(rng):
+def test_only_8bit_rows_are_read_straight_as_bfloat16(rng):
     X = rng.integers(0, 256, size=(4, 12), dtype=np.uint8)
-    channels_last = _core.PixelInput(X, offset=np.zeros(3), scale=np.ones(3),
-                                     channels_last=True)
     wide = _core.PixelInput(X.astype(np.uint16), offset=np.zeros(1), scale=np.ones(1))
-    for inp in (channels_last, wide):
-        with pytest.raises(ValueError, match="not read straight to bfloat16"):
-            _core.testing.pixel_rows_bf16(inp, np.arange(4), 12)
+    with pytest.raises(ValueError, match="not read straight to bfloat16"):
+        _core.testing.pixel_rows_bf16(wide, np.arange(4), 12)
 
 
 @pytest.mark.filterwarnings("ignore::fastmlp.exceptions.PrecisionWarning")  # no bfloat16 CPU
@@ -184,8 +187,8 @@ def test_only_8bit_rows_with_a_table_per_run_are_read_as_bfloat16(rng):
     ((90, 6, 5, 3), dict(mode="standard", per_channel=True)),
     ((90, 3, 6, 5), dict(mode="standard", per_channel=True, channel_axis=1))], ids=str)
 def test_bfloat16_fits_equal_the_pipeline_bitwise(rng, isa, n_threads, shape, scaler):
-    # bfloat16 reads 8-bit pixels through a table (or, channels last with a statistic per
-    # channel, through the float32 row): what it trains is the pipeline's, bit for bit.
+    # bfloat16 reads 8-bit pixels through their tables, straight to bfloat16: what it
+    # trains is the pipeline's, bit for bit.
     X, y = _uint8(rng, shape), _labels(rng, shape[0])
     fit = dict(FIT, precision="bfloat16", n_threads=n_threads)
     with kernels._isa(isa):

@@ -50,15 +50,13 @@ PixelRows::PixelRows(const void* data, PixelType type, index_t n_rows, index_t n
         const double v = type == PixelType::kInt8 ? static_cast<std::int8_t>(u) : u;
         table_[s * 256 + u] = scaled(v, affine_.offset[s], affine_.scale[s]);
       }
-    if (S == 1 || !affine_.channels_last) {
-      table16_.resize(table_.size()), upper16_.resize(table_.size());
-      lower16_.resize(table_.size());
-      std::transform(table_.begin(), table_.end(), table16_.begin(), to_bf16);
-      for (size_t i = 0; i < table_.size(); ++i) {
-        std::uint32_t u;
-        std::memcpy(&u, &table_[i], sizeof u);
-        upper16_[i] = static_cast<std::uint16_t>(u >> 16), lower16_[i] = u & 0xFFFFu;
-      }
+    table16_.resize(table_.size()), upper16_.resize(table_.size());
+    lower16_.resize(table_.size());
+    std::transform(table_.begin(), table_.end(), table16_.begin(), to_bf16);
+    for (size_t i = 0; i < table_.size(); ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, &table_[i], sizeof u);
+      upper16_[i] = static_cast<std::uint16_t>(u >> 16), lower16_[i] = u & 0xFFFFu;
     }
   }
 }
@@ -84,46 +82,44 @@ void PixelRows::convert(const T* src, float* dst) const {
   }
 }
 
-void PixelRows::convert_table(const std::uint8_t* src, float* dst) const {
+// A row's values as runs through the tables, run(j0, n, t0, k): values j0 .. j0 + n, value
+// j0 + i through table t0 + (i % k) * 256. Channels first, a run of P values for each
+// statistic; otherwise one run of all D, the S statistics interleaved.
+template <class Run>
+void PixelRows::each_run(Run&& run) const {
   const index_t D = n_features_, S = affine_.n_stats();
-#if defined(FASTMLP_X86_64)
-  if (reads_bf16() && active_isa() == Isa::AVX512) {  // a table for each run of the row
-    for (index_t s = 0, P = D / S; s < S; ++s)
-      lookup32_avx512(src + s * P, P, upper16_.data() + s * 256, lower16_.data() + s * 256,
-                      dst + s * P);
-    return;
-  }
-#endif
-  const float* t = table_.data();
-  if (S == 1) {
-    for (index_t j = 0; j < D; ++j) dst[j] = t[src[j]];
-  } else if (affine_.channels_last) {
-    for (index_t j = 0; j < D; j += S)
-      for (index_t s = 0; s < S; ++s) dst[j + s] = t[s * 256 + src[j + s]];
+  if (S > 1 && !affine_.channels_last) {
+    for (index_t s = 0, P = D / S; s < S; ++s) run(s * P, P, s * 256, index_t{1});
   } else {
-    const index_t P = D / S;
-    for (index_t s = 0; s < S; ++s)
-      for (index_t p = 0; p < P; ++p) dst[s * P + p] = t[s * 256 + src[s * P + p]];
+    run(index_t{0}, D, index_t{0}, S);
   }
 }
 
-namespace {
-
-// A run of n pixels through one statistic's 256-entry bfloat16 table.
-void lookup16(const std::uint8_t* src, index_t n, const std::uint16_t* table,
-              std::uint16_t* dst) {
+void PixelRows::convert_table(const std::uint8_t* src, float* dst) const {
+  each_run([&](index_t j0, index_t n, index_t t0, index_t k) {
 #if defined(FASTMLP_X86_64)
-  if (active_isa() == Isa::AVX512) return lookup16_avx512(src, n, table, dst);
+    if (active_isa() == Isa::AVX512 &&
+        lookup32_avx512(src + j0, n, upper16_.data() + t0, lower16_.data() + t0, k, dst + j0))
+      return;
 #endif
-  for (index_t i = 0; i < n; ++i) dst[i] = table[src[i]];
+    const float* t = table_.data() + t0;
+    for (index_t i = j0; i < j0 + n; i += k)
+      for (index_t s = 0; s < k; ++s) dst[i + s] = t[s * 256 + src[i + s]];
+  });
 }
-
-}  // namespace
 
 void PixelRows::row_bf16(std::int64_t r, std::uint16_t* dst, index_t kp) const {
   const auto* src = static_cast<const std::uint8_t*>(data_) + r * n_features_;
-  const index_t S = affine_.n_stats(), P = n_features_ / S;  // S == 1, or channels first
-  for (index_t s = 0; s < S; ++s) lookup16(src + s * P, P, table16_.data() + s * 256, dst + s * P);
+  each_run([&](index_t j0, index_t n, index_t t0, index_t k) {
+#if defined(FASTMLP_X86_64)
+    if (active_isa() == Isa::AVX512 &&
+        lookup16_avx512(src + j0, n, table16_.data() + t0, k, dst + j0))
+      return;
+#endif
+    const std::uint16_t* t = table16_.data() + t0;
+    for (index_t i = j0; i < j0 + n; i += k)
+      for (index_t s = 0; s < k; ++s) dst[i + s] = t[s * 256 + src[i + s]];
+  });
   std::fill(dst + n_features_, dst + kp, std::uint16_t{0});
 }
 

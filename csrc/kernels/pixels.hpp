@@ -62,8 +62,7 @@ class PixelRows {
   }
   // dst (D,) = row r of X as the network's input. r in [0, N) is not checked.
   void row(std::int64_t r, float* dst) const;
-  // Whether row_bf16 can read X: 8-bit pixels with one statistic, or one per channel of
-  // channels-first rows (a table for each run of a row's values).
+  // Whether row_bf16 can read X: 8-bit pixels (tabulated).
   bool reads_bf16() const { return !table16_.empty(); }
   // dst (kp,), kp >= D = to_bf16 of row(r)'s values, then zeros. Needs reads_bf16().
   void row_bf16(std::int64_t r, std::uint16_t* dst, index_t kp) const;
@@ -72,23 +71,27 @@ class PixelRows {
   template <class T>
   void convert(const T* src, float* dst) const;
   void convert_table(const std::uint8_t* src, float* dst) const;
+  template <class Run>
+  void each_run(Run&& run) const;
 
   const void* data_;
   PixelType type_;
   index_t n_rows_, n_features_;
   PixelAffine affine_;
   std::vector<float> table_;  // (S, 256) for 8-bit types: value v of statistic s at s*256 + v
-  // Where reads_bf16(): to_bf16 of table_, and table_'s upper and lower 16 bits.
+  // to_bf16 of table_, and table_'s upper and lower 16 bits (the vector lookups' tables).
   std::vector<std::uint16_t> table16_, upper16_, lower16_;
 };
 
 #if defined(FASTMLP_X86_64)
-// dst[i] = table[src[i]] for i < n, tables of 256 entries (pixels_avx512.cpp, AVX512BW):
-// 16-bit words, and float32s given as their upper and lower 16 bits.
-void lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* table,
-                     std::uint16_t* dst);
-void lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
-                     const std::uint16_t* lower, float* dst);
+// dst[i] = tables[(i % S) * 256 + src[i]] for i < n (n a multiple of S): S interleaved
+// statistics' tables of 256 entries (pixels_avx512.cpp, AVX512BW), of 16-bit words, or
+// of float32s given as their upper and lower 16 bits. False, with nothing written, for
+// S > 4 (the scalar loop's).
+bool lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* tables,
+                     index_t S, std::uint16_t* dst);
+bool lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
+                     const std::uint16_t* lower, index_t S, float* dst);
 #endif
 
 

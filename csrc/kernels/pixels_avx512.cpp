@@ -13,7 +13,7 @@ namespace {
 // and their bits 6 and 7 pick the quarter.
 struct Table16 {
   __m512i t[8];
-  explicit Table16(const std::uint16_t* table) {
+  void load(const std::uint16_t* table) {
     for (int q = 0; q < 8; ++q) t[q] = _mm512_loadu_si512(table + 32 * q);
   }
   // idx: 32 indices (16-bit lanes, < 256); b6, b7: which have bit 6, bit 7 set.
@@ -24,6 +24,31 @@ struct Table16 {
     const __m512i q3 = _mm512_permutex2var_epi16(t[6], idx, t[7]);
     return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, q0, q1),
                                    _mm512_mask_blend_epi16(b6, q2, q3));
+  }
+};
+
+// The S interleaved statistics' tables (value i of a row uses table i % S), and 32
+// lookups at once: each table's, kept in the lanes of its statistic. A vector starting
+// at value i has phase i % S; lanes[p][s] are the lanes of statistic s at phase p.
+template <int S>
+struct Tables16 {
+  Table16 table[S];
+  __mmask32 lanes[S][S];
+  explicit Tables16(const std::uint16_t* tables) {
+    for (int s = 0; s < S; ++s) table[s].load(tables + 256 * s);
+    for (int p = 0; p < S; ++p)
+      for (int s = 0; s < S; ++s) {
+        lanes[p][s] = 0;
+        for (int l = 0; l < 32; ++l)
+          if ((p + l) % S == s) lanes[p][s] |= __mmask32{1} << l;
+      }
+  }
+  __m512i operator()(index_t i, __m512i idx, __mmask32 b6, __mmask32 b7) const {
+    const int p = static_cast<int>(i % S);
+    __m512i out = table[0](idx, b6, b7);
+    for (int s = 1; s < S; ++s)
+      out = _mm512_mask_blend_epi16(lanes[p][s], out, table[s](idx, b6, b7));
+    return out;
   }
 };
 
@@ -40,24 +65,24 @@ void each_32(const std::uint8_t* src, index_t n, Body&& body) {
   }
 }
 
-}  // namespace
-
-// About 10 instructions for 32 pixels, where the scalar loop spends 3 memory operations
-// on each.
-void lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* table,
-                     std::uint16_t* dst) {
-  const Table16 look(table);
+// About 10 instructions for 32 pixels of one statistic, where the scalar loop spends 3
+// memory operations on each.
+template <int S>
+void lookup16_s(const std::uint8_t* src, index_t n, const std::uint16_t* tables,
+                std::uint16_t* dst) {
+  const Tables16<S> look(tables);
   each_32(src, n, [&](index_t i, index_t, __mmask32 m, __m512i idx, __mmask32 b6, __mmask32 b7) {
-    _mm512_mask_storeu_epi16(dst + i, m, look(idx, b6, b7));
+    _mm512_mask_storeu_epi16(dst + i, m, look(i, idx, b6, b7));
   });
 }
 
-// A float32 is its two 16-bit halves: each looked up in its own table, then joined.
-void lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
-                     const std::uint16_t* lower, float* dst) {
-  const Table16 hi(upper), lo(lower);
+// A float32 is its two 16-bit halves: each looked up in its own tables, then joined.
+template <int S>
+void lookup32_s(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
+                const std::uint16_t* lower, float* dst) {
+  const Tables16<S> hi(upper), lo(lower);
   each_32(src, n, [&](index_t i, index_t k, __mmask32, __m512i idx, __mmask32 b6, __mmask32 b7) {
-    const __m512i h = hi(idx, b6, b7), l = lo(idx, b6, b7);
+    const __m512i h = hi(i, idx, b6, b7), l = lo(i, idx, b6, b7);
     const auto join16 = [&](float* out, index_t left, __m256i h16, __m256i l16) {
       const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
       const __m512i w = _mm512_or_si512(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h16), 16),
@@ -69,6 +94,30 @@ void lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* up
       join16(dst + i + 16, k - 16, _mm512_extracti64x4_epi64(h, 1),
              _mm512_extracti64x4_epi64(l, 1));
   });
+}
+
+}  // namespace
+
+bool lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* tables,
+                     index_t S, std::uint16_t* dst) {
+  switch (S) {
+    case 1: return lookup16_s<1>(src, n, tables, dst), true;
+    case 2: return lookup16_s<2>(src, n, tables, dst), true;
+    case 3: return lookup16_s<3>(src, n, tables, dst), true;
+    case 4: return lookup16_s<4>(src, n, tables, dst), true;
+    default: return false;
+  }
+}
+
+bool lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
+                     const std::uint16_t* lower, index_t S, float* dst) {
+  switch (S) {
+    case 1: return lookup32_s<1>(src, n, upper, lower, dst), true;
+    case 2: return lookup32_s<2>(src, n, upper, lower, dst), true;
+    case 3: return lookup32_s<3>(src, n, upper, lower, dst), true;
+    case 4: return lookup32_s<4>(src, n, upper, lower, dst), true;
+    default: return false;
+  }
 }
 
 }  // namespace fastmlp
