@@ -543,14 +543,14 @@ void BatchWorker::update(const Batch& b, const StepRule& rule) {
 // rows-layout operand per thread (rows + kBf16MStep rows: the AMX kernel reads whole
 // tiles) as wide as the widest padded layer input.
 struct PredictScratch {
+  const bool reads16;  // X's rows go straight to layer 0's bfloat16 operand (input16)
   std::vector<aligned_vector<float>> act, xin;
   std::vector<aligned_vector<bf16_t>> in16;
   index_t ld16 = 0;
   PredictScratch(const Network& net, const PixelRows& X, const std::int64_t* order,
                  index_t rows, int nt, const Bf16Weights* bf16)
-      : act(2 * static_cast<size_t>(nt)),
-        xin((X.plain() && !order) || (bf16 != nullptr && X.reads_bf16()) ? 0 : nt),
-        in16(bf16 != nullptr ? nt : 0) {
+      : reads16(bf16 != nullptr && X.reads_bf16()), act(2 * static_cast<size_t>(nt)),
+        xin((X.plain() && !order) || reads16 ? 0 : nt), in16(bf16 != nullptr ? nt : 0) {
     for (auto& v : act) v.resize(rows * net.widest());
     for (auto& v : xin) v.resize(rows * X.features());
     if (bf16 != nullptr)
@@ -564,6 +564,12 @@ struct PredictScratch {
     float* dst = xin[ith].data();
     for (index_t r = 0; r < R; ++r) X.row(order ? order[r0 + r] : r0 + r, dst + r * X.features());
     return dst;
+  }
+  // The same rows straight into thread ith's in16, as layer 0's operand (kin wide).
+  void input16(const PixelRows& X, const std::int64_t* order, index_t r0, index_t R, int ith,
+               index_t kin) {
+    for (index_t r = 0; r < R; ++r)
+      X.row_bf16(order ? order[r0 + r] : r0 + r, in16[ith].data() + r * kin, kin);
   }
 };
 
@@ -619,10 +625,8 @@ void predict_block(const Network& net, const PixelRows& X, const std::int64_t* r
   bf16_t* in16 = bf16 != nullptr ? scratch.in16[ith].data() : nullptr;
   // bfloat16 reads 8-bit pixels straight into layer 0's operand (no float32 rows): their
   // values are finite by construction, so there is no input to check.
-  const bool tabulated = bf16 != nullptr && X.reads_bf16();
-  if (tabulated)
-    for (index_t r = 0; r < R; ++r)
-      X.row_bf16(rows ? rows[r0 + r] : r0 + r, in16 + r * bf16->P[0].kin, bf16->P[0].kin);
+  const bool tabulated = scratch.reads16;
+  if (tabulated) scratch.input16(X, rows, r0, R, ith, bf16->P[0].kin);
   const float* in = tabulated ? nullptr : scratch.input(X, rows, r0, R, ith);
   const float* x = in;
   float* cur = scratch.act[2 * home].data();

@@ -95,6 +95,17 @@ void PixelRows::each_run(Run&& run) const {
   }
 }
 
+namespace {
+
+// The scalar lookups: dst[i] = tables[(i % k) * 256 + src[i]] for i < n (k divides n).
+template <class T>
+void lookup_scalar(const std::uint8_t* src, index_t n, const T* tables, index_t k, T* dst) {
+  for (index_t i = 0; i < n; i += k)
+    for (index_t s = 0; s < k; ++s) dst[i + s] = tables[s * 256 + src[i + s]];
+}
+
+}  // namespace
+
 void PixelRows::convert_table(const std::uint8_t* src, float* dst) const {
   each_run([&](index_t j0, index_t n, index_t t0, index_t k) {
 #if defined(FASTMLP_X86_64)
@@ -102,9 +113,7 @@ void PixelRows::convert_table(const std::uint8_t* src, float* dst) const {
         lookup32_avx512(src + j0, n, upper16_.data() + t0, lower16_.data() + t0, k, dst + j0))
       return;
 #endif
-    const float* t = table_.data() + t0;
-    for (index_t i = j0; i < j0 + n; i += k)
-      for (index_t s = 0; s < k; ++s) dst[i + s] = t[s * 256 + src[i + s]];
+    lookup_scalar(src + j0, n, table_.data() + t0, k, dst + j0);
   });
 }
 
@@ -116,9 +125,7 @@ void PixelRows::row_bf16(std::int64_t r, std::uint16_t* dst, index_t kp) const {
         lookup16_avx512(src + j0, n, table16_.data() + t0, k, dst + j0))
       return;
 #endif
-    const std::uint16_t* t = table16_.data() + t0;
-    for (index_t i = j0; i < j0 + n; i += k)
-      for (index_t s = 0; s < k; ++s) dst[i + s] = t[s * 256 + src[i + s]];
+    lookup_scalar(src + j0, n, table16_.data() + t0, k, dst + j0);
   });
   std::fill(dst + n_features_, dst + kp, std::uint16_t{0});
 }

@@ -94,5 +94,4 @@ bool lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* up
                      const std::uint16_t* lower, index_t S, float* dst);
 #endif
 
-
 }  // namespace fastmlp

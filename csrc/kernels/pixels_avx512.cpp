@@ -2,6 +2,8 @@
 // (compiled with AVX512F/BW/VL; chosen at run time by pixels.cpp). Contract: pixels.hpp.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels/pixels.hpp"
 
 namespace fastmlp {
@@ -96,28 +98,28 @@ void lookup32_s(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
   });
 }
 
-}  // namespace
-
-bool lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* tables,
-                     index_t S, std::uint16_t* dst) {
+// f(std::integral_constant<int, S>{}) for S in 1..4; false (f not called) for any other.
+template <class F>
+bool with_stats(index_t S, F&& f) {
   switch (S) {
-    case 1: return lookup16_s<1>(src, n, tables, dst), true;
-    case 2: return lookup16_s<2>(src, n, tables, dst), true;
-    case 3: return lookup16_s<3>(src, n, tables, dst), true;
-    case 4: return lookup16_s<4>(src, n, tables, dst), true;
+    case 1: return f(std::integral_constant<int, 1>{}), true;
+    case 2: return f(std::integral_constant<int, 2>{}), true;
+    case 3: return f(std::integral_constant<int, 3>{}), true;
+    case 4: return f(std::integral_constant<int, 4>{}), true;
     default: return false;
   }
 }
 
+}  // namespace
+
+bool lookup16_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* tables,
+                     index_t S, std::uint16_t* dst) {
+  return with_stats(S, [&](auto s) { lookup16_s<s()>(src, n, tables, dst); });
+}
+
 bool lookup32_avx512(const std::uint8_t* src, index_t n, const std::uint16_t* upper,
                      const std::uint16_t* lower, index_t S, float* dst) {
-  switch (S) {
-    case 1: return lookup32_s<1>(src, n, upper, lower, dst), true;
-    case 2: return lookup32_s<2>(src, n, upper, lower, dst), true;
-    case 3: return lookup32_s<3>(src, n, upper, lower, dst), true;
-    case 4: return lookup32_s<4>(src, n, upper, lower, dst), true;
-    default: return false;
-  }
+  return with_stats(S, [&](auto s) { lookup32_s<s()>(src, n, upper, lower, dst); });
 }
 
 }  // namespace fastmlp
